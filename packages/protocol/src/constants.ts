@@ -1,0 +1,56 @@
+/**
+ * Protocol numbers and default limits. docs/PROTOCOL.md is the normative text;
+ * each constant names the section it comes from.
+ */
+
+/** Wire protocol version spoken by this implementation (PROTOCOL.md §2, "Handshake"). */
+export const PROTOCOL_VERSION = 1
+
+/** Versions this implementation can speak, best first. */
+export const SUPPORTED_VERSIONS: readonly number[] = [1]
+
+/** Default TCP and UDP port; EVALSERVER used PUP socket 668 (PROTOCOL.md §1). */
+export const DEFAULT_PORT = 6680
+
+/** Bytes in a frame's length prefix: a 32-bit big-endian unsigned integer (PROTOCOL.md §1). */
+export const FRAME_HEADER_BYTES = 4
+
+/** Handshake frames are small; anything larger before authentication is hostile (PROTOCOL.md §2). */
+export const MAX_HANDSHAKE_FRAME_BYTES = 4096
+
+/** Labels bound into the handshake signatures so that one role's proof cannot be replayed as the other's. */
+export const HANDSHAKE_LABEL_SERVER = 'evalmesh/1 server'
+export const HANDSHAKE_LABEL_CLIENT = 'evalmesh/1 client'
+
+/** Limits a decoder applies to every frame before decoding it (PROTOCOL.md §1.2). */
+export interface DecodeLimits {
+  /** Largest frame payload accepted, in bytes. */
+  maxFrameBytes: number
+  /** Deepest nesting of arrays, maps and tags. */
+  maxDepth: number
+  /** Longest text or byte string, in bytes. */
+  maxStringBytes: number
+  /** Most data items in one frame (every integer, string, array... counts once). */
+  maxItems: number
+}
+
+export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
+  maxFrameBytes: 64 * 1024 * 1024,
+  maxDepth: 64,
+  maxStringBytes: 32 * 1024 * 1024,
+  maxItems: 4 * 1024 * 1024
+})
+
+/**
+ * CBOR tags a frame may contain (PROTOCOL.md §1.3). All are IANA-registered, so any
+ * standard decoder reads them; everything else (cbor-x records, shared references,
+ * Error and RegExp tags) is refused before decoding.
+ */
+export const ALLOWED_TAGS: ReadonlySet<number> = new Set([
+  0, 1, // date/time (string, epoch)
+  2, 3, // bignums
+  64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, // RFC 8746 typed arrays
+  258, // set
+  259, // map with non-string keys / Map datatype
+  55799 // self-described CBOR
+])

@@ -1,0 +1,360 @@
+/**
+ * Every message on the wire, as a discriminated union on `kind` (PROTOCOL.md §3, §4).
+ * Parsing is separate from handling: `parseRequest` validates a decoded frame and
+ * returns a typed request, or throws BAD_MESSAGE / UNKNOWN_KIND naming the field.
+ */
+import { EvalMeshError, type WireError } from './errors.js'
+import { isTxnString } from './txn.js'
+
+// ---- handshake (PROTOCOL.md §2) ----------------------------------------------
+
+export interface ClientHello {
+  kind: 'hello'
+  versions: number[]
+  role: 'client'
+  id: string
+  name: string
+  /** Ed25519 public key, 32 raw bytes. */
+  key: Uint8Array
+  nonce: Uint8Array
+}
+
+export interface ServerHello {
+  kind: 'hello'
+  version: number
+  role: 'server'
+  id: string
+  name: string
+  key: Uint8Array
+  nonce: Uint8Array
+  /** Ed25519 signature over the server transcript. */
+  sig: Uint8Array
+  /** HMAC-SHA256 of the server transcript under the mesh key, when the node has one. */
+  mac?: Uint8Array
+}
+
+export interface ClientAuth {
+  kind: 'auth'
+  sig: Uint8Array
+  mac?: Uint8Array
+}
+
+export interface Welcome {
+  kind: 'welcome'
+  /** The client id the server will accept in this connection's transactions. */
+  peer: string
+  limits: NodeLimits
+}
+
+// ---- limits ---------------------------------------------------------------------
+
+/** Per-evaluation limits. A request may tighten the node's limits, never raise them. */
+export interface EvalLimits {
+  /** Wall time, milliseconds. */
+  timeoutMs: number
+  /** Isolate heap, MiB (isolated-vm treats this as a guideline). */
+  memoryMb: number
+  /** Encoded result size, bytes. */
+  resultBytes: number
+  /** Captured console output, bytes. */
+  outputBytes: number
+}
+
+export interface NodeLimits extends EvalLimits {
+  maxFrameBytes: number
+  maxDepth: number
+  maxStringBytes: number
+  concurrency: number
+  queueLength: number
+}
+
+// ---- requests (client to server) -----------------------------------------------
+
+export type EvalMode = 'directed' | 'broadcast'
+
+interface RequestBase { id: number }
+
+export interface EvalRequest extends RequestBase {
+  kind: 'eval'
+  txn: string
+  form: string
+  /** Name of the client's persistent context; default "default". */
+  session?: string
+  wait: boolean
+  limits?: Partial<EvalLimits>
+  /** Set when the request follows a broadcast offer (PROTOCOL.md §5). */
+  claim?: string
+}
+
+export interface ApplyRequest extends RequestBase {
+  kind: 'apply'
+  txn: string
+  fn: string
+  args: unknown[]
+  wait: boolean
+  limits?: Partial<EvalLimits>
+  claim?: string
+}
+
+export interface AbortRequest extends RequestBase {
+  kind: 'abort'
+  /** A full txn id, or a bare sequence number (EVALSERVER's integer id). */
+  txn: string | number
+  /** Client id to disambiguate a bare sequence number. */
+  client?: string
+  reason?: string
+  mustExist?: boolean
+}
+
+export type StatusWhich = 'input' | 'running' | 'done' | 'all'
+
+export interface StatusRequest extends RequestBase {
+  kind: 'status'
+  which?: StatusWhich
+  txn?: string | number
+}
+
+export interface ResultRequest extends RequestBase {
+  kind: 'result'
+  txn: string
+  /** Wait for a transaction still queued or running instead of answering TXN_NOT_DONE. */
+  wait?: boolean
+}
+
+export interface DescribeRequest extends RequestBase { kind: 'describe' }
+export interface PingRequest extends RequestBase { kind: 'ping' }
+export interface ResetRequest extends RequestBase { kind: 'reset', session?: string }
+
+export interface PolicyRequest extends RequestBase {
+  kind: 'policy'
+  /** Replace the hosts list. */
+  hosts?: string[]
+  /** Replace the gags list. */
+  gags?: string[]
+  gag?: string[]
+  ungag?: string[]
+}
+
+export interface TraceRequest extends RequestBase {
+  kind: 'trace'
+  /** Turn tracing on or off; omitted leaves it as it is. */
+  on?: boolean
+  /** Return events with seq greater than this. */
+  since?: number
+  /** Clear the trace buffer. */
+  clear?: boolean
+}
+
+export type Request =
+  | EvalRequest | ApplyRequest | AbortRequest | StatusRequest | ResultRequest
+  | DescribeRequest | PingRequest | ResetRequest | PolicyRequest | TraceRequest
+
+export type RequestKind = Request['kind']
+
+export const REQUEST_KINDS: readonly RequestKind[] = [
+  'eval', 'apply', 'abort', 'status', 'result', 'describe', 'ping', 'reset', 'policy', 'trace'
+]
+
+// ---- replies (server to client) -------------------------------------------------
+
+export interface ReplyOk { kind: 'reply', id: number, ok: true, value: unknown }
+export interface ReplyErr { kind: 'reply', id: number, ok: false, error: WireError }
+export type Reply = ReplyOk | ReplyErr
+
+/** A fatal, connection-level error; the sender closes the connection after it. */
+export interface ErrorMessage { kind: 'error', error: WireError }
+
+// ---- transaction records (PROTOCOL.md §3.4) --------------------------------------
+
+export type TxnState = 'input' | 'running' | 'done'
+
+/** How a done transaction stopped (EVALSERVER's HowStop). */
+export type HowStopped = 'completed' | 'failed' | 'aborted' | 'lost'
+
+export interface TxnRecord {
+  txn: string
+  client: string
+  clientName: string
+  seq: number
+  kind: 'eval' | 'apply'
+  /** First line of the form, or fn(args), shortened. */
+  summary: string
+  mode: EvalMode | 'self'
+  state: TxnState
+  queuedAt: number
+  startedAt?: number
+  endedAt?: number
+  /** Seconds from start to end (or to now, while running). */
+  seconds?: number
+  howStopped?: HowStopped
+  /** Error code for failed, aborted and lost transactions. */
+  errorCode?: string
+  /** Why it was stopped: "aborted locally", "aborted remotely by X", or the reason given. */
+  reason?: string
+  /** Whether the result is kept for re-fetch. */
+  resultKept?: boolean
+}
+
+/** The value of a successful eval/apply/result reply. */
+export interface EvalOutcome {
+  txn: string
+  node: string
+  state: 'done'
+  value: unknown
+  output: string
+  outputTruncated: boolean
+  seconds: number
+}
+
+/** The value of an eval/apply reply when wait is false: the acknowledgement. */
+export interface EvalAck {
+  txn: string
+  node: string
+  state: 'input' | 'running' | 'done'
+}
+
+// ---- validation -----------------------------------------------------------------
+
+function bad (why: string): never {
+  throw new EvalMeshError('BAD_MESSAGE', why)
+}
+
+export function asRecord (value: unknown, what = 'message'): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array || value instanceof Map) {
+    bad(`${what} must be a CBOR map`)
+  }
+  return value as Record<string, unknown>
+}
+
+export function field<T> (m: Record<string, unknown>, name: string, check: (v: unknown) => v is T, want: string, optional = false): T {
+  const v = m[name]
+  if (v === undefined) {
+    if (optional) return undefined as T
+    bad(`field "${name}" is missing (want ${want})`)
+  }
+  if (!check(v)) bad(`field "${name}" must be ${want}`)
+  return v
+}
+
+export const isString = (v: unknown): v is string => typeof v === 'string'
+export const isBool = (v: unknown): v is boolean => typeof v === 'boolean'
+export const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+export const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array
+export const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString)
+const isTxnOrSeq = (v: unknown): v is string | number => isTxnString(v) || isUint(v)
+const isTxn = (v: unknown): v is string => isTxnString(v)
+const isWhich = (v: unknown): v is StatusWhich => v === 'input' || v === 'running' || v === 'done' || v === 'all'
+const isArray = (v: unknown): v is unknown[] => Array.isArray(v)
+const isLimits = (v: unknown): v is Partial<EvalLimits> => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false
+  for (const [k, x] of Object.entries(v)) {
+    if (!['timeoutMs', 'memoryMb', 'resultBytes', 'outputBytes'].includes(k)) return false
+    if (!(typeof x === 'number' && Number.isFinite(x) && x > 0)) return false
+  }
+  return true
+}
+
+const MAX_SESSION_NAME = 64
+
+/** Validate a decoded frame received after the handshake as a client request. */
+export function parseRequest (value: unknown): Request {
+  const m = asRecord(value)
+  const kind = m.kind
+  if (typeof kind !== 'string') bad('field "kind" is missing (want a string)')
+  const id = field(m, 'id', isUint, 'an unsigned integer')
+  switch (kind) {
+    case 'eval': {
+      const session = field(m, 'session', isString, 'a string', true)
+      if (session !== undefined && (session.length === 0 || session.length > MAX_SESSION_NAME)) bad(`field "session" must be 1..${MAX_SESSION_NAME} characters`)
+      const r: EvalRequest = {
+        kind, id,
+        txn: field(m, 'txn', isTxn, 'a transaction id "<client>:<seq>"'),
+        form: field(m, 'form', isString, 'a string of JavaScript source'),
+        wait: field(m, 'wait', isBool, 'a boolean', true) ?? true
+      }
+      if (session !== undefined) r.session = session
+      const limits = field(m, 'limits', isLimits, 'a map of positive numbers (timeoutMs, memoryMb, resultBytes, outputBytes)', true)
+      if (limits !== undefined) r.limits = limits
+      const claim = field(m, 'claim', isString, 'a string', true)
+      if (claim !== undefined) r.claim = claim
+      return r
+    }
+    case 'apply': {
+      const r: ApplyRequest = {
+        kind, id,
+        txn: field(m, 'txn', isTxn, 'a transaction id "<client>:<seq>"'),
+        fn: field(m, 'fn', isString, 'a function name'),
+        args: field(m, 'args', isArray, 'an array', true) ?? [],
+        wait: field(m, 'wait', isBool, 'a boolean', true) ?? true
+      }
+      const limits = field(m, 'limits', isLimits, 'a map of positive numbers (timeoutMs, memoryMb, resultBytes, outputBytes)', true)
+      if (limits !== undefined) r.limits = limits
+      const claim = field(m, 'claim', isString, 'a string', true)
+      if (claim !== undefined) r.claim = claim
+      return r
+    }
+    case 'abort': {
+      const r: AbortRequest = { kind, id, txn: field(m, 'txn', isTxnOrSeq, 'a transaction id or a sequence number') }
+      const client = field(m, 'client', isString, 'a string', true)
+      if (client !== undefined) r.client = client
+      const reason = field(m, 'reason', isString, 'a string', true)
+      if (reason !== undefined) r.reason = reason.slice(0, 500)
+      const mustExist = field(m, 'mustExist', isBool, 'a boolean', true)
+      if (mustExist !== undefined) r.mustExist = mustExist
+      return r
+    }
+    case 'status': {
+      const r: StatusRequest = { kind, id }
+      const which = field(m, 'which', isWhich, '"input", "running", "done" or "all"', true)
+      if (which !== undefined) r.which = which
+      const txn = field(m, 'txn', isTxnOrSeq, 'a transaction id or a sequence number', true)
+      if (txn !== undefined) r.txn = txn
+      return r
+    }
+    case 'result': {
+      const r: ResultRequest = { kind, id, txn: field(m, 'txn', isTxn, 'a transaction id "<client>:<seq>"') }
+      const wait = field(m, 'wait', isBool, 'a boolean', true)
+      if (wait !== undefined) r.wait = wait
+      return r
+    }
+    case 'describe': case 'ping':
+      return { kind, id }
+    case 'reset': {
+      const r: ResetRequest = { kind, id }
+      const session = field(m, 'session', isString, 'a string', true)
+      if (session !== undefined) r.session = session
+      return r
+    }
+    case 'policy': {
+      const r: PolicyRequest = { kind, id }
+      for (const name of ['hosts', 'gags', 'gag', 'ungag'] as const) {
+        const v = field(m, name, isStringArray, 'an array of strings', true)
+        if (v !== undefined) r[name] = v
+      }
+      return r
+    }
+    case 'trace': {
+      const r: TraceRequest = { kind, id }
+      const on = field(m, 'on', isBool, 'a boolean', true)
+      if (on !== undefined) r.on = on
+      const since = field(m, 'since', isUint, 'an unsigned integer', true)
+      if (since !== undefined) r.since = since
+      const clear = field(m, 'clear', isBool, 'a boolean', true)
+      if (clear !== undefined) r.clear = clear
+      return r
+    }
+    default:
+      throw new EvalMeshError('UNKNOWN_KIND', `unknown message kind ${JSON.stringify(kind).slice(0, 40)}`, { kind })
+  }
+}
+
+/** Validate a decoded frame received by a client as a reply or a fatal error. */
+export function parseServerMessage (value: unknown): Reply | ErrorMessage {
+  const m = asRecord(value)
+  if (m.kind === 'error') return { kind: 'error', error: m.error as WireError }
+  if (m.kind !== 'reply') bad(`expected a reply, got kind ${JSON.stringify(m.kind)}`)
+  const id = field(m, 'id', isUint, 'an unsigned integer')
+  if (m.ok === true) return { kind: 'reply', id, ok: true, value: m.value }
+  if (m.ok === false) return { kind: 'reply', id, ok: false, error: m.error as WireError }
+  bad('field "ok" must be a boolean')
+}
