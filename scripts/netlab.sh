@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# netlab: a simulated LAN made of network namespaces, for multi-node tests (root only).
+#
+#   netlab.sh up N [--prefix P]      hub namespace P-hub holding bridge br0, and hosts P1..PN
+#   netlab.sh down [--prefix P]      stop what still runs in them, delete them (idempotent)
+#   netlab.sh exec HOST cmd...       run cmd inside host HOST (P3, or just 3)
+#   netlab.sh list [--prefix P]      print "name address" for each host
+#
+# Layout (the default prefix is "emlab"):
+#
+#   emlab-hub:  br0 ──┬── h1 ══ veth ══ lan0 (emlab1, 198.18.0.1/15)
+#                     ├── h2 ══ veth ══ lan0 (emlab2, 198.18.0.2/15)
+#                     └── hN ══ veth ══ lan0 (emlabN, 198.18.x.y/15)
+#
+# Nothing is created in the caller's (root) namespace: the veth pairs are made inside
+# the hub and their host ends moved straight into the host namespaces, so multicast
+# from a test can never reach the machine's own interfaces. Each host has lo up (and
+# multicast-capable) and a 224.0.0.0/4 route on lan0, which mDNS needs. Addresses come
+# from 198.18.0.0/15 (the benchmarking range): host i gets 198.18.(i/256).(i%256).
+set -Eeuo pipefail
+
+prog=$(basename "$0")
+die () { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
+say () { [ -n "${NETLAB_QUIET:-}" ] || printf '[netlab] %s\n' "$*" >&2; }
+
+PREFIX=${NETLAB_PREFIX:-emlab}
+MAX_HOSTS=1000
+
+host_addr () { local i=$1; printf '198.18.%d.%d' $((i / 256)) $((i % 256)); }
+
+check_prefix () {
+  # Namespace names become paths under /run/netns, and down deletes by pattern: keep
+  # the prefix plain so that it can neither escape nor match someone else's lab. It may
+  # not end in a digit, or lab "em1" would own the hosts of lab "em" (em1 + 2 = em12).
+  [[ "$PREFIX" =~ ^[a-zA-Z][a-zA-Z0-9_]{0,29}[a-zA-Z_]$ ]] ||
+    die "bad prefix '$PREFIX': use 2-31 letters, digits or _, starting with a letter and not ending in a digit"
+}
+
+need_root () {
+  [ "$(id -u)" -eq 0 ] || die "must run as root (ip netns needs CAP_SYS_ADMIN)"
+  command -v ip >/dev/null 2>&1 || die "ip not found: install iproute2 (scripts/system-deps.sh)"
+}
+
+# Every namespace of this lab: the hub and P<digits>, nothing else.
+lab_namespaces () {
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}(-hub|[0-9]+)\$" || true
+}
+
+cmd_up () {
+  local n=${1:-}
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "$MAX_HOSTS" ] ||
+    die "up: N must be a number from 1 to $MAX_HOSTS (got '${n}')"
+  if [ -n "$(lab_namespaces)" ]; then
+    die "up: namespaces with prefix '$PREFIX' already exist; run '$prog down --prefix $PREFIX' first"
+  fi
+  local hub="${PREFIX}-hub"
+  # A half-built lab is worse than none: tear down whatever was made if a step fails.
+  trap 'say "up failed; removing the partial lab"; cmd_down >/dev/null 2>&1 || true' ERR
+
+  ip netns add "$hub"
+  ip -n "$hub" link set lo up
+  # STP off and no forward delay so ports forward at once; snooping off so that
+  # multicast floods to every port without needing an IGMP querier.
+  ip -n "$hub" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+  ip -n "$hub" link set br0 up
+
+  local i ns addr
+  for ((i = 1; i <= n; i++)); do
+    ns="${PREFIX}${i}"
+    addr=$(host_addr "$i")
+    ip netns add "$ns"
+    ip -n "$hub" link add "h$i" type veth peer name lan0 netns "$ns"
+    ip -n "$hub" link set "h$i" master br0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set lo multicast on
+    ip -n "$ns" addr add "$addr/15" dev lan0
+    ip -n "$ns" link set lan0 up
+    ip -n "$ns" route add 224.0.0.0/4 dev lan0
+  done
+  trap - ERR
+  say "up: $n hosts ${PREFIX}1..${PREFIX}$n on bridge br0 in $hub, 198.18.0.1-$(host_addr "$n")/15"
+}
+
+cmd_down () {
+  local namespaces ns pids
+  namespaces=$(lab_namespaces)
+  [ -n "$namespaces" ] || { say "down: nothing to remove for prefix '$PREFIX'"; return 0; }
+  # A process left inside keeps its namespace's interfaces alive after 'ip netns del'.
+  # These are processes a test started in this lab: end them by pid, TERM then KILL.
+  pids=""
+  for ns in $namespaces; do pids="$pids $(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"; done
+  pids=$(echo $pids)
+  if [ -n "$pids" ]; then
+    say "down: stopping leftover processes $pids"
+    kill -TERM $pids 2>/dev/null || true
+    local t
+    for t in 1 2 3 4 5 6 7 8 9 10; do
+      local alive=""
+      local p
+      for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+      [ -z "$alive" ] && break
+      sleep 0.2
+    done
+    for p in $pids; do kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true; done
+  fi
+  for ns in $namespaces; do ip netns del "$ns" 2>/dev/null || true; done
+  say "down: removed $(echo "$namespaces" | wc -l) namespaces with prefix '$PREFIX'"
+}
+
+cmd_exec () {
+  local host=${1:-}
+  [ -n "$host" ] || die "exec: usage: $prog exec HOST cmd..."
+  shift
+  [ $# -gt 0 ] || die "exec: no command given"
+  [[ "$host" =~ ^[0-9]+$ ]] && host="${PREFIX}${host}"
+  lab_namespaces | grep -qx -- "$host" || die "exec: no host '$host' in lab '$PREFIX'"
+  exec ip netns exec "$host" "$@"
+}
+
+cmd_list () {
+  local ns i
+  for ns in $(lab_namespaces | grep -v -- '-hub$' | sort -V); do
+    i=${ns#"$PREFIX"}
+    printf '%s %s\n' "$ns" "$(host_addr "$i")"
+  done
+}
+
+usage () {
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+# Options may stand before or after the command; for exec, everything after HOST is
+# the command line and passes through untouched.
+sub=""
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift 2 ;;
+    --prefix=*) PREFIX=${1#--prefix=}; shift ;;
+    --) shift; args+=("$@"); break ;;
+    *) if [ -z "$sub" ]; then sub=$1; shift; continue; fi
+       args+=("$1"); shift
+       if [ "$sub" = exec ]; then args+=("$@"); break; fi ;;
+  esac
+done
+[ -n "$sub" ] || usage 1
+check_prefix
+
+case "$sub" in
+  up) need_root; cmd_up "${args[@]:-}" ;;
+  down) need_root; cmd_down ;;
+  exec) need_root; cmd_exec "${args[@]:-}" ;;
+  list) need_root; cmd_list ;;
+  -h|--help|help) usage 0 ;;
+  *) die "unknown command '$sub' (up, down, exec, list)" ;;
+esac
