@@ -1,1 +1,10 @@
-export {}
+/**
+ * @packageDocumentation
+ * Authenticated, framed TCP connections: the handshake (PROTOCOL.md §2), request
+ * and reply multiplexing for clients, and the listener for servers. The server
+ * and the client share this code so that both sides speak exactly one protocol.
+ */
+export { FramedSocket } from './framed-socket.js'
+export { serverHandshake, clientHandshake, transcript, type PeerInfo } from './handshake.js'
+export { ClientConnection, type ConnectOptions, type RequestOptions, type RequestBody } from './client-connection.js'
+export { Listener, ServerConnection, type ListenOptions } from './server-listener.js'

@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto'
+import {
+  EvalMeshError, HANDSHAKE_LABEL_CLIENT, HANDSHAKE_LABEL_SERVER, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+  asRecord, field, isBytes, isString, isUint, parseWireError, RemoteEvalError,
+  type ClientAuth, type ClientHello, type NodeLimits, type ServerHello, type Welcome
+} from '@evalmesh/protocol'
+import { nodeIdOf, verifySignature, type Identity, type TrustStore } from '@evalmesh/trust'
+import type { FramedSocket } from './framed-socket.js'
+
+/** Who is on the other end, as proven by the handshake. */
+export interface PeerInfo {
+  /** Node id derived from the peer's proven public key. */
+  id: string
+  /** The name the peer gave (a label, not proof). */
+  name: string
+  key: Uint8Array
+  /** The peer holds this node's own key: a process of the same user on this machine. */
+  self: boolean
+  /** How the peer is trusted. */
+  trustedBy: 'self' | 'key' | 'mesh'
+  address: string
+  port: number
+}
+
+/*
+ * The transcript both sides sign (PROTOCOL.md §2.2):
+ *   label (ASCII) || client nonce (32) || server nonce (32) || client key (32) || server key (32)
+ * The server signs with label "evalmesh/1 server", the client with "evalmesh/1 client", so
+ * neither proof can be replayed as the other. With a mesh key, each side also sends
+ * HMAC-SHA256(mesh key, same bytes).
+ */
+export function transcript (label: string, clientNonce: Uint8Array, serverNonce: Uint8Array, clientKey: Uint8Array, serverKey: Uint8Array): Uint8Array {
+  return Buffer.concat([Buffer.from(label, 'ascii'), clientNonce, serverNonce, clientKey, serverKey])
+}
+
+const NONCE_BYTES = 32
+
+function nextMessage (framed: FramedSocket, timeoutMs: number, phase: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new EvalMeshError('HANDSHAKE_FAILED', `handshake timed out waiting for ${phase}`)) }, timeoutMs)
+    const onMessage = (value: unknown): void => {
+      cleanup()
+      try {
+        const m = asRecord(value, phase)
+        if (m.kind === 'error') {
+          const err = parseWireError(m.error)
+          reject(new RemoteEvalError(err))
+          return
+        }
+        resolve(m)
+      } catch (err) { reject(err) }
+    }
+    const onClose = (err?: Error): void => { cleanup(); reject(err ?? new EvalMeshError('HANDSHAKE_FAILED', `connection closed during handshake (waiting for ${phase})`)) }
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      framed.off('message', onMessage)
+      framed.off('close', onClose)
+    }
+    framed.on('message', onMessage)
+    framed.on('close', onClose)
+  })
+}
+
+function keyField (m: Record<string, unknown>, name: string, length: number): Uint8Array {
+  const v = field(m, name, isBytes, `a byte string of ${length} bytes`)
+  if (v.length !== length) throw new EvalMeshError('BAD_MESSAGE', `field "${name}" must be ${length} bytes, got ${v.length}`)
+  return v
+}
+
+export interface ServerHandshakeOptions {
+  identity: Identity
+  trust: TrustStore
+  limits: NodeLimits
+  timeoutMs: number
+}
+
+/** Run the server side of the handshake. Resolves with the proven peer, or fails the socket and rejects. */
+export async function serverHandshake (framed: FramedSocket, opts: ServerHandshakeOptions): Promise<PeerInfo> {
+  try {
+    const hello = await nextMessage(framed, opts.timeoutMs, 'client hello')
+    if (hello.kind !== 'hello') throw new EvalMeshError('HANDSHAKE_FAILED', `expected "hello" first, got ${JSON.stringify(hello.kind)}`)
+    const versions = field(hello, 'versions', (v): v is number[] => Array.isArray(v) && v.every(isUint), 'an array of version numbers')
+    const version = SUPPORTED_VERSIONS.find(v => versions.includes(v))
+    if (version === undefined) {
+      throw new EvalMeshError('UNSUPPORTED_VERSION', `client speaks versions [${versions.join(', ')}], this node speaks [${SUPPORTED_VERSIONS.join(', ')}]`)
+    }
+    const clientKey = keyField(hello, 'key', 32)
+    const clientNonce = keyField(hello, 'nonce', NONCE_BYTES)
+    const claimedId = field(hello, 'id', isString, 'a string')
+    const name = field(hello, 'name', isString, 'a string').slice(0, 63)
+    if (claimedId !== nodeIdOf(clientKey)) throw new EvalMeshError('BAD_SIGNATURE', 'client id does not match its key')
+
+    const serverNonce = randomBytes(NONCE_BYTES)
+    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, clientKey, opts.identity.publicKey)
+    const reply: ServerHello = {
+      kind: 'hello', version, role: 'server', id: opts.identity.id, name: opts.identity.name,
+      key: opts.identity.publicKey, nonce: serverNonce, sig: opts.identity.sign(serverBytes)
+    }
+    const mac = opts.trust.meshMac(serverBytes)
+    if (mac !== undefined) reply.mac = mac
+    framed.send(reply)
+
+    const auth = await nextMessage(framed, opts.timeoutMs, 'client auth')
+    if (auth.kind !== 'auth') throw new EvalMeshError('HANDSHAKE_FAILED', `expected "auth", got ${JSON.stringify(auth.kind)}`)
+    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, clientKey, opts.identity.publicKey)
+    if (!verifySignature(clientKey, clientBytes, keyField(auth, 'sig', 64))) {
+      throw new EvalMeshError('BAD_SIGNATURE', 'client signature does not verify: it does not hold the key it claims')
+    }
+    const authMac = auth.mac === undefined ? undefined : keyField(auth, 'mac', 32)
+    const self = Buffer.compare(Buffer.from(clientKey), Buffer.from(opts.identity.publicKey)) === 0
+    const trustedBy = self ? 'self' : opts.trust.isTrustedKey(clientKey) ? 'key' : opts.trust.checkMeshMac(clientBytes, authMac) ? 'mesh' : undefined
+    if (trustedBy === undefined) {
+      throw new EvalMeshError('UNTRUSTED_PEER', `node ${opts.identity.name} does not trust ${name} (${claimedId}): add its key to trusted-keys or share the mesh key`, { peer: claimedId })
+    }
+    const welcome: Welcome = { kind: 'welcome', peer: claimedId, limits: opts.limits }
+    framed.send(welcome)
+    return {
+      id: claimedId, name, key: clientKey, self, trustedBy,
+      address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0
+    }
+  } catch (err) {
+    framed.fail(err)
+    throw err
+  }
+}
+
+export interface ClientHandshakeOptions {
+  identity: Identity
+  trust: TrustStore
+  timeoutMs: number
+  /** When set, the server must prove this node id. */
+  expectId?: string
+}
+
+export interface ClientHandshakeResult { peer: PeerInfo, limits: NodeLimits, version: number }
+
+/** Run the client side of the handshake: prove who we are, and check who they are. */
+export async function clientHandshake (framed: FramedSocket, opts: ClientHandshakeOptions): Promise<ClientHandshakeResult> {
+  try {
+    const clientNonce = randomBytes(NONCE_BYTES)
+    const hello: ClientHello = {
+      kind: 'hello', versions: [...SUPPORTED_VERSIONS], role: 'client',
+      id: opts.identity.id, name: opts.identity.name, key: opts.identity.publicKey, nonce: clientNonce
+    }
+    framed.send(hello)
+    const reply = await nextMessage(framed, opts.timeoutMs, 'server hello')
+    if (reply.kind !== 'hello') throw new EvalMeshError('HANDSHAKE_FAILED', `expected server "hello", got ${JSON.stringify(reply.kind)}`)
+    const serverKey = keyField(reply, 'key', 32)
+    const serverNonce = keyField(reply, 'nonce', NONCE_BYTES)
+    const serverId = field(reply, 'id', isString, 'a string')
+    const name = field(reply, 'name', isString, 'a string').slice(0, 63)
+    const version = field(reply, 'version', isUint, 'a version number')
+    if (!SUPPORTED_VERSIONS.includes(version)) throw new EvalMeshError('UNSUPPORTED_VERSION', `server chose version ${version}`)
+    if (serverId !== nodeIdOf(serverKey)) throw new EvalMeshError('BAD_SIGNATURE', 'server id does not match its key')
+    if (opts.expectId !== undefined && opts.expectId !== serverId) {
+      throw new EvalMeshError('BAD_SIGNATURE', `expected node ${opts.expectId}, but ${name} (${serverId}) answered`)
+    }
+    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, opts.identity.publicKey, serverKey)
+    if (!verifySignature(serverKey, serverBytes, keyField(reply, 'sig', 64))) {
+      throw new EvalMeshError('BAD_SIGNATURE', `server ${name} failed to prove its key`)
+    }
+    const serverMac = reply.mac === undefined ? undefined : keyField(reply, 'mac', 32)
+    const self = Buffer.compare(Buffer.from(serverKey), Buffer.from(opts.identity.publicKey)) === 0
+    const trustedBy = self ? 'self' : opts.trust.isTrustedKey(serverKey) ? 'key' : opts.trust.checkMeshMac(serverBytes, serverMac) ? 'mesh' : undefined
+    if (trustedBy === undefined) {
+      throw new EvalMeshError('UNTRUSTED_PEER', `this client does not trust node ${name} (${serverId}): add its key to trusted-keys or share the mesh key`, { peer: serverId })
+    }
+    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, opts.identity.publicKey, serverKey)
+    const auth: ClientAuth = { kind: 'auth', sig: opts.identity.sign(clientBytes) }
+    const mac = opts.trust.meshMac(clientBytes)
+    if (mac !== undefined) auth.mac = mac
+    framed.send(auth)
+    const welcome = await nextMessage(framed, opts.timeoutMs, 'welcome')
+    if (welcome.kind !== 'welcome') throw new EvalMeshError('HANDSHAKE_FAILED', `expected "welcome", got ${JSON.stringify(welcome.kind)}`)
+    const limits = asRecord(welcome.limits, 'welcome limits') as unknown as NodeLimits
+    return {
+      peer: { id: serverId, name, key: serverKey, self, trustedBy, address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0 },
+      limits,
+      version
+    }
+  } catch (err) {
+    framed.destroy(err instanceof EvalMeshError ? err : undefined)
+    throw err
+  }
+}
+
+export { PROTOCOL_VERSION }
