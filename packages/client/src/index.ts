@@ -1,1 +1,15 @@
-export {}
+/**
+ * @packageDocumentation
+ * The client side of evalmesh: EVALSERVER's REMOTEVAL, REMOTEAPPLY and REMOTEABORT.
+ *
+ * ```ts
+ * const client = new Client()                 // uses ~/.evalmesh, as `evalmesh serve` does
+ * await client.remoteEval('x = 5', 'localhost')
+ * await client.remoteEval('x + 1', 'localhost') // 6: the context persists per client
+ * const txn = await client.remoteEval('while (true) {}', 'localhost', { wait: false })
+ * await client.remoteAbort(txn as string, 'localhost')
+ * ```
+ */
+export { Client, type ClientInit, type EvalOptions, type AbortOptions, type PolicyChange } from './client.js'
+export { resolveHost, type Endpoint, type PeerLookup } from './host.js'
+export { RemoteEvalError, EvalMeshError } from '@evalmesh/protocol'

@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto'
+import {
+  EvalMeshError, RemoteEvalError, formatTxn,
+  type EvalAck, type EvalLimits, type EvalOutcome, type StatusWhich, type TxnRecord
+} from '@evalmesh/protocol'
+import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
+import { ClientConnection, type RequestBody } from '@evalmesh/transport'
+import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
+
+export interface ClientInit {
+  /** Where this client's key lives (default ~/.evalmesh or $EVALMESH_STATE_DIR). */
+  stateDir?: string
+  identity?: Identity
+  trust?: TrustStore
+  /** Resolves node names to addresses (peer table). */
+  lookup?: PeerLookup
+  connectTimeoutMs?: number
+  /** How many times a BUSY refusal is retried, honouring its retry-after hint (default 5). */
+  busyRetries?: number
+}
+
+export interface EvalOptions {
+  /** Wait for the result (default). With false, resolve with the txn id once the node has acknowledged. */
+  wait?: boolean
+  /** Named persistent context on the node (default "default"). */
+  session?: string
+  limits?: Partial<EvalLimits>
+  /** Give up waiting after this long (CLIENT_TIMEOUT). The transaction keeps running remotely. */
+  timeoutMs?: number
+}
+
+export interface AbortOptions { reason?: string, mustExist?: boolean }
+
+export interface PolicyChange { hosts?: string[], gags?: string[], gag?: string[], ungag?: string[] }
+
+/**
+ * The client: remoteEval / remoteApply / remoteAbort / fetchResult and friends.
+ * Connections are opened on first use, authenticated, pooled per endpoint and
+ * reused; a lost connection rejects its waiting calls at once with LOST.
+ */
+export class Client {
+  readonly identity: Identity
+  readonly trust: TrustStore
+  /** This process's client id: node id + instance tag, so processes sharing a key never collide. */
+  readonly clientId: string
+  #seq = 0
+  readonly #pool = new Map<string, Promise<ClientConnection>>()
+  readonly #init: ClientInit
+  lookup: PeerLookup | undefined
+
+  constructor (init: ClientInit = {}) {
+    this.#init = init
+    const stateDir = init.stateDir ?? defaultStateDir()
+    this.identity = init.identity ?? loadIdentity(stateDir, { create: true })
+    this.trust = init.trust ?? new TrustStore(stateDir, this.identity)
+    this.clientId = `${this.identity.id}.${randomBytes(3).toString('hex')}`
+    this.lookup = init.lookup
+  }
+
+  /** A fresh transaction id. */
+  nextTxn (): string {
+    return formatTxn({ client: this.clientId, seq: ++this.#seq })
+  }
+
+  resolve (host: string): Endpoint {
+    return resolveHost(host, this.lookup)
+  }
+
+  /** REMOTEVAL: evaluate `form` on `host`; resolves with the value (or the txn id when wait is false). */
+  async remoteEval (form: string, host: string, options: EvalOptions = {}): Promise<unknown> {
+    const r = await this.evalDetailed(form, host, options)
+    return 'value' in r ? r.value : r.txn
+  }
+
+  /** As remoteEval, but resolves with the whole outcome: value, console output, seconds, node, txn. */
+  async evalDetailed (form: string, host: string, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
+    const body: RequestBody = { kind: 'eval', txn: this.nextTxn(), form, wait: options.wait ?? true }
+    if (options.session !== undefined) body.session = options.session
+    if (options.limits !== undefined) body.limits = options.limits
+    return await this.#submit(body, host, options) as EvalOutcome | EvalAck
+  }
+
+  /** REMOTEAPPLY: call the function the node registered under `fn`. */
+  async remoteApply (fn: string, args: unknown[], host: string, options: EvalOptions = {}): Promise<unknown> {
+    const r = await this.applyDetailed(fn, args, host, options)
+    return 'value' in r ? r.value : r.txn
+  }
+
+  async applyDetailed (fn: string, args: unknown[], host: string, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
+    const body: RequestBody = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: options.wait ?? true }
+    if (options.limits !== undefined) body.limits = options.limits
+    return await this.#submit(body, host, options) as EvalOutcome | EvalAck
+  }
+
+  /**
+   * REMOTEABORT: abort `txn` on `host`. A bare sequence number is taken as one of this
+   * client's transactions, as EVALSERVER consed the local host onto a bare id.
+   */
+  async remoteAbort (txn: string | number, host: string, options: AbortOptions = {}): Promise<{ txn: string | null, aborted: boolean, state: string, reason: string }> {
+    const body: RequestBody = { kind: 'abort', txn }
+    if (typeof txn === 'number') body.client = this.clientId
+    if (options.reason !== undefined) body.reason = options.reason
+    if (options.mustExist !== undefined) body.mustExist = options.mustExist
+    return await this.request(host, body) as { txn: string | null, aborted: boolean, state: string, reason: string }
+  }
+
+  /** Re-fetch the result of a transaction by id (e.g. after a lost connection or wait: false). */
+  async fetchResult (txn: string, host: string, options: { wait?: boolean, timeoutMs?: number } = {}): Promise<EvalOutcome> {
+    const body: RequestBody = { kind: 'result', txn }
+    if (options.wait !== undefined) body.wait = options.wait
+    return await this.request(host, body, options.timeoutMs) as EvalOutcome
+  }
+
+  async status (host: string, options: { which?: StatusWhich, id?: string | number } = {}): Promise<TxnRecord[]> {
+    const body: RequestBody = { kind: 'status' }
+    if (options.which !== undefined) body.which = options.which
+    if (options.id !== undefined) body.txn = options.id
+    return await this.request(host, body) as TxnRecord[]
+  }
+
+  async describe (host: string): Promise<Record<string, unknown>> {
+    return await this.request(host, { kind: 'describe' }) as Record<string, unknown>
+  }
+
+  async ping (host: string): Promise<{ time: number, name: string, id: string }> {
+    return await this.request(host, { kind: 'ping' }) as { time: number, name: string, id: string }
+  }
+
+  /** Forget this client's persistent context on `host`. */
+  async reset (host: string, session?: string): Promise<void> {
+    const body: RequestBody = { kind: 'reset' }
+    if (session !== undefined) body.session = session
+    await this.request(host, body)
+  }
+
+  async policy (host: string, change: PolicyChange = {}): Promise<{ hosts: string[], gags: string[] }> {
+    return await this.request(host, { kind: 'policy', ...change }) as { hosts: string[], gags: string[] }
+  }
+
+  async trace (host: string, options: { on?: boolean, since?: number, clear?: boolean } = {}): Promise<{ on: boolean, events: unknown[], lastSeq: number }> {
+    return await this.request(host, { kind: 'trace', ...options }) as { on: boolean, events: unknown[], lastSeq: number }
+  }
+
+  /** Send any request to `host` over a pooled connection. */
+  async request (host: string | Endpoint, body: RequestBody, timeoutMs?: number): Promise<unknown> {
+    const endpoint = typeof host === 'string' ? this.resolve(host) : host
+    const conn = await this.connection(endpoint)
+    return await conn.request(body, timeoutMs === undefined ? {} : { timeoutMs })
+  }
+
+  /** The pooled, authenticated connection to an endpoint (opened on first use). */
+  async connection (endpoint: Endpoint): Promise<ClientConnection> {
+    const key = `${endpoint.host}:${endpoint.port}`
+    let p = this.#pool.get(key)
+    if (p === undefined) {
+      const opts: Parameters<typeof ClientConnection.open>[0] = {
+        host: endpoint.host, port: endpoint.port, identity: this.identity, trust: this.trust,
+        connectTimeoutMs: this.#init.connectTimeoutMs ?? 5000
+      }
+      if (endpoint.id !== undefined) opts.expectId = endpoint.id
+      p = ClientConnection.open(opts)
+      this.#pool.set(key, p)
+      p.then(conn => conn.once('close', () => { if (this.#pool.get(key) === p) this.#pool.delete(key) }),
+        () => { if (this.#pool.get(key) === p) this.#pool.delete(key) })
+    }
+    return await p
+  }
+
+  /** Close every pooled connection. */
+  close (): void {
+    for (const p of this.#pool.values()) p.then(c => c.close(), () => {})
+    this.#pool.clear()
+  }
+
+  async #submit (body: RequestBody & { txn: string }, host: string, options: EvalOptions): Promise<unknown> {
+    const endpoint = this.resolve(host)
+    const retries = this.#init.busyRetries ?? 5
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const remaining = deadline === Infinity ? undefined : Math.max(1, deadline - Date.now())
+        return await this.request(endpoint, body, remaining)
+      } catch (err) {
+        // BUSY is a refusal before admission, so a retry with the same txn id is safe.
+        if (err instanceof RemoteEvalError && err.code === 'BUSY' && attempt < retries) {
+          const wait = Math.min(Number(err.data.retryAfterMs ?? 100) * (attempt + 1), 10_000)
+          if (Date.now() + wait < deadline) { await sleep(wait); continue }
+        }
+        if (err instanceof EvalMeshError && (err.code === 'LOST' || err.code === 'CLIENT_TIMEOUT')) {
+          err.data.txn = body.txn
+          err.message += ` (txn ${body.txn}; fetch its result later with fetchResult)`
+        }
+        throw err
+      }
+    }
+  }
+}
+
+function sleep (ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms))
+}
+
