@@ -1,1 +1,71 @@
-export {}
+/**
+ * @packageDocumentation
+ * The isolated-vm executor that runs untrusted JavaScript forms for a node.
+ *
+ * Isolates live only in a child process (forked with `--no-node-snapshot` and
+ * advanced serialization) that the parent can kill and restart; this module never
+ * loads isolated-vm itself. Each session has its own isolate and context, kept
+ * between runs; a session's runs execute in order, sessions run concurrently.
+ *
+ * ```ts
+ * const sandbox = createSandbox({ limits, grants: ['evalserver.status'], hostCall })
+ * await sandbox.start()
+ * await sandbox.run({ txn: 'n1/1', session: 'n1/default', form: 'x = 20; x * 2 + 2', limits })
+ * // { ok: true, value: 42, output: '', outputTruncated: false, seconds: 0.0001 }
+ * ```
+ *
+ * A form is evaluated like a REPL line: it runs as a script in the session's
+ * context, so its completion value is the result and top-level `var`, `let`,
+ * `const`, `function` and plain assignments persist. A promise result is awaited.
+ * A form that uses `await` and does not parse as a script is run as the body of an
+ * async function, with `return` put before its last top-level statement when that
+ * parses; in that form, declarations are local (assign `x = await f()` to keep x).
+ * Every failure comes back as `ok: false` with a catalogue code (EVAL_ERROR,
+ * TIME_LIMIT, MEMORY_LIMIT, RESULT_LIMIT, NOT_CLONEABLE, ABORTED, SANDBOX_LOST).
+ */
+import type { EvalLimits, WireError } from '@evalmesh/protocol'
+import { ChildSandbox } from './sandbox.js'
+
+export interface SandboxInit {
+  /** The node's ceilings; every job's limits are clamped to them. */
+  limits: EvalLimits
+  /** Live session contexts kept; least recently used beyond it are dropped (default 256). */
+  maxSessions?: number
+  /** Idle sessions are dropped after this (default 30 min). */
+  sessionIdleMs?: number
+  /** Runs in the parent process when a form calls a granted function. */
+  hostCall: (name: string, args: unknown[], ctx: { txn: string, session: string }) => Promise<unknown>
+  /** Dotted names of host functions visible inside, e.g. 'evalserver.status', 'megatest.get-keys'. */
+  grants: string[]
+  /** How long past its wall-time limit a run may go before the child is killed (default 2000 ms). */
+  watchdogGraceMs?: number
+}
+
+/** One evaluation; `limits` are already clamped by the server. */
+export interface SandboxJob { txn: string, session: string, form: string, limits: EvalLimits }
+
+export type SandboxResult =
+  | { ok: true, value: unknown, output: string, outputTruncated: boolean, seconds: number }
+  | { ok: false, error: WireError, output: string, outputTruncated: boolean, seconds: number }
+
+export interface SandboxStats { restarts: number, sessions: number, running: number, pid: number | undefined }
+
+export interface Sandbox {
+  start (): Promise<void>
+  /** Never rejects for evaluation problems: they come back as ok:false with a catalogue code. */
+  run (job: SandboxJob): Promise<SandboxResult>
+  /** True if the txn was queued or running here; its run() then settles with code ABORTED. */
+  abort (txn: string): boolean
+  /** Forget that session's globals (after the runs already queued in it). */
+  resetSession (session: string): Promise<void>
+  /** Takes effect for the next run. */
+  setGrants (grants: string[]): void
+  /** Clean shutdown; safe to call twice. */
+  stop (): Promise<void>
+  readonly stats: SandboxStats
+  on (event: 'restart', listener: (info: { reason: string }) => void): this
+}
+
+export function createSandbox (init: SandboxInit): Sandbox {
+  return new ChildSandbox(init)
+}

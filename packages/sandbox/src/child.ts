@@ -1,0 +1,556 @@
+/**
+ * The sandbox child process: the only process that loads isolated-vm. Forked by
+ * the parent with --no-node-snapshot and advanced serialization; it owns one
+ * isolate + context per session and runs each session's jobs in order.
+ */
+import { createRequire } from 'node:module'
+import { serialize } from 'node:v8'
+import { performance } from 'node:perf_hooks'
+import type IVM from 'isolated-vm'
+import type { EvalLimits, WireError } from '@evalmesh/protocol'
+import { BOOTSTRAP_SOURCE } from './bootstrap.js'
+import { evalError, isCloneFailure, userStack, wireError } from './errors.js'
+import type { ChildInit, ParentBatch, RunResult, ToChild, ToParent } from './ipc.js'
+
+const SNAPSHOT_FLAG = '--no-node-snapshot'
+if (!process.execArgv.includes(SNAPSHOT_FLAG) && !(process.env.NODE_OPTIONS ?? '').includes(SNAPSHOT_FLAG)) {
+  // isolated-vm crashes V8's shared heap when isolates start from different snapshots.
+  process.stderr.write(`evalmesh sandbox: refusing to start without ${SNAPSHOT_FLAG}\n`)
+  process.exit(78)
+}
+if (process.send === undefined) {
+  process.stderr.write('evalmesh sandbox: this module is forked by @evalmesh/sandbox, not run directly\n')
+  process.exit(64)
+}
+
+const ivm: typeof IVM = createRequire(import.meta.url)('isolated-vm')
+
+const init = JSON.parse(process.env.EVALMESH_SANDBOX_INIT ?? '{}') as ChildInit
+const FORM_FILE = 'form.js'
+const PROBE_MS = 250
+const TIMER_SLACK_MS = 25
+
+// ---- batched IPC -------------------------------------------------------------
+
+let outbox: ToParent[] = []
+let flushScheduled = false
+function post (msg: ToParent): void {
+  outbox.push(msg)
+  if (!flushScheduled) {
+    flushScheduled = true
+    setImmediate(flush)
+  }
+}
+function flush (): void {
+  flushScheduled = false
+  if (outbox.length === 0 || process.connected !== true) return
+  const batch: ParentBatch = { sessions: sessions.size, msgs: outbox }
+  outbox = []
+  process.send!(batch)
+}
+
+// ---- jobs and sessions -------------------------------------------------------
+
+interface Job {
+  id: number
+  txn: string
+  session: string
+  form: string
+  limits: EvalLimits
+  /** Set once a result has been posted; later outcomes are ignored. */
+  done: boolean
+  start: number
+  output: string[]
+  outputBytes: number
+  outputTruncated: boolean
+  /** Settles the race inside execute() early (abort, host-side timeout). */
+  interrupt?: (outcome: Outcome) => void
+}
+
+type Outcome =
+  | { kind: 'value', value: unknown }
+  | { kind: 'error', error: unknown }
+  | { kind: 'timeout' }
+  | { kind: 'aborted' }
+
+type Task = { kind: 'job', job: Job } | { kind: 'reset', rid: number }
+
+let grants: string[] = init.grants ?? []
+let grantsVersion = 0
+let grantSet = new Set(grants)
+
+const jobs = new Map<number, Job>()
+/** Insertion order is recency order: a use deletes and re-inserts. */
+const sessions = new Map<string, Session>()
+const hostCalls = new Map<number, { session: Session, generation: number, job: Job }>()
+let nextCallId = 1
+let stopping = false
+
+function clampLimits (l: EvalLimits): EvalLimits {
+  const c = init.limits
+  const pick = (v: unknown, max: number): number => typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.min(v, max) : max
+  return {
+    timeoutMs: pick(l?.timeoutMs, c.timeoutMs),
+    memoryMb: Math.max(8, pick(l?.memoryMb, c.memoryMb)),
+    resultBytes: pick(l?.resultBytes, c.resultBytes),
+    outputBytes: pick(l?.outputBytes, c.outputBytes)
+  }
+}
+
+class Session {
+  readonly name: string
+  isolate: IVM.Isolate | undefined
+  context: IVM.Context | undefined
+  dispatch: IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown) => void> | undefined
+  memoryMb = 0
+  installedGrants = -1
+  /** Bumped whenever the isolate is replaced, so late host results are dropped. */
+  generation = 0
+  /** Why we disposed the isolate ourselves; unset means V8 did (memory limit). */
+  disposedBy: string | undefined
+  queue: Task[] = []
+  current: Job | undefined
+  busy = false
+  lastUsed = Date.now()
+  /** Promises of evaluations still owned by a disposed isolate, awaited on shutdown. */
+  inflight = new Set<Promise<unknown>>()
+
+  constructor (name: string) { this.name = name }
+
+  /** A live isolate and context with the current grants installed. */
+  async ensure (memoryMb: number): Promise<void> {
+    if (this.isolate === undefined || this.isolate.isDisposed) {
+      this.drop()
+      const generation = this.generation
+      const isolate = new ivm.Isolate({
+        memoryLimit: memoryMb,
+        onCatastrophicError: (message: string) => fatal(`catastrophic isolate error: ${message}`)
+      })
+      const context = await isolate.createContext()
+      const sink = new ivm.Callback((text: unknown) => { this.write(text) })
+      const start = new ivm.Callback((name: unknown, args: unknown) => this.startHostCall(name, args))
+      const dispatch = await context.evalClosure(BOOTSTRAP_SOURCE, [sink, start], {
+        filename: 'evalmesh:bootstrap',
+        result: { reference: true }
+      }) as IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown) => void>
+      if (generation !== this.generation) {
+        isolate.dispose()
+        throw new Error('session was reset while starting')
+      }
+      this.isolate = isolate
+      this.context = context
+      this.dispatch = dispatch
+      this.memoryMb = memoryMb
+      this.installedGrants = -1
+      this.disposedBy = undefined
+    }
+    if (this.installedGrants !== grantsVersion) {
+      const version = grantsVersion
+      await this.dispatch!.apply(undefined, [2, grants], { arguments: { copy: true }, timeout: 1000 })
+      this.installedGrants = version
+    }
+  }
+
+  /** Forget the isolate (disposing it if still alive). */
+  drop (reason = 'reset'): void {
+    this.generation++
+    const isolate = this.isolate
+    this.isolate = undefined
+    this.context = undefined
+    this.dispatch = undefined
+    if (isolate !== undefined && !isolate.isDisposed) {
+      this.disposedBy = reason
+      try { isolate.dispose() } catch { /* already gone */ }
+    }
+  }
+
+  write (text: unknown): void {
+    const job = this.current
+    if (job === undefined || job.done || job.outputTruncated) return
+    const s = (typeof text === 'string' ? text : String(text)) + '\n'
+    const room = job.limits.outputBytes - job.outputBytes
+    const bytes = Buffer.byteLength(s)
+    if (bytes <= room) {
+      job.output.push(s)
+      job.outputBytes += bytes
+      return
+    }
+    // Cut on a character boundary: decoding a truncated buffer drops a partial char.
+    let cut = Buffer.from(s).subarray(0, room).toString('utf8')
+    if (cut.endsWith('\uFFFD')) cut = cut.slice(0, -1)
+    job.output.push(cut)
+    job.outputBytes += Buffer.byteLength(cut)
+    job.outputTruncated = true
+  }
+
+  /** Called synchronously from inside the isolate: returns a call id, or an error message. */
+  startHostCall (name: unknown, args: unknown): number | string {
+    const job = this.current
+    if (job === undefined || job.done) return 'host functions can only be called while an evaluation is running in this session'
+    if (typeof name !== 'string' || !grantSet.has(name)) return `${String(name)} is not granted on this node`
+    if (!Array.isArray(args)) return 'host call arguments must be an array'
+    let size: number
+    try {
+      size = serialize(args).length
+    } catch {
+      return `arguments to ${name} cannot be cloned`
+    }
+    if (size > job.limits.resultBytes) return `arguments to ${name} are ${size} bytes, over the limit of ${job.limits.resultBytes} bytes`
+    const cid = nextCallId++
+    hostCalls.set(cid, { session: this, generation: this.generation, job })
+    post({ t: 'host-call', cid, id: job.id, name, args })
+    return cid
+  }
+
+  settleHostCall (cid: number, ok: boolean, payload: unknown, generation: number, job: Job): void {
+    if (generation !== this.generation || this.dispatch === undefined) return
+    const remaining = job.done ? job.limits.timeoutMs : Math.max(1, job.start + job.limits.timeoutMs - performance.now())
+    const p = this.dispatch.apply(undefined, [1, cid, ok, payload], { arguments: { copy: true }, timeout: Math.ceil(remaining) })
+    p.catch((err: unknown) => {
+      // The continuation ran past the limit (or the isolate died): the job it belongs to is over.
+      if (!job.done && job.interrupt !== undefined) {
+        if (isTimeout(err)) job.interrupt({ kind: 'timeout' })
+        else job.interrupt({ kind: 'error', error: err })
+      }
+    })
+  }
+}
+
+function isTimeout (err: unknown): boolean {
+  return err instanceof Error && err.message === 'Script execution timed out.'
+}
+
+function sessionFor (name: string): Session {
+  let s = sessions.get(name)
+  if (s !== undefined) {
+    sessions.delete(name)
+  } else {
+    s = new Session(name)
+    evictBeyond(init.maxSessions - 1)
+  }
+  sessions.set(name, s)
+  s.lastUsed = Date.now()
+  return s
+}
+
+/** Drop least recently used idle sessions until at most `keep` remain. */
+function evictBeyond (keep: number): void {
+  if (sessions.size <= keep) return
+  for (const [name, s] of sessions) {
+    if (sessions.size <= keep) break
+    if (s.busy || s.queue.length > 0) continue
+    s.drop('evicted')
+    sessions.delete(name)
+  }
+}
+
+function sweepIdle (): void {
+  const cutoff = Date.now() - init.sessionIdleMs
+  for (const [name, s] of sessions) {
+    if (s.lastUsed < cutoff && !s.busy && s.queue.length === 0) {
+      s.drop('idle')
+      sessions.delete(name)
+    }
+  }
+}
+
+function finish (job: Job, ok: boolean, valueOrError: unknown): void {
+  if (job.done) return
+  job.done = true
+  jobs.delete(job.id)
+  const result: RunResult = {
+    ok,
+    output: job.output.join(''),
+    outputTruncated: job.outputTruncated,
+    seconds: (performance.now() - job.start) / 1000
+  }
+  if (ok) result.value = valueOrError
+  else result.error = valueOrError as WireError
+  post({ t: 'result', id: job.id, result })
+}
+
+async function pump (s: Session): Promise<void> {
+  if (s.busy) return
+  s.busy = true
+  try {
+    while (s.queue.length > 0 && !stopping) {
+      const task = s.queue.shift()!
+      if (task.kind === 'reset') {
+        s.drop()
+        post({ t: 'reset-done', rid: task.rid })
+        continue
+      }
+      if (task.job.done) continue
+      s.current = task.job
+      try {
+        await execute(s, task.job)
+      } catch (err) {
+        finish(task.job, false, wireError('EVAL_ERROR', `sandbox failed to run the form: ${(err as Error)?.message ?? String(err)}`, 'Error'))
+      } finally {
+        s.current = undefined
+        s.lastUsed = Date.now()
+      }
+    }
+  } finally {
+    s.busy = false
+  }
+}
+
+async function execute (s: Session, job: Job): Promise<void> {
+  job.start = performance.now()
+  const { timeoutMs, memoryMb, resultBytes } = job.limits
+  let timer: NodeJS.Timeout | undefined
+  const interrupted = new Promise<Outcome>(resolve => {
+    job.interrupt = resolve
+    // A little after the isolate's own timeout, which reports more precisely.
+    timer = setTimeout(resolve, timeoutMs + TIMER_SLACK_MS, { kind: 'timeout' })
+  })
+  try {
+    let outcome: Outcome
+    const work = (async (): Promise<Outcome> => {
+      await s.ensure(memoryMb)
+      const generation = s.generation
+      const remaining = Math.max(1, Math.ceil(job.start + timeoutMs - performance.now()))
+      const running = startEval(s, job.form, remaining)
+      s.inflight.add(running)
+      running.then(() => s.inflight.delete(running), () => s.inflight.delete(running))
+      try {
+        return { kind: 'value', value: await running }
+      } catch (error) {
+        if (generation !== s.generation && s.disposedBy === 'abort') return { kind: 'aborted' }
+        return { kind: 'error', error }
+      }
+    })().catch((error: unknown): Outcome => ({ kind: 'error', error }))
+    outcome = await Promise.race([work, interrupted])
+    if (job.done) return
+
+    if (outcome.kind === 'value') {
+      let size: number
+      try {
+        size = serialize(outcome.value).length
+      } catch {
+        finish(job, false, wireError('NOT_CLONEABLE', 'result cannot be cloned out of the sandbox', 'Error'))
+        return
+      }
+      if (size > resultBytes) {
+        finish(job, false, wireError('RESULT_LIMIT', `result is ${size} bytes, over the result limit of ${resultBytes} bytes`, 'Error'))
+        return
+      }
+      finish(job, true, outcome.value)
+      return
+    }
+    if (outcome.kind === 'aborted') {
+      finish(job, false, abortedRunning())
+      return
+    }
+    if (outcome.kind === 'timeout') {
+      // Our timer fired first: the form's promise never settled, or something kept
+      // the isolate from honouring its own timeout. Keep the isolate only if it answers.
+      const alive = await probe(s)
+      if (job.done) return
+      finish(job, false, wireError('TIME_LIMIT', `evaluation exceeded its wall-time limit of ${timeoutMs} ms` +
+        (alive ? '' : '; the isolate did not respond, so it was disposed and the session starts fresh'), 'Error'))
+      return
+    }
+    finish(job, false, classify(s, outcome.error, job.limits, job.start))
+  } finally {
+    clearTimeout(timer)
+    job.interrupt = undefined
+  }
+}
+
+/**
+ * Run the form as a script in the session's context so that its completion value
+ * is the result and top-level let/const persist. Forms that use `await` and do not
+ * parse as a script are wrapped in an async function (see compileAwait).
+ */
+async function startEval (s: Session, form: string, timeout: number): Promise<unknown> {
+  const context = s.context!
+  if (!form.includes('await')) {
+    return await context.eval(form, { filename: FORM_FILE, timeout, promise: true, copy: true })
+  }
+  let script: IVM.Script
+  try {
+    script = await s.isolate!.compileScript(form, { filename: FORM_FILE })
+  } catch (err) {
+    if (!(err instanceof Error) || err.name !== 'SyntaxError') throw err
+    script = await compileAwait(s.isolate!, form, err)
+  }
+  try {
+    return await script.run(context, { timeout, promise: true, copy: true })
+  } finally {
+    script.release()
+  }
+}
+
+/**
+ * Top-level await: a form that needs it becomes the body of an async arrow.
+ * To keep its completion value, try `return (<last statement>)` at each top-level
+ * `;` from the end; the first split that compiles is used (parentheses make a
+ * wrong split a syntax error). Failing that, a single expression, then the plain
+ * body (whose value is undefined). Declarations in such a form are local to it.
+ */
+async function compileAwait (isolate: IVM.Isolate, form: string, original: Error): Promise<IVM.Script> {
+  const body = form.replace(/[\s;]+$/, '')
+  const candidates = [`(async () => (\n${body}\n))()`]
+  let at = body.length
+  for (let tries = 0; tries < 40; tries++) {
+    at = body.lastIndexOf(';', at - 1)
+    if (at < 0) break
+    candidates.push(`(async () => {\n${body.slice(0, at)};\nreturn (\n${body.slice(at + 1)}\n);\n})()`)
+  }
+  candidates.push(`(async () => {\n${body}\n})()`)
+  for (const src of candidates) {
+    try {
+      return await isolate.compileScript(src, { filename: FORM_FILE, lineOffset: -1 })
+    } catch { /* try the next shape */ }
+  }
+  throw original
+}
+
+/** Does the isolate still run code? A wedged one is disposed. */
+async function probe (s: Session): Promise<boolean> {
+  const context = s.context
+  if (context === undefined || s.isolate?.isDisposed !== false) return false
+  let timer: NodeJS.Timeout | undefined
+  const answered = await Promise.race([
+    context.eval('0', { timeout: PROBE_MS }).then(() => true, () => false),
+    new Promise<boolean>(resolve => { timer = setTimeout(resolve, PROBE_MS * 2, false) })
+  ])
+  clearTimeout(timer)
+  if (!answered) s.drop('wedged')
+  return answered
+}
+
+function abortedRunning (): WireError {
+  return wireError('ABORTED', 'evaluation was aborted while running; its session\'s isolate was disposed, so the session starts fresh', 'Error')
+}
+
+function classify (s: Session, err: unknown, limits: EvalLimits, start: number): WireError {
+  const msg = err instanceof Error ? err.message : ''
+  if (msg.startsWith('Isolate was disposed during execution due to memory limit') ||
+      (s.isolate !== undefined && s.isolate.isDisposed && s.disposedBy === undefined)) {
+    s.drop('memory')
+    return wireError('MEMORY_LIMIT', `evaluation exceeded its memory limit of ${limits.memoryMb} MiB; the session's isolate was disposed and its globals are gone (the next run starts a fresh context)`, 'Error')
+  }
+  if (isTimeout(err) && performance.now() - start >= limits.timeoutMs * 0.9) {
+    return wireError('TIME_LIMIT', `evaluation exceeded its wall-time limit of ${limits.timeoutMs} ms`, 'Error')
+  }
+  if (isCloneFailure(err)) {
+    return wireError('NOT_CLONEABLE', `result cannot be cloned out of the sandbox (${msg}); return plain data: functions and symbols do not cross`, 'Error')
+  }
+  if (msg === 'Isolate is disposed' || msg.startsWith('Isolate was disposed')) {
+    s.drop('lost')
+    return wireError('EVAL_ERROR', 'the session\'s isolate was disposed during the evaluation; the session starts fresh', 'Error')
+  }
+  return evalError(err)
+}
+
+// ---- messages from the parent -------------------------------------------------
+
+function onRun (m: Extract<ToChild, { t: 'run' }>): void {
+  const job: Job = {
+    id: m.id,
+    txn: m.txn,
+    session: m.session,
+    form: typeof m.form === 'string' ? m.form : String(m.form),
+    limits: clampLimits(m.limits),
+    done: false,
+    start: performance.now(),
+    output: [],
+    outputBytes: 0,
+    outputTruncated: false
+  }
+  jobs.set(job.id, job)
+  if (stopping) {
+    finish(job, false, wireError('SHUTTING_DOWN', 'the sandbox is shutting down', 'Error'))
+    return
+  }
+  const s = sessionFor(m.session)
+  s.queue.push({ kind: 'job', job })
+  void pump(s)
+}
+
+function onAbort (id: number): void {
+  const job = jobs.get(id)
+  if (job === undefined || job.done) return
+  const s = sessions.get(job.session)
+  if (s !== undefined && s.current === job) {
+    s.drop('abort')
+    finish(job, false, abortedRunning())
+    job.interrupt?.({ kind: 'aborted' })
+    return
+  }
+  if (s !== undefined) s.queue = s.queue.filter(t => t.kind !== 'job' || t.job !== job)
+  finish(job, false, wireError('ABORTED', 'evaluation was aborted before it started', 'Error'))
+}
+
+function onHostResult (m: Extract<ToChild, { t: 'host-result' }>): void {
+  const call = hostCalls.get(m.cid)
+  if (call === undefined) return
+  hostCalls.delete(m.cid)
+  const payload = m.ok ? m.value : { message: m.message, code: m.code }
+  call.session.settleHostCall(m.cid, m.ok, payload, call.generation, call.job)
+}
+
+function onMessage (batch: unknown): void {
+  if (!Array.isArray(batch)) return
+  for (const m of batch as ToChild[]) {
+    switch (m.t) {
+      case 'run': onRun(m); break
+      case 'abort': onAbort(m.id); break
+      case 'host-result': onHostResult(m); break
+      case 'grants':
+        grants = m.grants
+        grantSet = new Set(grants)
+        grantsVersion++
+        break
+      case 'reset': {
+        const s = sessions.get(m.session)
+        if (s === undefined) post({ t: 'reset-done', rid: m.rid })
+        else {
+          s.queue.push({ kind: 'reset', rid: m.rid })
+          void pump(s)
+        }
+        break
+      }
+      case 'ping': post({ t: 'pong', n: m.n }); break
+      case 'stop': void shutdown(0); break
+    }
+  }
+}
+
+/**
+ * Dispose every isolate, wait for their evaluations to reject, then exit:
+ * exiting with an isolate still running hangs, and exiting right after dispose
+ * can segfault (dependency notes §1).
+ */
+async function shutdown (code: number): Promise<void> {
+  if (stopping) return
+  stopping = true
+  const waits: Promise<unknown>[] = []
+  for (const s of sessions.values()) {
+    for (const p of s.inflight) waits.push(p.catch(() => undefined))
+    s.drop('shutdown')
+  }
+  for (const job of jobs.values()) finish(job, false, wireError('SHUTTING_DOWN', 'the sandbox is shutting down', 'Error'))
+  sessions.clear()
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([Promise.allSettled(waits), new Promise(resolve => { timer = setTimeout(resolve, 1000) })])
+  clearTimeout(timer)
+  flush()
+  setImmediate(() => process.exit(code))
+}
+
+function fatal (reason: string): void {
+  // V8 has lost the isolate; its thread may never return, and process.exit could hang.
+  try {
+    process.send!({ sessions: sessions.size, msgs: [{ t: 'fatal', reason }] } satisfies ParentBatch, () => process.kill(process.pid, 'SIGKILL'))
+  } catch { /* channel gone */ }
+  setTimeout(() => process.kill(process.pid, 'SIGKILL'), 200).unref()
+}
+
+process.on('message', onMessage)
+process.on('disconnect', () => { void shutdown(0) })
+setInterval(sweepIdle, Math.min(60_000, Math.max(1000, init.sessionIdleMs / 4))).unref()
+post({ t: 'ready', pid: process.pid })

@@ -1,0 +1,56 @@
+import type { EvalLimits, WireError } from '@evalmesh/protocol'
+
+/**
+ * Messages between the parent and the sandbox child. Both directions send one
+ * array per flush (a batch per event-loop turn), so 64 runs queued in one tick
+ * cost one IPC write, not 64.
+ */
+export interface RunResult {
+  ok: boolean
+  value?: unknown
+  error?: WireError
+  output: string
+  outputTruncated: boolean
+  seconds: number
+}
+
+export type ToChild =
+  | { t: 'run', id: number, txn: string, session: string, form: string, limits: EvalLimits }
+  | { t: 'abort', id: number }
+  | { t: 'reset', rid: number, session: string }
+  | { t: 'grants', grants: string[] }
+  | { t: 'host-result', cid: number, ok: true, value: unknown }
+  | { t: 'host-result', cid: number, ok: false, message: string, code?: string }
+  | { t: 'ping', n: number }
+  | { t: 'stop' }
+
+export type ToParent =
+  | { t: 'ready', pid: number }
+  | { t: 'result', id: number, result: RunResult }
+  | { t: 'host-call', cid: number, id: number, name: string, args: unknown[] }
+  | { t: 'reset-done', rid: number }
+  | { t: 'pong', n: number }
+  | { t: 'fatal', reason: string }
+
+export interface ChildInit {
+  limits: EvalLimits
+  maxSessions: number
+  sessionIdleMs: number
+  grants: string[]
+}
+
+/** One IPC message: a batch plus the child's live session count, for stats. */
+export interface ParentBatch { sessions: number, msgs: ToParent[] }
+
+const SEGMENT = /^[A-Za-z_$][\w$-]*$/
+const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype'])
+
+/** A grant is a dotted name whose segments are identifiers, dashes allowed. */
+export function checkGrant (name: unknown): string | undefined {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 200) return 'a grant must be a non-empty string of at most 200 characters'
+  for (const seg of name.split('.')) {
+    if (!SEGMENT.test(seg)) return `grant "${name}" has an invalid segment "${seg}" (letters, digits, _, $ and - only)`
+    if (FORBIDDEN.has(seg)) return `grant "${name}" uses the reserved segment "${seg}"`
+  }
+  return undefined
+}

@@ -1,0 +1,371 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { serialize } from 'node:v8'
+import { EvalMeshError, type EvalLimits } from '@evalmesh/protocol'
+import { wireError } from './errors.js'
+import { checkGrant, type ChildInit, type ParentBatch, type RunResult, type ToChild, type ToParent } from './ipc.js'
+import type { Sandbox, SandboxInit, SandboxJob, SandboxResult, SandboxStats } from './index.js'
+
+const CHILD_PATH = fileURLToPath(new URL('./child.js', import.meta.url))
+const DEFAULT_MAX_SESSIONS = 256
+const DEFAULT_SESSION_IDLE_MS = 30 * 60_000
+const DEFAULT_GRACE_MS = 2000
+const TICK_MS = 250
+const PING_EVERY_MS = 500
+const STOP_KILL_MS = 3000
+
+interface Pending {
+  id: number
+  job: SandboxJob
+  sentAt: number
+  resolve: (r: SandboxResult) => void
+}
+
+/** Runs the parent has handed to the child for one session, oldest first. */
+interface SessionTrack {
+  ids: number[]
+  /** When the head run can have started at the latest: its send, or the previous settle. */
+  headSince: number
+}
+
+export class ChildSandbox extends EventEmitter implements Sandbox {
+  readonly #init: SandboxInit
+  readonly #graceMs: number
+  #grants: string[]
+  #child: ChildProcess | undefined
+  #ready = false
+  #readyWaiters: Array<{ resolve: () => void, reject: (e: Error) => void }> = []
+  #outbox: ToChild[] = []
+  #flushScheduled = false
+  #runs = new Map<number, Pending>()
+  #byTxn = new Map<string, number>()
+  #tracks = new Map<string, SessionTrack>()
+  #resets = new Map<number, () => void>()
+  #nextId = 1
+  #killReason: string | undefined
+  #fatalReason: string | undefined
+  #lastPong = 0
+  #lastPing = 0
+  #pingSeq = 0
+  #timer: NodeJS.Timeout | undefined
+  #started = false
+  #stopping: Promise<void> | undefined
+  #failedStarts = 0
+  #restartTimer: NodeJS.Timeout | undefined
+  #restarts = 0
+  #sessions = 0
+
+  constructor (init: SandboxInit) {
+    super()
+    validateLimits(init.limits)
+    for (const g of init.grants ?? []) {
+      const problem = checkGrant(g)
+      if (problem !== undefined) throw new TypeError(problem)
+    }
+    this.#init = init
+    this.#grants = [...(init.grants ?? [])]
+    this.#graceMs = init.watchdogGraceMs ?? DEFAULT_GRACE_MS
+  }
+
+  get stats (): SandboxStats {
+    return { restarts: this.#restarts, sessions: this.#sessions, running: this.#runs.size, pid: this.#child?.pid }
+  }
+
+  async start (): Promise<void> {
+    if (this.#stopping !== undefined) throw new EvalMeshError('SHUTTING_DOWN', 'sandbox has been stopped')
+    if (!this.#started) {
+      this.#started = true
+      this.#timer = setInterval(() => this.#tick(), TICK_MS)
+      this.#timer.unref()
+      this.#spawn()
+    }
+    if (this.#ready) return
+    await new Promise<void>((resolve, reject) => this.#readyWaiters.push({ resolve, reject }))
+  }
+
+  run (job: SandboxJob): Promise<SandboxResult> {
+    return new Promise<SandboxResult>(resolve => {
+      if (this.#stopping !== undefined || !this.#started) {
+        const why = this.#started ? 'the sandbox is shutting down' : 'the sandbox has not been started'
+        resolve(failure('SHUTTING_DOWN', why))
+        return
+      }
+      if (typeof job?.form !== 'string' || typeof job.session !== 'string' || typeof job.txn !== 'string') {
+        resolve(failure('BAD_MESSAGE', 'a sandbox job needs string txn, session and form'))
+        return
+      }
+      const id = this.#nextId++
+      const limits = clamp(job.limits, this.#init.limits)
+      const pending: Pending = { id, job, sentAt: Date.now(), resolve }
+      this.#runs.set(id, pending)
+      this.#byTxn.set(job.txn, id)
+      let track = this.#tracks.get(job.session)
+      if (track === undefined) {
+        track = { ids: [], headSince: pending.sentAt }
+        this.#tracks.set(job.session, track)
+      }
+      if (track.ids.length === 0) track.headSince = pending.sentAt
+      track.ids.push(id)
+      this.#send({ t: 'run', id, txn: job.txn, session: job.session, form: job.form, limits })
+    })
+  }
+
+  abort (txn: string): boolean {
+    const id = this.#byTxn.get(txn)
+    if (id === undefined || !this.#runs.has(id)) return false
+    this.#send({ t: 'abort', id })
+    return true
+  }
+
+  resetSession (session: string): Promise<void> {
+    if (!this.#started || this.#stopping !== undefined) return Promise.resolve()
+    const rid = this.#nextId++
+    return new Promise<void>(resolve => {
+      this.#resets.set(rid, resolve)
+      this.#send({ t: 'reset', rid, session })
+    })
+  }
+
+  setGrants (grants: string[]): void {
+    if (!Array.isArray(grants)) throw new TypeError('grants must be an array of dotted names')
+    for (const g of grants) {
+      const problem = checkGrant(g)
+      if (problem !== undefined) throw new TypeError(problem)
+    }
+    this.#grants = [...grants]
+    this.#send({ t: 'grants', grants: this.#grants })
+  }
+
+  stop (): Promise<void> {
+    this.#stopping ??= this.#stop()
+    return this.#stopping
+  }
+
+  async #stop (): Promise<void> {
+    clearInterval(this.#timer)
+    clearTimeout(this.#restartTimer)
+    for (const w of this.#readyWaiters.splice(0)) w.reject(new EvalMeshError('SHUTTING_DOWN', 'sandbox was stopped before it started'))
+    const child = this.#child
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+      this.#outbox.push({ t: 'stop' })
+      this.#flush(true)
+      const killer = setTimeout(() => child.kill('SIGKILL'), STOP_KILL_MS)
+      await exited
+      clearTimeout(killer)
+    }
+    this.#settleAll('SHUTTING_DOWN', 'the sandbox was stopped during the evaluation')
+  }
+
+  // ---- child lifecycle ----------------------------------------------------------
+
+  #spawn (): void {
+    const init: ChildInit = {
+      limits: this.#init.limits,
+      maxSessions: this.#init.maxSessions ?? DEFAULT_MAX_SESSIONS,
+      sessionIdleMs: this.#init.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS,
+      grants: this.#grants
+    }
+    this.#ready = false
+    this.#killReason = undefined
+    this.#fatalReason = undefined
+    const child = fork(CHILD_PATH, [], {
+      execArgv: ['--no-node-snapshot'],
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, EVALMESH_SANDBOX_INIT: JSON.stringify(init) }
+    })
+    this.#child = child
+    child.on('message', (batch: ParentBatch) => { if (this.#child === child) this.#onBatch(batch) })
+    child.on('error', () => { /* reported through 'exit' */ })
+    child.once('exit', (code, signal) => { if (this.#child === child) this.#onExit(code, signal) })
+  }
+
+  #onExit (code: number | null, signal: NodeJS.Signals | null): void {
+    const wasReady = this.#ready
+    this.#ready = false
+    this.#child = undefined
+    const how = signal !== null ? `signal ${signal}` : `code ${String(code)}`
+    const reason = this.#killReason ?? this.#fatalReason ?? `the sandbox process exited (${how})`
+    this.#settleAll('SANDBOX_LOST', `${reason}; the evaluation was lost and the sandbox restarted`)
+    this.#outbox = this.#outbox.filter(m => m.t === 'grants')
+    if (this.#stopping !== undefined) return
+    this.#restarts++
+    this.emit('restart', { reason })
+    this.#failedStarts = wasReady ? 0 : this.#failedStarts + 1
+    if (this.#failedStarts >= 5) {
+      const err = new EvalMeshError('SANDBOX_LOST', `sandbox process failed to start 5 times (last: ${reason})`)
+      for (const w of this.#readyWaiters.splice(0)) w.reject(err)
+    }
+    // Back off if the child dies before it is ready, so a broken install cannot spin.
+    const delay = this.#failedStarts === 0 ? 0 : Math.min(5000, 100 * 2 ** this.#failedStarts)
+    this.#restartTimer = setTimeout(() => this.#spawn(), delay)
+  }
+
+  #kill (reason: string): void {
+    const child = this.#child
+    if (child === undefined || this.#killReason !== undefined) return
+    this.#killReason = reason
+    child.kill('SIGKILL')
+  }
+
+  #settleAll (code: 'SANDBOX_LOST' | 'SHUTTING_DOWN', message: string): void {
+    const runs = [...this.#runs.values()]
+    this.#runs.clear()
+    this.#byTxn.clear()
+    this.#tracks.clear()
+    for (const p of runs) p.resolve(failure(code, message))
+    for (const resolve of this.#resets.values()) resolve()
+    this.#resets.clear()
+  }
+
+  #tick (): void {
+    const child = this.#child
+    if (child === undefined || !this.#ready) return
+    const now = Date.now()
+    if (now - this.#lastPong > this.#graceMs + 1000 + PING_EVERY_MS) {
+      this.#kill(`the sandbox process stopped answering for more than ${this.#graceMs + 1000} ms`)
+      return
+    }
+    if (now - this.#lastPing >= PING_EVERY_MS) {
+      this.#lastPing = now
+      this.#send({ t: 'ping', n: ++this.#pingSeq })
+    }
+    for (const [session, track] of this.#tracks) {
+      const head = this.#runs.get(track.ids[0] ?? -1)
+      if (head === undefined) continue
+      const limit = clamp(head.job.limits, this.#init.limits).timeoutMs
+      if (now - track.headSince > limit + this.#graceMs) {
+        this.#kill(`run ${head.job.txn} in session ${session} outlived its ${limit} ms wall-time limit by more than ${this.#graceMs} ms`)
+        return
+      }
+    }
+  }
+
+  // ---- IPC ------------------------------------------------------------------------
+
+  #send (msg: ToChild): void {
+    this.#outbox.push(msg)
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(() => this.#flush(false))
+    }
+  }
+
+  #flush (force: boolean): void {
+    if (!force) this.#flushScheduled = false
+    const child = this.#child
+    if (child === undefined || (!this.#ready && !force) || this.#outbox.length === 0) return
+    const batch = this.#outbox
+    this.#outbox = []
+    try {
+      child.send(batch)
+    } catch {
+      // The channel closed under us; 'exit' settles what was in flight.
+    }
+  }
+
+  #onBatch (batch: ParentBatch): void {
+    if (typeof batch !== 'object' || batch === null || !Array.isArray(batch.msgs)) return
+    this.#sessions = batch.sessions
+    this.#lastPong = Date.now()
+    for (const m of batch.msgs) this.#onMessage(m)
+  }
+
+  #onMessage (m: ToParent): void {
+    switch (m.t) {
+      case 'ready':
+        this.#ready = true
+        this.#lastPong = this.#lastPing = Date.now()
+        // Grants may have changed while the child was starting.
+        this.#outbox.unshift({ t: 'grants', grants: this.#grants })
+        this.#flush(true)
+        for (const w of this.#readyWaiters.splice(0)) w.resolve()
+        break
+      case 'result': this.#onResult(m.id, m.result); break
+      case 'host-call': void this.#onHostCall(m.cid, m.id, m.name, m.args); break
+      case 'reset-done': {
+        const resolve = this.#resets.get(m.rid)
+        this.#resets.delete(m.rid)
+        resolve?.()
+        break
+      }
+      case 'pong': break
+      case 'fatal': this.#fatalReason = m.reason; break
+    }
+  }
+
+  #onResult (id: number, r: RunResult): void {
+    const p = this.#runs.get(id)
+    if (p === undefined) return
+    this.#runs.delete(id)
+    if (this.#byTxn.get(p.job.txn) === id) this.#byTxn.delete(p.job.txn)
+    const track = this.#tracks.get(p.job.session)
+    if (track !== undefined) {
+      const at = track.ids.indexOf(id)
+      if (at >= 0) track.ids.splice(at, 1)
+      if (at === 0) track.headSince = Date.now()
+      if (track.ids.length === 0) this.#tracks.delete(p.job.session)
+    }
+    const base = { output: r.output, outputTruncated: r.outputTruncated, seconds: r.seconds }
+    p.resolve(r.ok ? { ok: true, value: r.value, ...base } : { ok: false, error: r.error!, ...base })
+  }
+
+  async #onHostCall (cid: number, id: number, name: string, args: unknown[]): Promise<void> {
+    const p = this.#runs.get(id)
+    const child = this.#child
+    let reply: ToChild
+    if (p === undefined) {
+      reply = { t: 'host-result', cid, ok: false, message: 'the evaluation that made this call has finished' }
+    } else if (!this.#grants.includes(name)) {
+      reply = { t: 'host-result', cid, ok: false, message: `${name} is not granted on this node` }
+    } else {
+      try {
+        const value = await this.#init.hostCall(name, args, { txn: p.job.txn, session: p.job.session })
+        // A value IPC cannot carry would break the whole batch: check it alone.
+        serialize(value)
+        reply = { t: 'host-result', cid, ok: true, value }
+      } catch (err) {
+        reply = hostFailure(cid, name, err)
+      }
+    }
+    if (this.#child === child) this.#send(reply)
+  }
+}
+
+function hostFailure (cid: number, name: string, err: unknown): ToChild {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code
+    const message = err.message.startsWith('could not be cloned') || /could not be cloned/.test(err.message)
+      ? `${name} returned a value that cannot be passed into the sandbox`
+      : err.message
+    return typeof code === 'string'
+      ? { t: 'host-result', cid, ok: false, message, code }
+      : { t: 'host-result', cid, ok: false, message }
+  }
+  return { t: 'host-result', cid, ok: false, message: typeof err === 'string' ? err : `${name} failed` }
+}
+
+function failure (code: 'SANDBOX_LOST' | 'SHUTTING_DOWN' | 'BAD_MESSAGE', message: string): SandboxResult {
+  return { ok: false, error: wireError(code, message, 'EvalMeshError'), output: '', outputTruncated: false, seconds: 0 }
+}
+
+function clamp (limits: EvalLimits | undefined, ceiling: EvalLimits): EvalLimits {
+  const pick = (v: unknown, max: number): number => typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.min(v, max) : max
+  return {
+    timeoutMs: pick(limits?.timeoutMs, ceiling.timeoutMs),
+    memoryMb: pick(limits?.memoryMb, ceiling.memoryMb),
+    resultBytes: pick(limits?.resultBytes, ceiling.resultBytes),
+    outputBytes: pick(limits?.outputBytes, ceiling.outputBytes)
+  }
+}
+
+function validateLimits (l: EvalLimits): void {
+  for (const k of ['timeoutMs', 'memoryMb', 'resultBytes', 'outputBytes'] as const) {
+    const v = l?.[k]
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new EvalMeshError('BAD_LIMITS', `sandbox limits.${k} must be a positive number, got ${String(v)}`)
+    }
+  }
+}
