@@ -1,1 +1,1 @@
-export {}
+export { main, commands } from './main.js'

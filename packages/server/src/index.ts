@@ -1,1 +1,16 @@
-export {}
+/**
+ * @packageDocumentation
+ * The EvalServer: every request goes receive -> authenticate -> admit (gags, then
+ * hosts) -> input queue -> running in the sandbox -> done record -> reply -> purge.
+ *
+ * ```ts
+ * const node = await startServer({ port: 0, hosts: ['directed'], gags: ['self'] })
+ * node.status('running')
+ * await node.abort('3fa9c01b22de4410.7c1a2b:12', { reason: 'taking too long' })
+ * ```
+ */
+export { startServer, EvalServer, DEFAULT_EVAL_LIMITS, type ServerInit, type AbortOptions, type AbortResult, type MegatestBinding } from './eval-server.js'
+export { AdmissionPolicy, DEFAULT_HOSTS, type PolicyState, type Decision, type RequestMode, type PolicyPeer } from './policy.js'
+export { Trace, type TraceEvent, type TraceEventKind } from './trace.js'
+export type { ApplyContext, OperatorFunction } from './functions.js'
+export { loadFunctionsModule } from './functions.js'

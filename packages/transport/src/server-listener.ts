@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import {
   DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, parseRequest, toWireError,
-  type NodeLimits, type Request
+  type NodeLimits, type Request, type WireError
 } from '@evalmesh/protocol'
 import type { Identity, TrustStore } from '@evalmesh/trust'
 import { FramedSocket } from './framed-socket.js'
@@ -39,8 +39,9 @@ export class ServerConnection extends EventEmitter {
     }
   }
 
+  /** Reply with an error: an Error (converted) or an already-built WireError. */
   replyError (id: number, err: unknown): void {
-    this.#framed.send({ kind: 'reply', id, ok: false, error: toWireError(err, 'EVAL_ERROR') })
+    this.#framed.send({ kind: 'reply', id, ok: false, error: isWireError(err) ? err : toWireError(err, 'EVAL_ERROR') })
   }
 
   close (): void { this.#framed.close() }
@@ -63,6 +64,11 @@ export class ServerConnection extends EventEmitter {
     this.requests++
     this.emit('request', request)
   }
+}
+
+function isWireError (v: unknown): v is WireError {
+  return typeof v === 'object' && v !== null && !(v instanceof Error) &&
+    typeof (v as WireError).code === 'string' && typeof (v as WireError).wire === 'number' && typeof (v as WireError).message === 'string'
 }
 
 export interface ListenOptions {

@@ -1,0 +1,211 @@
+import type { EvalAck, EvalOutcome, StatusWhich, TxnRecord } from '@evalmesh/protocol'
+import type { Client, EvalOptions } from '@evalmesh/client'
+import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
+import { LOCAL_NODE, clientFor } from '../context.js'
+import { recordRows, show, table, toJson } from '../output.js'
+
+const hostOption = { host: { type: 'string', short: 'H' } } as const
+
+/** Run `fn` with a client and close it afterwards. */
+async function withClient<T> (p: Parsed, fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = clientFor(p)
+  try {
+    return await fn(client)
+  } finally {
+    client.close()
+  }
+}
+
+function hostOf (p: Parsed, required = false): string {
+  const h = str(p, 'host')
+  if (h === undefined && required) throw new UsageError('--host H is required (host:port or a peer name)')
+  return h ?? LOCAL_NODE
+}
+
+function evalOptions (p: Parsed): EvalOptions {
+  const o: EvalOptions = { wait: p.values.wait !== false }
+  const t = int(p, 'timeout'); if (t !== undefined) o.timeoutMs = t
+  const s = str(p, 'session'); if (s !== undefined) o.session = s
+  return o
+}
+
+function printOutcome (p: Parsed, r: EvalOutcome | EvalAck): number {
+  if (p.values.json === true) {
+    console.log(toJson({ ok: true, ...r }))
+    return 0
+  }
+  if (!('value' in r)) {
+    console.log(r.txn)
+    console.error(`(${r.state === 'input' ? 'queued' : r.state} on ${r.node}; fetch the result with: evalmesh result ${r.txn} --host ...)`)
+    return 0
+  }
+  if (r.output !== '') process.stderr.write(r.output.endsWith('\n') ? r.output : r.output + '\n')
+  if (r.outputTruncated) console.error('(output truncated at the node\'s limit)')
+  console.log(show(r.value))
+  return 0
+}
+
+export const evalCmd: Command = {
+  name: 'eval',
+  summary: 'evaluate a JavaScript form on a node (REMOTEVAL)',
+  usage: `evalmesh eval FORM [--host H] [--no-wait] [--timeout MS] [--session S] [--json]
+
+  FORM           JavaScript source; its completion value is the result ('-' reads stdin)
+  --host H       host:port or a peer name (default ${LOCAL_NODE}, the local node)
+  --no-wait      print the txn id as soon as the node acknowledges, not the result
+  --timeout MS   evaluation wall-time limit (tightens the node's own limit)
+  --session S    named persistent context on the node (default "default")
+  --json         print {"ok":true,"value":...,"output":...,"txn":...} for scripts
+
+  Console output of the form goes to stderr; the value to stdout.`,
+  options: { ...hostOption, wait: { type: 'boolean' }, timeout: { type: 'string' }, session: { type: 'string' } },
+  run: async (p) => {
+    let form = p.positionals[0]
+    if (form === undefined) throw new UsageError('FORM is required')
+    if (form === '-') form = await readStdin()
+    const o = evalOptions(p)
+    if (o.timeoutMs !== undefined) o.limits = { timeoutMs: o.timeoutMs }
+    delete o.timeoutMs
+    return await withClient(p, async c => printOutcome(p, await c.evalDetailed(form, hostOf(p), o)))
+  }
+}
+
+export const applyCmd: Command = {
+  name: 'apply',
+  summary: 'call a function the node registered, with JSON arguments (REMOTEAPPLY)',
+  usage: `evalmesh apply FN [ARG_JSON...] [--host H] [--no-wait] [--json]
+
+  FN            a registered function (see \`evalmesh describe\`), e.g. evalserver.status
+  ARG_JSON      each argument as JSON: 42, '"text"', '{"a":1}'`,
+  options: { ...hostOption, wait: { type: 'boolean' }, timeout: { type: 'string' } },
+  run: async (p) => {
+    const [fn, ...rawArgs] = p.positionals
+    if (fn === undefined) throw new UsageError('FN is required')
+    const args = rawArgs.map((a, i) => {
+      try { return JSON.parse(a) as unknown } catch { throw new UsageError(`argument ${i + 1} is not JSON: ${a} (quote strings: '"text"')`) }
+    })
+    const o = evalOptions(p)
+    if (o.timeoutMs !== undefined) o.limits = { timeoutMs: o.timeoutMs }
+    delete o.timeoutMs
+    return await withClient(p, async c => printOutcome(p, await c.applyDetailed(fn, args, hostOf(p), o)))
+  }
+}
+
+export const abortCmd: Command = {
+  name: 'abort',
+  summary: 'abort a queued or running transaction (REMOTEABORT)',
+  usage: `evalmesh abort TXN --host H [--reason TEXT] [--must-exist] [--json]
+
+  TXN           a transaction id (client:seq), or a bare sequence number`,
+  options: { ...hostOption, reason: { type: 'string' }, 'must-exist': { type: 'boolean' } },
+  run: async (p) => {
+    const id = p.positionals[0]
+    if (id === undefined) throw new UsageError('TXN is required')
+    const txn = /^\d+$/.test(id) ? Number(id) : id
+    const opts: { reason?: string, mustExist?: boolean } = {}
+    const reason = str(p, 'reason'); if (reason !== undefined) opts.reason = reason
+    if (p.values['must-exist'] === true) opts.mustExist = true
+    return await withClient(p, async c => {
+      const r = await c.remoteAbort(txn, hostOf(p, true), opts)
+      console.log(p.values.json === true ? toJson(r) : r.aborted ? `aborted ${r.txn}: ${r.reason}` : `not aborted (${r.reason})`)
+      return r.aborted ? 0 : 1
+    })
+  }
+}
+
+export const statusCmd: Command = {
+  name: 'status',
+  summary: 'list a node\'s input (queued), running and done transactions (EVALSERVER.STATUS)',
+  usage: `evalmesh status [--which input|running|done|all] [--id TXN] [--host H] [--json]`,
+  options: { ...hostOption, which: { type: 'string' }, id: { type: 'string' } },
+  run: async (p) => {
+    const which = str(p, 'which') ?? 'all'
+    if (!['input', 'running', 'done', 'all'].includes(which)) throw new UsageError('--which must be input, running, done or all')
+    const opts: { which: StatusWhich, id?: string | number } = { which: which as StatusWhich }
+    const id = str(p, 'id'); if (id !== undefined) opts.id = /^\d+$/.test(id) ? Number(id) : id
+    return await withClient(p, async c => {
+      const records: TxnRecord[] = await c.status(hostOf(p), opts)
+      console.log(p.values.json === true ? toJson(records) : recordRows(records))
+      return 0
+    })
+  }
+}
+
+export const resultCmd: Command = {
+  name: 'result',
+  summary: 'fetch the kept result of a transaction by id',
+  usage: `evalmesh result TXN --host H [--wait] [--json]
+
+  --wait        if the transaction is still queued or running, wait for it`,
+  options: { ...hostOption, wait: { type: 'boolean' } },
+  run: async (p) => {
+    const txn = p.positionals[0]
+    if (txn === undefined) throw new UsageError('TXN is required')
+    return await withClient(p, async c => printOutcome(p, await c.fetchResult(txn, hostOf(p, true), { wait: p.values.wait === true })))
+  }
+}
+
+export const describeCmd: Command = {
+  name: 'describe',
+  summary: 'show a node\'s version, capabilities, limits, functions and policy',
+  usage: 'evalmesh describe --host H [--json]',
+  options: { ...hostOption },
+  run: async (p) => await withClient(p, async c => {
+    const d = await c.describe(hostOf(p))
+    if (p.values.json === true) { console.log(toJson(d)); return 0 }
+    const rows = Object.entries(d).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : String(v)])
+    console.log(table(['FIELD', 'VALUE'], rows))
+    return 0
+  })
+}
+
+export const pingCmd: Command = {
+  name: 'ping',
+  summary: 'check that a node answers, and how fast',
+  usage: 'evalmesh ping [--host H] [--json]',
+  options: { ...hostOption },
+  run: async (p) => await withClient(p, async c => {
+    const started = process.hrtime.bigint()
+    const r = await c.ping(hostOf(p))
+    const ms = Number(process.hrtime.bigint() - started) / 1e6
+    console.log(p.values.json === true ? toJson({ ...r, ms }) : `${r.name} (${r.id}) answered in ${ms.toFixed(2)} ms (including connect and handshake)`)
+    return 0
+  })
+}
+
+export const resetCmd: Command = {
+  name: 'reset',
+  summary: 'forget your persistent context on a node',
+  usage: 'evalmesh reset [--host H] [--session S]',
+  options: { ...hostOption, session: { type: 'string' } },
+  run: async (p) => await withClient(p, async c => {
+    await c.reset(hostOf(p), str(p, 'session'))
+    console.log('context reset')
+    return 0
+  })
+}
+
+export const policyCmd: Command = {
+  name: 'policy',
+  summary: 'show or change a node\'s admission policy (hosts and gags), live',
+  usage: `evalmesh policy [--host H] [--hosts LIST] [--gags LIST] [--gag X]... [--ungag X]... [--json]
+
+  --hosts LIST  replace hosts: directed, broadcast and/or peer names (empty = both modes)
+  --gags LIST   replace gags: peer names, broadcast, self
+  --gag X       add a gag;  --ungag X  remove one
+  With no change, prints the policy. Changes apply to the next request.`,
+  options: { ...hostOption, hosts: { type: 'string', multiple: true }, gags: { type: 'string', multiple: true }, gag: { type: 'string', multiple: true }, ungag: { type: 'string', multiple: true } },
+  run: async (p) => await withClient(p, async c => {
+    const change: Record<string, string[]> = {}
+    for (const k of ['hosts', 'gags', 'gag', 'ungag']) { const v = list(p, k); if (v !== undefined) change[k] = v }
+    const state = await c.policy(hostOf(p), change)
+    console.log(p.values.json === true ? toJson(state) : `hosts: ${state.hosts.join(', ') || '(none)'}\ngags:  ${state.gags.join(', ') || '(none)'}`)
+    return 0
+  })
+}
+
+async function readStdin (): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const c of process.stdin) chunks.push(c as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}

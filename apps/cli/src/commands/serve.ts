@@ -1,0 +1,88 @@
+import { DEFAULT_PORT } from '@evalmesh/protocol'
+import { startServer, type ServerInit } from '@evalmesh/server'
+import { int, list, str, type Command, type Parsed } from '../args.js'
+import { stateDirOf } from '../context.js'
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
+
+export function serverInitFrom (p: Parsed): ServerInit {
+  const init: ServerInit = {
+    stateDir: stateDirOf(p),
+    host: str(p, 'listen') ?? '127.0.0.1',
+    port: int(p, 'port') ?? DEFAULT_PORT
+  }
+  const name = str(p, 'name'); if (name !== undefined) init.name = name
+  const minutes = int(p, 'minutes'); if (minutes !== undefined) init.minutes = minutes
+  const fns = str(p, 'functions'); if (fns !== undefined) init.functionsModule = fns
+  const purge = int(p, 'purge-seconds'); if (purge !== undefined) init.purgeSeconds = purge
+  const hosts = list(p, 'hosts'); if (hosts !== undefined) init.hosts = hosts
+  const gags = list(p, 'gags'); if (gags !== undefined) init.gags = gags
+  const conc = int(p, 'concurrency'); if (conc !== undefined) init.concurrency = conc
+  const timeoutMs = int(p, 'timeout'); if (timeoutMs !== undefined) init.limits = { ...init.limits, timeoutMs }
+  const memoryMb = int(p, 'memory'); if (memoryMb !== undefined) init.limits = { ...init.limits, memoryMb }
+  return init
+}
+
+export const serveOptions: Command['options'] = {
+  name: { type: 'string' },
+  listen: { type: 'string' },
+  port: { type: 'string' },
+  minutes: { type: 'string' },
+  functions: { type: 'string' },
+  'purge-seconds': { type: 'string' },
+  hosts: { type: 'string', multiple: true },
+  gags: { type: 'string', multiple: true },
+  concurrency: { type: 'string' },
+  timeout: { type: 'string' },
+  memory: { type: 'string' }
+}
+
+/** Run a node until it stops (signal, --minutes). Prints how to reach it. */
+export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnType<typeof startServer>>) => Promise<void>): Promise<number> {
+  const init = serverInitFrom(p)
+  const server = await startServer(init)
+  const { host, port } = server.address
+  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+  const scope = LOOPBACK.has(init.host ?? '') ? ' (loopback only; --listen ADDR joins a LAN)' : ''
+  const stop = (signal: string): void => { void server.stop(`signal ${signal}`) }
+  process.once('SIGINT', () => stop('SIGINT'))
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  if (onStarted !== undefined) {
+    await onStarted(server)
+  } else {
+    const lines = [
+      `evalmesh node "${server.name}" (id ${server.id}) listening on ${where}${scope}`,
+      `  state dir: ${server.stateDir}`,
+      `  policy:    hosts [${server.policy.state.hosts.join(', ')}], gags [${server.policy.state.gags.join(', ')}]`,
+      `  try:       evalmesh eval '1 + 1' --host ${where}`,
+      init.minutes !== undefined ? `  stops after ${init.minutes} minute(s); Ctrl-C stops it now` : '  stop with Ctrl-C'
+    ]
+    console.log(lines.join('\n'))
+  }
+  await server.whenStopped
+  console.error(`evalmesh node "${server.name}" stopped`)
+  return 0
+}
+
+export const serve: Command = {
+  name: 'serve',
+  summary: 'run a node: an EvalServer on TCP (default 127.0.0.1:6680)',
+  usage: `evalmesh serve [--name N] [--listen ADDR] [--port P] [--state-dir D] [--minutes M]
+                [--functions MODULE] [--purge-seconds S] [--hosts directed,broadcast,NAME...]
+                [--gags NAME,broadcast,self...] [--concurrency N] [--timeout MS] [--memory MB]
+
+  --name N           node name (default: the host name; remembered in the state dir)
+  --listen ADDR      address to listen on (default 127.0.0.1: loopback only)
+  --port P           TCP port (default ${DEFAULT_PORT}; 0 picks a free port)
+  --state-dir D      key and trust files (default ~/.evalmesh or $EVALMESH_STATE_DIR)
+  --minutes M        serve for M minutes, then stop cleanly
+  --functions MODULE an ES module whose exported functions remoteApply may call by name
+  --purge-seconds S  keep done records this long (default 600)
+  --hosts LIST       serve: directed (addressed to me), broadcast, and/or named peers
+  --gags LIST        never serve: named peers, broadcast, self; a gag beats a host entry
+  --concurrency N    evaluations running at once
+  --timeout MS       wall-time ceiling per evaluation (default 30000)
+  --memory MB        isolate memory ceiling per session (default 128)`,
+  options: serveOptions,
+  run: async (p) => await runNode(p)
+}

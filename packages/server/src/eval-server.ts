@@ -1,0 +1,611 @@
+import { EventEmitter } from 'node:events'
+import { availableParallelism } from 'node:os'
+import {
+  DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeValue,
+  nodeIdOfClient, parseTxn, toWireError, wireCodeOf,
+  type AbortRequest, type ApplyRequest, type EvalAck, type EvalLimits, type EvalOutcome, type EvalRequest,
+  type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError
+} from '@evalmesh/protocol'
+import { createSandbox, type Sandbox } from '@evalmesh/sandbox'
+import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
+import { Listener, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
+import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
+import { Trace, type TraceEvent } from './trace.js'
+import { TxnTable, type Settled, type Txn } from './txn-table.js'
+import { FUNCTION_NAME, loadFunctionsModule, type ApplyContext, type OperatorFunction } from './functions.js'
+
+/** A Megatest service the node serves (packages/megatest), seen through what the server needs. */
+export interface MegatestBinding {
+  callOrThrow (area: string, command: string, params: unknown[]): Promise<unknown>
+  commands (): Array<{ name: string }>
+  areas (): Array<{ name: string }>
+}
+
+export interface ServerInit {
+  /** State directory holding the node key and trust files (default ~/.evalmesh). */
+  stateDir?: string
+  /** Node name (default: remembered in the state dir, else the host name). */
+  name?: string
+  /** Listen address; default 127.0.0.1 (loopback only). */
+  host?: string
+  /** TCP port; default 6680; 0 picks a free one. */
+  port?: number
+  /** Run the service for this many minutes, then stop cleanly. */
+  minutes?: number
+  hosts?: string[]
+  gags?: string[]
+  /** Operator functions callable by remoteApply, by name. */
+  functions?: Record<string, OperatorFunction>
+  /** A module whose exported functions become operator functions. */
+  functionsModule?: string
+  /** Done records older than this are purged (default 600 s). */
+  purgeSeconds?: number
+  /** The node's ceilings; requests may only tighten them. */
+  limits?: Partial<EvalLimits>
+  /** Evaluations running at once (default 2 x cores, at least 8). */
+  concurrency?: number
+  /** Requests waiting beyond the running ones before BUSY (default 1024). */
+  queueLength?: number
+  /** Bytes of results kept for re-fetch (default 64 MiB). */
+  resultBudgetBytes?: number
+  /** Use this identity instead of the state dir's (tests). */
+  identity?: Identity
+  megatest?: MegatestBinding
+}
+
+export const DEFAULT_EVAL_LIMITS: Readonly<EvalLimits> = Object.freeze({
+  timeoutMs: 30_000,
+  memoryMb: 128,
+  resultBytes: 16 * 1024 * 1024,
+  outputBytes: 64 * 1024
+})
+
+/** Functions every node offers to remoteApply and to sandboxed forms. */
+const BUILTINS = ['evalserver.status', 'evalserver.abort', 'evalserver.describe', 'evalserver.trace'] as const
+
+export interface AbortOptions {
+  reason?: string
+  mustExist?: boolean
+  client?: string
+  /** Who asked: undefined = the local operator ("aborted locally"). */
+  by?: string
+}
+
+export interface AbortResult { txn: string | null, aborted: boolean, state: string, reason: string }
+
+/**
+ * The EvalServer: admission (gags, then hosts), the transaction table, the scheduler,
+ * the sandbox and operator functions, behind an authenticated TCP listener.
+ *
+ * Events: 'change' (a transaction moved between lists), 'policy' (PolicyState),
+ * 'stopped'.
+ */
+export class EvalServer extends EventEmitter {
+  readonly identity: Identity
+  readonly stateDir: string
+  readonly trust: TrustStore
+  readonly policy: AdmissionPolicy
+  readonly trace = new Trace()
+  readonly limits: NodeLimits
+  readonly startedAt = Date.now()
+  readonly table: TxnTable
+  readonly counters = { served: 0, refused: 0, busy: 0, declined: 0, completed: 0, failed: 0, aborted: 0, lost: 0 }
+  readonly #init: ServerInit
+  readonly #functions = new Map<string, OperatorFunction>()
+  #sandbox!: Sandbox
+  #listener!: Listener
+  #purgeTimer: NodeJS.Timeout | undefined
+  #stopTimer: NodeJS.Timeout | undefined
+  #stopping: Promise<void> | undefined
+  readonly #stopped: Promise<void>
+  #resolveStopped!: () => void
+  /** Hook for the broadcast layer: validates a claim and tells which mode it grants. */
+  claimCheck: ((claim: string, peer: PeerInfo, txn: string) => RequestMode | undefined) | undefined
+
+  constructor (init: ServerInit, identity: Identity, stateDir: string) {
+    super()
+    this.#init = init
+    this.identity = identity
+    this.stateDir = stateDir
+    this.trust = new TrustStore(stateDir, identity)
+    this.policy = new AdmissionPolicy({ hosts: init.hosts ?? [], gags: init.gags ?? [] })
+    const evalLimits = { ...DEFAULT_EVAL_LIMITS, ...definedOnly(init.limits ?? {}) }
+    this.limits = {
+      ...evalLimits,
+      maxFrameBytes: DEFAULT_DECODE_LIMITS.maxFrameBytes,
+      maxDepth: DEFAULT_DECODE_LIMITS.maxDepth,
+      maxStringBytes: DEFAULT_DECODE_LIMITS.maxStringBytes,
+      concurrency: init.concurrency ?? Math.max(8, 2 * availableParallelism()),
+      queueLength: init.queueLength ?? 1024
+    }
+    const budget = init.resultBudgetBytes ?? 64 * 1024 * 1024
+    this.table = new TxnTable({ resultBudgetBytes: budget, maxKeptResultBytes: Math.min(budget, evalLimits.resultBytes), maxDoneRecords: 100_000 })
+    for (const [name, fn] of Object.entries(init.functions ?? {})) this.registerFunction(name, fn)
+    this.#stopped = new Promise(resolve => { this.#resolveStopped = resolve })
+  }
+
+  get name (): string { return this.identity.name }
+  get id (): string { return this.identity.id }
+  get address (): { host: string, port: number } { return this.#listener.address }
+  get connections (): ServerConnection[] { return [...this.#listener.connections] }
+  get sandboxStats (): Sandbox['stats'] { return this.#sandbox.stats }
+  /** Resolves once the node has stopped (by stop(), --minutes, or a signal handler). */
+  get whenStopped (): Promise<void> { return this.#stopped }
+
+  registerFunction (name: string, fn: OperatorFunction): void {
+    if (!FUNCTION_NAME.test(name)) throw new Error(`"${name}" is not a usable function name`)
+    if (name.startsWith('evalserver.') || name.startsWith('megatest.')) throw new Error(`"${name}" is reserved for built-ins`)
+    this.#functions.set(name, fn)
+    this.#sandbox?.setGrants(this.#grants())
+  }
+
+  functionNames (): string[] {
+    const mt = this.#init.megatest?.commands().map(c => `megatest.${c.name}`) ?? []
+    return [...BUILTINS, ...this.#functions.keys(), ...mt]
+  }
+
+  async start (): Promise<void> {
+    if (this.#init.functionsModule !== undefined) {
+      for (const [name, fn] of Object.entries(await loadFunctionsModule(this.#init.functionsModule))) this.registerFunction(name, fn)
+    }
+    this.#sandbox = createSandbox({
+      limits: this.#evalLimits(),
+      grants: this.#grants(),
+      hostCall: async (name, args, ctx) => await this.#hostCall(name, args, ctx.txn)
+    })
+    this.#sandbox.on('restart', ({ reason }) => this.trace.record('error', `sandbox restarted: ${reason}`))
+    await this.#sandbox.start()
+    try {
+      this.#listener = await Listener.listen({
+        host: this.#init.host ?? '127.0.0.1',
+        port: this.#init.port ?? DEFAULT_PORT,
+        identity: this.identity,
+        trust: this.trust,
+        limits: this.limits
+      })
+    } catch (err) {
+      await this.#sandbox.stop()
+      throw err
+    }
+    this.#listener.on('connection', (conn: ServerConnection) => this.#onConnection(conn))
+    this.#listener.on('rejected', ({ address, error }: { address: string, error: EvalMeshError }) => {
+      this.trace.record('refused', `connection from ${address} refused: ${error.message}`)
+    })
+    const purgeMs = (this.#init.purgeSeconds ?? 600) * 1000
+    this.#purgeTimer = setInterval(() => {
+      if (this.table.purge(purgeMs) > 0) this.emit('change')
+    }, Math.max(250, Math.min(purgeMs / 2, 60_000)))
+    this.#purgeTimer.unref()
+    if (this.#init.minutes !== undefined) {
+      this.#stopTimer = setTimeout(() => { void this.stop(`--minutes ${this.#init.minutes} elapsed`) }, this.#init.minutes * 60_000)
+    }
+  }
+
+  // ---- the operator's API (also what the control port and the monitor use) ----
+
+  status (which: StatusWhich = 'all', id?: string | number): TxnRecord[] {
+    return this.table.list(which, id)
+  }
+
+  setPolicy (change: Omit<PolicyRequest, 'kind' | 'id'>, by = 'local operator'): PolicyState {
+    if (change.hosts !== undefined) this.policy.setHosts(change.hosts)
+    if (change.gags !== undefined) this.policy.setGags(change.gags)
+    if (change.gag !== undefined) this.policy.gag(change.gag)
+    if (change.ungag !== undefined) this.policy.ungag(change.ungag)
+    const state = this.policy.state
+    this.trace.record('policy', `policy changed by ${by}: hosts [${state.hosts.join(', ')}], gags [${state.gags.join(', ')}]`)
+    this.emit('policy', state)
+    return state
+  }
+
+  /**
+   * EVALSERVER.ABORT: stop a running evaluation or drop a queued one. `id` is a txn id
+   * or a bare sequence number (give `client` when numbers collide).
+   */
+  async abort (id: string | number, options: AbortOptions = {}): Promise<AbortResult> {
+    const found = this.table.find(id, options.client).filter(t => t.record.state !== 'done')
+    const all = found.length > 0 ? found : this.table.find(id, options.client)
+    if (found.length > 1) {
+      throw new EvalMeshError('AMBIGUOUS_TXN', `${id} matches ${found.map(t => t.record.txn).join(', ')}: give the client too`)
+    }
+    const t = found[0]
+    if (t === undefined) {
+      if (options.mustExist === true) throw new EvalMeshError('NO_SUCH_TXN', `no queued or running transaction ${id}`, { txn: String(id) })
+      const done = all[0]
+      return { txn: done?.record.txn ?? null, aborted: false, state: done?.record.state ?? 'none', reason: done === undefined ? 'no such transaction' : 'already done' }
+    }
+    const reason = options.reason ?? (options.by === undefined ? 'aborted locally' : `aborted remotely by ${options.by}`)
+    t.abortReason = reason
+    this.trace.record('aborted', reason, t.record.txn, options.by)
+    if (t.record.state === 'input') {
+      this.table.removeInput(t)
+      this.#finish(t, { ok: false, error: abortError(t, reason), output: '', outputTruncated: false, seconds: 0 })
+      return { txn: t.record.txn, aborted: true, state: 'done', reason }
+    }
+    // Running: stop the evaluation for real and wait (briefly) for it to settle.
+    t.controller?.abort(new EvalMeshError('ABORTED', reason))
+    this.#sandbox.abort(t.record.txn)
+    const settled = await waitSettled(t, 3000)
+    if (!settled) {
+      if (options.mustExist === true) throw new EvalMeshError('TXN_WEDGED', `transaction ${t.record.txn} did not stop within 3 s of the abort`, { txn: t.record.txn })
+      return { txn: t.record.txn, aborted: false, state: t.record.state, reason: 'abort requested; still stopping' }
+    }
+    return { txn: t.record.txn, aborted: true, state: 'done', reason }
+  }
+
+  describe (): Record<string, unknown> {
+    return {
+      name: this.name,
+      id: this.id,
+      version: PROTOCOL_VERSION,
+      versions: [...SUPPORTED_VERSIONS],
+      capabilities: ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', ...(this.#init.megatest !== undefined ? ['megatest'] : [])],
+      limits: this.limits,
+      functions: this.functionNames(),
+      policy: this.policy.state,
+      trace: this.trace.enabled,
+      uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      counters: { ...this.counters },
+      lists: { input: this.table.input.length, running: this.table.running.size, done: this.table.doneCount },
+      megatestAreas: this.#init.megatest?.areas().map(a => a.name) ?? []
+    }
+  }
+
+  async stop (reason = 'stopped'): Promise<void> {
+    this.#stopping ??= this.#doStop(reason)
+    return await this.#stopping
+  }
+
+  async #doStop (reason: string): Promise<void> {
+    if (this.#purgeTimer !== undefined) clearInterval(this.#purgeTimer)
+    if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer)
+    this.trace.record('error', `node stopping: ${reason}`)
+    const closing = this.#listener.close()
+    for (const t of [...this.table.input]) {
+      this.table.removeInput(t)
+      this.#finish(t, { ok: false, error: new EvalMeshError('SHUTTING_DOWN', `node ${this.name} is stopping (${reason})`, { txn: t.record.txn }).toWire(), output: '', outputTruncated: false, seconds: 0 })
+    }
+    await Promise.all([...this.table.running].map(async t => await this.abort(t.record.txn, { reason: `node stopping: ${reason}` }).catch(() => {})))
+    await this.#sandbox.stop()
+    await closing
+    this.emit('stopped', reason)
+    this.#resolveStopped()
+  }
+
+  // ---- requests -------------------------------------------------------------
+
+  #onConnection (conn: ServerConnection): void {
+    this.trace.record('connect', `connection ${conn.id} from ${conn.peer.address} (trusted by ${conn.peer.trustedBy})`, undefined, conn.peer.name)
+    conn.on('request', (req: Request) => {
+      this.#handle(conn, req).catch(err => conn.replyError(req.id, err))
+    })
+    conn.on('close', () => this.trace.record('disconnect', `connection ${conn.id} closed`, undefined, conn.peer.name))
+  }
+
+  async #handle (conn: ServerConnection, req: Request): Promise<void> {
+    const peer = conn.peer
+    switch (req.kind) {
+      case 'eval': case 'apply':
+        this.#submit(conn, req)
+        return
+      case 'abort':
+        conn.reply(req.id, await this.#remoteAbort(req, peer))
+        return
+      case 'status':
+        conn.reply(req.id, this.status(req.which ?? 'all', req.txn))
+        return
+      case 'result':
+        this.#result(conn, req.id, req.txn, req.wait === true)
+        return
+      case 'describe':
+        conn.reply(req.id, this.describe())
+        return
+      case 'ping':
+        conn.reply(req.id, { time: Date.now(), name: this.name, id: this.id })
+        return
+      case 'reset':
+        await this.#sandbox.resetSession(sessionKey(peer.id, req.session))
+        conn.reply(req.id, { reset: true, session: req.session ?? 'default' })
+        return
+      case 'policy': {
+        const changes = req.hosts !== undefined || req.gags !== undefined || req.gag !== undefined || req.ungag !== undefined
+        if (changes && !(peer.self || peer.trustedBy === 'key')) {
+          throw new EvalMeshError('REFUSED', `only this node's own key or an explicitly trusted key may change its policy; ${peer.name} is trusted by ${peer.trustedBy}`, { rule: 'policy changes' })
+        }
+        const { kind: _k, id: _i, ...change } = req
+        conn.reply(req.id, changes ? this.setPolicy(change, peer.name) : this.policy.state)
+        return
+      }
+      case 'trace':
+        if (req.on !== undefined) this.trace.enabled = req.on
+        if (req.clear === true) this.trace.clear()
+        conn.reply(req.id, { on: this.trace.enabled, events: this.trace.since(req.since ?? 0), lastSeq: this.trace.lastSeq })
+    }
+  }
+
+  #submit (conn: ServerConnection, req: EvalRequest | ApplyRequest): void {
+    const peer = conn.peer
+    const { client, seq } = parseTxn(req.txn)
+    if (nodeIdOfClient(client) !== peer.id) {
+      throw new EvalMeshError('CLIENT_ID_MISMATCH', `transaction ${req.txn} names client ${client}, but this connection is ${peer.id}`)
+    }
+    const fingerprint = req.kind === 'eval' ? `eval\0${req.session ?? ''}\0${req.form}` : `apply\0${req.fn}\0${safeJson(req.args)}`
+    const existing = this.table.get(req.txn)
+    if (existing !== undefined) {
+      // A retransmit: never run twice; answer from the record.
+      if (existing.fingerprint !== fingerprint) throw new EvalMeshError('TXN_CONFLICT', `transaction ${req.txn} was already used for a different request`, { txn: req.txn })
+      if (req.wait) this.#whenSettled(existing, s => this.#replySettled(conn, req.id, existing, s))
+      else conn.reply(req.id, this.#ack(existing))
+      return
+    }
+
+    let mode: RequestMode = 'directed'
+    if (req.claim !== undefined) {
+      const granted = this.claimCheck?.(req.claim, peer, req.txn)
+      if (granted === undefined) throw new EvalMeshError('REFUSED', `claim for ${req.txn} is not valid here (expired, or this node made no offer)`, { rule: 'broadcast claim', txn: req.txn })
+      mode = granted
+    }
+    const decision: Decision = this.policy.decide({ id: peer.id, name: peer.name, self: peer.self }, mode)
+    if (!decision.admit) {
+      this.counters.refused++
+      this.trace.record('refused', `${mode} request refused: ${decision.rule}`, req.txn, peer.name)
+      throw new EvalMeshError('REFUSED', `node ${this.name} refused ${req.txn}: ${decision.rule}`, { rule: decision.rule, txn: req.txn, node: this.name })
+    }
+    if (req.kind === 'apply' && !this.#knowsFunction(req.fn)) {
+      throw new EvalMeshError('UNKNOWN_FUNCTION', `node ${this.name} has no function "${req.fn}"; it offers: ${this.functionNames().join(', ')}`, { fn: req.fn })
+    }
+    if (this.table.running.size >= this.limits.concurrency && this.table.input.length >= this.limits.queueLength) {
+      this.counters.busy++
+      const retryAfterMs = this.#retryAfterMs()
+      this.trace.record('busy', `busy: ${this.table.running.size} running, ${this.table.input.length} queued; retry after ${retryAfterMs} ms`, req.txn, peer.name)
+      throw new EvalMeshError('BUSY', `node ${this.name} is busy (${this.table.running.size} running, ${this.table.input.length} queued); retry after ${retryAfterMs} ms`, { retryAfterMs, txn: req.txn })
+    }
+
+    this.counters.served++
+    const limits = this.#clampLimits(req.limits)
+    const t: Txn = {
+      record: {
+        txn: req.txn, client, clientName: peer.name, seq, kind: req.kind,
+        summary: req.kind === 'eval' ? summarize(req.form) : summarize(`${req.fn}(${safeJson(req.args).slice(1, -1)})`),
+        mode: peer.self ? 'self' : mode, state: 'input', queuedAt: Date.now()
+      },
+      fingerprint, peerId: peer.id, waiters: [], keptBytes: 0
+    }
+    this.table.add(t)
+    this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
+    if (req.wait) this.#whenSettled(t, s => this.#replySettled(conn, req.id, t, s))
+    const run = req.kind === 'eval'
+      ? async (): Promise<Settled> => await this.#sandbox.run({ txn: t.record.txn, session: sessionKey(peer.id, req.session), form: req.form, limits })
+      : async (): Promise<Settled> => await this.#runApply(t, req.fn, req.args, limits, peer)
+    runners.set(t, run)
+    this.#schedule()
+    if (!req.wait) conn.reply(req.id, this.#ack(t))
+    this.emit('change')
+  }
+
+  #schedule (): void {
+    while (this.table.running.size < this.limits.concurrency && this.table.input.length > 0) {
+      const t = this.table.nextInput()!
+      const run = runners.get(t)!
+      runners.delete(t)
+      this.trace.record('started', `started: ${t.record.summary}`, t.record.txn, t.record.clientName)
+      run().then(
+        settled => this.#finish(t, settled),
+        err => this.#finish(t, { ok: false, error: toWireError(err), output: '', outputTruncated: false, seconds: secondsSince(t.record.startedAt) })
+      )
+    }
+    if (this.table.input.length > 0) this.emit('change')
+  }
+
+  #finish (t: Txn, settled: Settled): void {
+    if (t.record.state === 'done') return
+    if (!settled.ok && settled.error.code === 'ABORTED' && t.abortReason !== undefined) {
+      settled = { ...settled, error: abortError(t, t.abortReason) }
+    }
+    runners.delete(t)
+    this.table.finish(t, settled)
+    const how = t.record.howStopped!
+    this.counters[how === 'completed' ? 'completed' : how]++
+    this.trace.record(how === 'completed' ? 'finished' : how === 'aborted' ? 'aborted' : how === 'lost' ? 'lost' : 'failed',
+      `${how} in ${(t.record.seconds ?? 0).toFixed(3)} s` + (settled.ok ? '' : `: ${settled.error.code} ${settled.error.message}`), t.record.txn, t.record.clientName)
+    const waiters = t.waiters
+    t.waiters = []
+    for (const w of waiters) w(settled)
+    this.emit('change')
+    this.#schedule()
+  }
+
+  #whenSettled (t: Txn, fn: (s: Settled) => void): void {
+    if (t.settled !== undefined) fn(t.settled)
+    else t.waiters.push(fn)
+  }
+
+  #replySettled (conn: ServerConnection, id: number, t: Txn, s: Settled): void {
+    if (conn.closed) return // the result stays in the done list for re-fetch
+    if (s.ok) {
+      const outcome: EvalOutcome = { txn: t.record.txn, node: this.name, state: 'done', value: s.value, output: s.output, outputTruncated: s.outputTruncated, seconds: s.seconds }
+      conn.reply(id, outcome)
+    } else {
+      conn.replyError(id, withData(s.error, { txn: t.record.txn, node: this.name, output: s.output, seconds: s.seconds }))
+    }
+  }
+
+  #ack (t: Txn): EvalAck {
+    return { txn: t.record.txn, node: this.name, state: t.record.state }
+  }
+
+  #result (conn: ServerConnection, id: number, txn: string, wait: boolean): void {
+    const t = this.table.get(txn)
+    if (t === undefined || (t.peerId !== conn.peer.id && !conn.peer.self)) {
+      throw new EvalMeshError('NO_SUCH_TXN', `node ${this.name} has no record of ${txn} (never seen, or purged)`, { txn })
+    }
+    if (t.settled === undefined && !wait) {
+      throw new EvalMeshError('TXN_NOT_DONE', `${txn} is still ${t.record.state === 'input' ? 'queued' : 'running'}`, { txn, state: t.record.state })
+    }
+    this.#whenSettled(t, s => {
+      if (s.ok && t.record.resultKept === false) {
+        conn.replyError(id, new EvalMeshError('RESULT_NOT_KEPT', `${txn} completed, but its result was not kept (over the retention budget)`, { txn, seconds: s.seconds }))
+        return
+      }
+      this.#replySettled(conn, id, t, s)
+    })
+  }
+
+  async #remoteAbort (req: AbortRequest, peer: PeerInfo): Promise<AbortResult> {
+    const opts: AbortOptions = { by: peer.name }
+    if (req.reason !== undefined) opts.reason = req.reason
+    if (req.mustExist !== undefined) opts.mustExist = req.mustExist
+    if (req.client !== undefined) opts.client = req.client
+    return await this.abort(req.txn, opts)
+  }
+
+  // ---- apply: built-ins, operator functions, Megatest ------------------------
+
+  #knowsFunction (fn: string): boolean {
+    if ((BUILTINS as readonly string[]).includes(fn) || this.#functions.has(fn)) return true
+    return fn.startsWith('megatest.') && this.#init.megatest !== undefined
+  }
+
+  async #runApply (t: Txn, fn: string, args: unknown[], limits: EvalLimits, peer: PeerInfo): Promise<Settled> {
+    const started = Date.now()
+    const controller = new AbortController()
+    t.controller = controller
+    const timer = setTimeout(() => controller.abort(new EvalMeshError('TIME_LIMIT', `${fn} exceeded its wall-time limit of ${limits.timeoutMs} ms`)), limits.timeoutMs)
+    const stopped = new Promise<never>((_resolve, reject) => {
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
+    })
+    try {
+      const value = await Promise.race([this.#call(fn, args, { txn: t.record.txn, peer: { id: peer.id, name: peer.name }, signal: controller.signal }), stopped])
+      const size = value === undefined ? 0 : encodeValue(value).length
+      if (size > limits.resultBytes) throw new EvalMeshError('RESULT_LIMIT', `result of ${size} bytes exceeds the limit of ${limits.resultBytes}`)
+      return { ok: true, value, output: '', outputTruncated: false, seconds: (Date.now() - started) / 1000 }
+    } catch (err) {
+      const wire = toWireError(err, 'EVAL_ERROR')
+      if (err instanceof Error && !(err instanceof EvalMeshError) && err.stack !== undefined) wire.stack = err.stack
+      return { ok: false, error: wire, output: '', outputTruncated: false, seconds: (Date.now() - started) / 1000 }
+    } finally {
+      clearTimeout(timer)
+      stopped.catch(() => {})
+    }
+  }
+
+  async #call (fn: string, args: unknown[], ctx: ApplyContext): Promise<unknown> {
+    switch (fn) {
+      case 'evalserver.status': return this.status(asWhich(args[0]), args[1] as string | number | undefined)
+      case 'evalserver.abort': {
+        const opts: AbortOptions = { by: ctx.peer.name }
+        if (typeof args[1] === 'string') opts.reason = args[1]
+        return await this.abort(args[0] as string | number, opts)
+      }
+      case 'evalserver.describe': return this.describe()
+      case 'evalserver.trace': return { on: this.trace.enabled, events: this.trace.since(typeof args[0] === 'number' ? args[0] : 0) }
+    }
+    if (fn.startsWith('megatest.') && this.#init.megatest !== undefined) {
+      const [area, ...params] = args
+      if (typeof area !== 'string') throw new EvalMeshError('BAD_MESSAGE', `${fn}: the first argument must be the area name`)
+      return await this.#init.megatest.callOrThrow(area, fn.slice('megatest.'.length), params)
+    }
+    const f = this.#functions.get(fn)
+    if (f === undefined) throw new EvalMeshError('UNKNOWN_FUNCTION', `node ${this.name} has no function "${fn}"`)
+    return await f.apply(ctx, args)
+  }
+
+  /** Calls from sandboxed forms: `evalserver.status()`, `fns.greet()`, `megatest['get-keys']()`. */
+  async #hostCall (name: string, args: unknown[], txn: string): Promise<unknown> {
+    const t = this.table.get(txn)
+    const peer = { id: t?.peerId ?? this.id, name: t?.record.clientName ?? this.name }
+    const fn = name.startsWith('fns.') ? name.slice(4) : name
+    const controller = new AbortController()
+    return await this.#call(fn, args, { txn, peer, signal: controller.signal })
+  }
+
+  #grants (): string[] {
+    const mt = this.#init.megatest?.commands().map(c => `megatest.${c.name}`) ?? []
+    return [...BUILTINS, ...[...this.#functions.keys()].map(n => `fns.${n}`), ...mt]
+  }
+
+  #evalLimits (): EvalLimits {
+    const { timeoutMs, memoryMb, resultBytes, outputBytes } = this.limits
+    return { timeoutMs, memoryMb, resultBytes, outputBytes }
+  }
+
+  #clampLimits (asked: Partial<EvalLimits> | undefined): EvalLimits {
+    const node = this.#evalLimits()
+    if (asked === undefined) return node
+    return {
+      timeoutMs: Math.min(node.timeoutMs, asked.timeoutMs ?? Infinity),
+      memoryMb: Math.max(8, Math.min(node.memoryMb, asked.memoryMb ?? Infinity)),
+      resultBytes: Math.min(node.resultBytes, asked.resultBytes ?? Infinity),
+      outputBytes: Math.min(node.outputBytes, asked.outputBytes ?? Infinity)
+    }
+  }
+
+  #retryAfterMs (): number {
+    let total = 0
+    let n = 0
+    for (const r of this.table.list('done').slice(0, 50)) { total += r.seconds ?? 0; n++ }
+    const avgMs = n === 0 ? 100 : (total / n) * 1000
+    return Math.round(Math.min(30_000, Math.max(50, avgMs * (1 + this.table.input.length / this.limits.concurrency))))
+  }
+}
+
+// Pending runners, held outside the record so that records stay plain data.
+const runners = new WeakMap<Txn, () => Promise<Settled>>()
+
+function sessionKey (peerId: string, session: string | undefined): string {
+  return `${peerId}/${session ?? 'default'}`
+}
+
+function abortError (t: Txn, reason: string): WireError {
+  return { code: 'ABORTED', wire: wireCodeOf('ABORTED'), name: 'EvalMeshError', message: `transaction ${t.record.txn} was aborted: ${reason}`, data: { txn: t.record.txn, reason } }
+}
+
+function withData (error: WireError, data: Record<string, unknown>): WireError {
+  return { ...error, data: { ...data, ...(error.data ?? {}) } }
+}
+
+function summarize (text: string): string {
+  const line = text.trim().split('\n')[0] ?? ''
+  return line.length > 80 ? line.slice(0, 77) + '...' : line
+}
+
+function safeJson (value: unknown): string {
+  try {
+    return JSON.stringify(value, (_k, v: unknown) => typeof v === 'bigint' ? `${v}n` : v) ?? 'undefined'
+  } catch {
+    return '[unserializable]'
+  }
+}
+
+function secondsSince (t: number | undefined): number {
+  return t === undefined ? 0 : (Date.now() - t) / 1000
+}
+
+function asWhich (v: unknown): StatusWhich {
+  return v === 'input' || v === 'running' || v === 'done' ? v : 'all'
+}
+
+function definedOnly<T extends object> (o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+async function waitSettled (t: Txn, ms: number): Promise<boolean> {
+  if (t.settled !== undefined) return true
+  return await new Promise(resolve => {
+    const timer = setTimeout(() => resolve(false), ms)
+    t.waiters.push(() => { clearTimeout(timer); resolve(true) })
+  })
+}
+
+export type { TraceEvent }
+
+/** Create and start a node. */
+export async function startServer (init: ServerInit = {}): Promise<EvalServer> {
+  const stateDir = init.stateDir ?? defaultStateDir()
+  const identityOptions: Parameters<typeof loadIdentity>[1] = { create: true }
+  if (init.name !== undefined) identityOptions.name = init.name
+  const identity = init.identity ?? loadIdentity(stateDir, identityOptions)
+  const server = new EvalServer(init, identity, stateDir)
+  await server.start()
+  return server
+}

@@ -1,0 +1,187 @@
+import { EvalMeshError, encodeValue, type HowStopped, type StatusWhich, type TxnRecord, type WireError } from '@evalmesh/protocol'
+
+/** How a transaction ended, as kept for its waiters and for re-fetch. */
+export type Settled =
+  | { ok: true, value: unknown, output: string, outputTruncated: boolean, seconds: number }
+  | { ok: false, error: WireError, output: string, outputTruncated: boolean, seconds: number }
+
+export interface Txn {
+  readonly record: TxnRecord
+  /** What was asked, to tell an idempotent retransmit from a conflicting reuse of the id. */
+  readonly fingerprint: string
+  readonly peerId: string
+  waiters: Array<(settled: Settled) => void>
+  settled?: Settled
+  /** Set when an abort was asked for; the record's reason comes from it. */
+  abortReason?: string
+  /** Stops a running apply (operator function) cooperatively. */
+  controller?: AbortController
+  /** Bytes of the kept result, counted against the retention budget. */
+  keptBytes: number
+}
+
+export interface TxnTableInit {
+  /** Total bytes of results kept for re-fetch. */
+  resultBudgetBytes: number
+  /** Largest single result kept. */
+  maxKeptResultBytes: number
+  /** Most done records kept; the oldest go first. */
+  maxDoneRecords: number
+}
+
+/**
+ * EVALSERVER's three lists: input (queued), running, done. Records are keyed by
+ * txn id; done records keep how they stopped, their seconds, and (within a byte
+ * budget) the result, until purged.
+ */
+export class TxnTable {
+  readonly #all = new Map<string, Txn>()
+  readonly input: Txn[] = []
+  readonly running = new Set<Txn>()
+  readonly #done = new Map<string, Txn>() // insertion order = end order
+  #keptBytes = 0
+  readonly #init: TxnTableInit
+
+  constructor (init: TxnTableInit) {
+    this.#init = init
+  }
+
+  get (txn: string): Txn | undefined { return this.#all.get(txn) }
+
+  get keptBytes (): number { return this.#keptBytes }
+  get doneCount (): number { return this.#done.size }
+
+  add (txn: Txn): void {
+    this.#all.set(txn.record.txn, txn)
+    this.input.push(txn)
+  }
+
+  /** Take the next queued transaction to run. */
+  nextInput (): Txn | undefined {
+    const t = this.input.shift()
+    if (t !== undefined) {
+      t.record.state = 'running'
+      t.record.startedAt = Date.now()
+      this.running.add(t)
+    }
+    return t
+  }
+
+  removeInput (t: Txn): boolean {
+    const i = this.input.indexOf(t)
+    if (i < 0) return false
+    this.input.splice(i, 1)
+    return true
+  }
+
+  /** Move a transaction to done, record how it stopped, and keep its result if it fits. */
+  finish (t: Txn, settled: Settled): void {
+    const r = t.record
+    this.running.delete(t)
+    this.removeInput(t)
+    r.state = 'done'
+    r.endedAt = Date.now()
+    r.seconds = settled.seconds
+    t.settled = settled
+    if (settled.ok) {
+      r.howStopped = 'completed'
+    } else {
+      const code = settled.error.code
+      r.howStopped = (code === 'ABORTED' ? 'aborted' : code === 'SANDBOX_LOST' ? 'lost' : 'failed') satisfies HowStopped
+      r.errorCode = code
+      if (code === 'ABORTED') r.reason = t.abortReason ?? settled.error.message
+      else r.reason = settled.error.message
+    }
+    r.resultKept = this.#keep(t, settled)
+    this.#done.set(r.txn, t)
+    while (this.#done.size > this.#init.maxDoneRecords) {
+      const oldest = this.#done.values().next().value as Txn
+      this.#forget(oldest)
+    }
+  }
+
+  /** Find by full txn id, or by bare sequence number (optionally with the client id). */
+  find (id: string | number, client?: string): Txn[] {
+    if (typeof id === 'string') {
+      const t = this.#all.get(id)
+      return t === undefined ? [] : [t]
+    }
+    const out: Txn[] = []
+    for (const t of this.#all.values()) {
+      if (t.record.seq === id && (client === undefined || t.record.client === client)) out.push(t)
+    }
+    return out
+  }
+
+  list (which: StatusWhich = 'all', id?: string | number): TxnRecord[] {
+    const now = Date.now()
+    const pick = (ts: Iterable<Txn>): TxnRecord[] => {
+      const out: TxnRecord[] = []
+      for (const t of ts) {
+        if (id !== undefined && (typeof id === 'string' ? t.record.txn !== id : t.record.seq !== id)) continue
+        const r = { ...t.record }
+        if (r.state === 'running' && r.startedAt !== undefined) r.seconds = (now - r.startedAt) / 1000
+        out.push(r)
+      }
+      return out
+    }
+    const out: TxnRecord[] = []
+    if (which === 'running' || which === 'all') out.push(...pick(this.running))
+    if (which === 'input' || which === 'all') out.push(...pick(this.input))
+    if (which === 'done' || which === 'all') out.push(...pick([...this.#done.values()].reverse()))
+    return out
+  }
+
+  /** Drop done records that ended more than `maxAgeMs` ago. */
+  purge (maxAgeMs: number, now = Date.now()): number {
+    let n = 0
+    for (const t of this.#done.values()) {
+      if ((t.record.endedAt ?? now) > now - maxAgeMs) break // later ones are younger
+      this.#forget(t)
+      n++
+    }
+    return n
+  }
+
+  #forget (t: Txn): void {
+    this.#done.delete(t.record.txn)
+    this.#all.delete(t.record.txn)
+    this.#keptBytes -= t.keptBytes
+    t.keptBytes = 0
+  }
+
+  #keep (t: Txn, settled: Settled): boolean {
+    if (!settled.ok) return true // errors are small and always kept
+    const size = approximateSize(settled.value) + settled.output.length
+    if (size > this.#init.maxKeptResultBytes) { this.#dropValue(t); return false }
+    // Make room by dropping the oldest kept results.
+    for (const old of this.#done.values()) {
+      if (this.#keptBytes + size <= this.#init.resultBudgetBytes) break
+      if (old.keptBytes > 0) this.#dropValue(old)
+    }
+    if (this.#keptBytes + size > this.#init.resultBudgetBytes) { this.#dropValue(t); return false }
+    t.keptBytes = size
+    this.#keptBytes += size
+    return true
+  }
+
+  #dropValue (t: Txn): void {
+    this.#keptBytes -= t.keptBytes
+    t.keptBytes = 0
+    if (t.settled?.ok === true) {
+      t.settled = { ...t.settled, value: undefined }
+      t.record.resultKept = false
+    }
+  }
+}
+
+/** Encoded size for objects; a cheap estimate for primitives, which dominate the hot path. */
+function approximateSize (value: unknown): number {
+  switch (typeof value) {
+    case 'string': return value.length * 3
+    case 'number': case 'boolean': case 'undefined': case 'bigint': return 16
+    default:
+      if (value === null) return 1
+      try { return encodeValue(value).length } catch (err) { throw new EvalMeshError('NOT_CLONEABLE', (err as Error).message) }
+  }
+}
