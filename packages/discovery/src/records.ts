@@ -217,7 +217,7 @@ export function answerQuery (questions: Question[], known: DnsRecord[], own: Own
   // RFC 6763 §12: send what the querier will ask for next.
   if (answers.includes(own.ptr)) { add(additionals, own.srv); add(additionals, own.txt); add(additionals, own.a) }
   if (answers.includes(own.srv)) add(additionals, own.a)
-  if (answers.includes(own.srv) || answers.includes(own.a)) {
+  if (answers.includes(own.a) || additionals.includes(own.a)) {
     if (!answers.includes(nsecNoAaaa)) additionals.push(nsecNoAaaa)
   }
 
