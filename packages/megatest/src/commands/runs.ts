@@ -1,0 +1,242 @@
+import { EvalMeshError } from '@evalmesh/protocol'
+import type { AreaContext } from '../area.js'
+import type { SqlValue } from '../args.js'
+import { andAll, pattToLike, type Clause } from '../patterns.js'
+import { rollUpRun } from '../rollup.js'
+import { ident } from '../schema.js'
+import { keyColsSql, requireRun, toRows, type HeaderRows } from './common.js'
+import { cmd, type CommandDef } from './define.js'
+
+const RUN_INFO_FIELDS = ['id', 'runname', 'state', 'status', 'owner', 'event_time', 'comment', 'fail_count', 'pass_count', 'contour']
+const GET_RUNS_FIELDS = ['id', 'runname', 'state', 'status', 'owner', 'event_time']
+const RUN_COLUMNS = new Set([...RUN_INFO_FIELDS, 'last_update'])
+
+/** Column name -> SQL: keys are quoted identifiers, run columns are constants. */
+function runColumnSql (ctx: AreaContext, col: string): string {
+  return ctx.keyNames.includes(col) ? ident(col) : col
+}
+
+function keyValsOf (ctx: AreaContext, runId: number): Array<[string, unknown]> | null {
+  if (ctx.keyNames.length === 0) {
+    return ctx.stmt('SELECT id FROM runs WHERE id=?').get(runId) === undefined ? null : []
+  }
+  const row = ctx.stmt(`SELECT ${keyColsSql(ctx)} FROM runs WHERE id=?`).get(runId) as Record<string, unknown> | undefined
+  if (row === undefined) return null
+  return ctx.keyNames.map(k => [k, row[k]])
+}
+
+function lockRun (ctx: AreaContext, runId: number, lock: boolean, user: string | null): boolean {
+  const run = requireRun(ctx, runId)
+  const now = ctx.now()
+  if (lock) {
+    if (run.state !== 'locked') {
+      // Megatest overwrites runs.state; keep what it was so unlock can restore it.
+      ctx.stmt("DELETE FROM extradat WHERE run_id=? AND key='state-before-lock'").run(runId)
+      ctx.stmt("INSERT INTO extradat (run_id, key, val) VALUES (?, 'state-before-lock', ?)").run(runId, run.state)
+      ctx.stmt("UPDATE runs SET state='locked' WHERE id=?").run(runId)
+    }
+  } else if (run.state === 'locked') {
+    const prev = ctx.stmt("SELECT val FROM extradat WHERE run_id=? AND key='state-before-lock'").pluck().get(runId) as string | undefined
+    ctx.stmt('UPDATE runs SET state=? WHERE id=?').run(prev ?? 'unlocked', runId)
+    ctx.stmt("DELETE FROM extradat WHERE run_id=? AND key='state-before-lock'").run(runId)
+  }
+  ctx.stmt('INSERT INTO access_log (user, accessed, args) VALUES (?, ?, ?)').run(user ?? '', now, `${lock ? 'lock' : 'unlock'}-run ${runId}`)
+  return true
+}
+
+export const RUN_COMMANDS: CommandDef[] = [
+  cmd('register-run', 'write', ['keyvals', 'runname', 'state', 'status', 'user', 'contour'], (ctx, a) => {
+    const given = new Map<string, string>()
+    for (const [k, v] of a.pairs(0)) {
+      if (!ctx.keyNames.includes(k)) a.fail(0, `names key "${k}", which is not a key of area ${ctx.name} (keys: ${ctx.keyNames.join(' ')})`)
+      if (typeof v !== 'string' && typeof v !== 'number') a.fail(0, `gives key "${k}" a value that is not a string`)
+      const s = String(v)
+      if (s.includes('/')) a.fail(0, `gives key "${k}" the value "${s}", which contains "/" (targets are joined with "/")`)
+      given.set(k, s)
+    }
+    const missing = ctx.keyNames.filter(k => !given.has(k))
+    if (missing.length > 0) a.fail(0, `lacks key(s) ${missing.join(' ')}`)
+    const runname = a.str(1)
+    if (runname === '') a.fail(1, 'must not be empty')
+    const state = a.strOr(2, 'new')
+    const status = a.strOr(3, 'n/a')
+    const user = a.strOr(4, '')
+    const contour = a.strOr(5, '')
+    const keyVals = ctx.keyNames.map(k => given.get(k) as string)
+    const now = ctx.now()
+    const keyCols = ctx.keyNames.map(k => ident(k) + ', ').join('')
+    ctx.stmt(`INSERT OR IGNORE INTO runs (${keyCols}runname, state, status, owner, event_time, contour)
+      VALUES (${keyVals.map(() => '?, ').join('')}?, ?, ?, ?, ?, ?)`).run(...keyVals, runname, state, status, user, now, contour)
+    const where = ['runname=?', ...ctx.keyNames.map(k => `${ident(k)}=?`)].join(' AND ')
+    const row = ctx.stmt(`SELECT id, state FROM runs WHERE ${where}`).get(runname, ...keyVals) as { id: number, state: string }
+    if (row.state === 'deleted') {
+      ctx.stmt('UPDATE runs SET state=?, status=?, event_time=? WHERE id=?').run(state, status, now, row.id)
+    }
+    return row.id
+  }),
+
+  cmd('get-run-info', 'read', ['run-id'], (ctx, a): HeaderRows => {
+    const header = [...ctx.keyNames, ...RUN_INFO_FIELDS]
+    const cols = header.map(c => runColumnSql(ctx, c)).join(', ')
+    const row = ctx.stmt(`SELECT ${cols} FROM runs WHERE id=?`).get(a.int(0)) as Record<string, unknown> | undefined
+    return { header, rows: row === undefined ? [] : toRows([row], header) }
+  }),
+
+  cmd('get-runs', 'read', ['runpatt', 'count', 'offset', 'keypatts'], (ctx, a): HeaderRows => {
+    const runpatt = a.strOrNull(0)
+    const count = a.intOrNull(1)
+    const offset = a.intOr(2, 0)
+    const keyClauses: Clause[] = a.pairs(3).map(([k, patt]) => {
+      if (!ctx.keyNames.includes(k)) a.fail(3, `names key "${k}", which is not a key of area ${ctx.name}`)
+      if (patt !== null && typeof patt !== 'string') return a.fail(3, `gives key "${k}" a pattern that is not a string`)
+      return pattToLike(ident(k), patt)
+    })
+    const where = andAll([pattToLike('runname', runpatt), ...keyClauses, { sql: "state != 'deleted'", params: [] }])
+    const header = [...ctx.keyNames, ...GET_RUNS_FIELDS]
+    const cols = header.map(c => runColumnSql(ctx, c)).join(', ')
+    const params: SqlValue[] = [...where.params, count === null || count <= 0 ? -1 : count, Math.max(0, offset)]
+    const rows = ctx.stmt(`SELECT ${cols} FROM runs WHERE ${where.sql} ORDER BY event_time DESC, id DESC LIMIT ? OFFSET ?`).all(...params) as Array<Record<string, unknown>>
+    return { header, rows: toRows(rows, header) }
+  }),
+
+  cmd('get-runs-by-patt', 'read', ['keys', 'runpatt', 'targpatt', 'offset', 'limit', 'fields', 'last-update'], (ctx, a): HeaderRows => {
+    const keys = a.strList(0)
+    if (keys.length > 0 && (keys.length !== ctx.keyNames.length || keys.some((k, i) => k !== ctx.keyNames[i]))) {
+      a.fail(0, `must be the area's keys (${ctx.keyNames.join(' ')}) or null, got ${keys.join(' ')}`)
+    }
+    const runpatt = a.strOrNull(1)
+    const targpatt = a.strOrNull(2)
+    const offset = a.intOr(3, 0)
+    const limit = a.intOrNull(4)
+    const fieldsIn = a.strList(5)
+    const lastUpdate = a.intOrNull(6)
+    const fields = fieldsIn.length === 0 ? [...ctx.keyNames, ...RUN_INFO_FIELDS.slice(0, 9)] : fieldsIn
+    for (const f of fields) {
+      if (!ctx.keyNames.includes(f) && !RUN_COLUMNS.has(f)) {
+        a.fail(5, `names "${f}", which is neither a key nor a run column (${[...RUN_COLUMNS].join(' ')})`)
+      }
+    }
+    const targParts = targpatt === null ? [] : targpatt.split('/')
+    const keyClauses = ctx.keyNames.map((k, i) => {
+      const p = targParts[i]
+      return p === undefined || p === '%' ? null : pattToLike(ident(k), p)
+    })
+    const where = andAll([
+      pattToLike('runname', runpatt),
+      ...keyClauses,
+      lastUpdate === null ? { sql: "state != 'deleted'", params: [] } : { sql: 'last_update >= ?', params: [lastUpdate] }
+    ])
+    const cols = fields.map(c => runColumnSql(ctx, c)).join(', ')
+    const rows = ctx.stmt(`SELECT ${cols} FROM runs WHERE ${where.sql} ORDER BY event_time ASC, id ASC LIMIT ? OFFSET ?`)
+      .all(...where.params, limit === null || limit <= 0 ? -1 : limit, Math.max(0, offset)) as Array<Record<string, unknown>>
+    return { header: fields, rows: toRows(rows, fields) }
+  }),
+
+  cmd('get-keys', 'read', [], (ctx) => [...ctx.keyNames]),
+
+  cmd('get-key-val-pairs', 'read', ['run-id'], (ctx, a) => keyValsOf(ctx, a.int(0)) ?? []),
+  cmd('get-key-vals', 'read', ['run-id'], (ctx, a) => (keyValsOf(ctx, a.int(0)) ?? []).map(([, v]) => v)),
+  cmd('get-target', 'read', ['run-id'], (ctx, a) => {
+    const kv = keyValsOf(ctx, a.int(0))
+    return kv === null ? null : kv.map(([, v]) => String(v ?? '')).join('/')
+  }),
+
+  cmd('get-targets', 'read', [], (ctx): HeaderRows => {
+    const header = [...ctx.keyNames]
+    if (header.length === 0) return { header, rows: [] }
+    const cols = keyColsSql(ctx)
+    const rows = ctx.stmt(`SELECT DISTINCT ${cols} FROM runs WHERE state != 'deleted' ORDER BY ${cols}`).all() as Array<Record<string, unknown>>
+    return { header, rows: toRows(rows, header) }
+  }),
+
+  cmd('delete-run', 'write', ['run-id'], (ctx, a) => {
+    const runId = a.int(0)
+    const run = requireRun(ctx, runId)
+    if (run.state === 'locked') throw new EvalMeshError('MEGATEST_ERROR', `run ${runId} of area ${ctx.name} is locked; unlock it before deleting`, { runId })
+    const ids = 'SELECT id FROM tests WHERE run_id=?'
+    ctx.stmt(`DELETE FROM test_steps WHERE test_id IN (${ids})`).run(runId)
+    ctx.stmt(`DELETE FROM test_data WHERE test_id IN (${ids})`).run(runId)
+    ctx.stmt(`DELETE FROM test_rundat WHERE test_id IN (${ids})`).run(runId)
+    ctx.stmt("UPDATE tests SET state='DELETED' WHERE run_id=?").run(runId)
+    ctx.stmt('DELETE FROM run_stats WHERE run_id=?').run(runId)
+    ctx.stmt("UPDATE runs SET state='deleted' WHERE id=?").run(runId)
+    return true
+  }),
+
+  cmd('lock-run', 'write', ['run-id', 'user'], (ctx, a) => lockRun(ctx, a.int(0), true, a.strOrNull(1))),
+  cmd('unlock-run', 'write', ['run-id', 'user'], (ctx, a) => lockRun(ctx, a.int(0), false, a.strOrNull(1))),
+  cmd('lock/unlock-run', 'write', ['run-id', 'lock', 'unlock', 'user'], (ctx, a) => {
+    const lock = !a.isNull(1)
+    const unlock = !a.isNull(2)
+    if (lock === unlock) a.fail(1, 'and param 3 (unlock): exactly one must be true')
+    return lockRun(ctx, a.int(0), lock, a.strOrNull(3))
+  }),
+
+  cmd('set-run-status', 'write', ['run-id', 'status', 'msg'], (ctx, a) => {
+    const runId = a.int(0)
+    requireRun(ctx, runId)
+    const status = a.str(1)
+    ctx.stmt('UPDATE runs SET status=?, comment=coalesce(?, comment) WHERE id=?').run(status, a.strOrNull(2), runId)
+    return status
+  }),
+  cmd('get-run-status', 'read', ['run-id'], (ctx, a) =>
+    (ctx.stmt('SELECT status FROM runs WHERE id=?').pluck().get(a.int(0)) as string | undefined) ?? null),
+  cmd('get-run-state', 'read', ['run-id'], (ctx, a) =>
+    (ctx.stmt('SELECT state FROM runs WHERE id=?').pluck().get(a.int(0)) as string | undefined) ?? null),
+  cmd('get-run-state-status', 'read', ['run-id'], (ctx, a) => {
+    const row = ctx.stmt('SELECT state, status FROM runs WHERE id=?').get(a.int(0)) as { state: string, status: string } | undefined
+    return row === undefined ? null : [row.state, row.status]
+  }),
+  cmd('set-run-state-status', 'write', ['run-id', 'state', 'status'], (ctx, a) => {
+    const runId = a.int(0)
+    requireRun(ctx, runId)
+    ctx.stmt('UPDATE runs SET state=coalesce(?, state), status=coalesce(?, status) WHERE id=?').run(a.strOrNull(1), a.strOrNull(2), runId)
+    return true
+  }),
+  cmd('set-state-status-and-roll-up-run', 'write', ['run-id', 'state', 'status'], (ctx, a) => {
+    const runId = a.int(0)
+    const run = requireRun(ctx, runId)
+    const state = a.strOrNull(1)
+    const status = a.strOrNull(2)
+    if (state !== null || status !== null) {
+      ctx.stmt('UPDATE runs SET state=coalesce(?, state), status=coalesce(?, status) WHERE id=?').run(state, status, runId)
+      return { id: runId, state: state ?? run.state, status: status ?? run.status }
+    }
+    return rollUpRun(ctx, runId)
+  }),
+
+  cmd('get-raw-run-stats', 'read', ['run-id'], (ctx, a) =>
+    (ctx.stmt(`SELECT state, status, count(id) AS n FROM tests
+      WHERE run_id=? AND NOT (uname='n/a' AND item_path='') GROUP BY state, status ORDER BY state, status`)
+      .all(a.int(0)) as Array<{ state: string, status: string, n: number }>).map(r => [r.state, r.status, r.n])),
+
+  cmd('update-run-stats', 'write', ['run-id', 'stats'], (ctx, a) => {
+    const runId = a.int(0)
+    const stats = a.raw(1)
+    if (!Array.isArray(stats)) a.fail(1, 'must be a list of [state, status, count]')
+    const del = ctx.stmt('DELETE FROM run_stats WHERE run_id=? AND state=? AND status=?')
+    const ins = ctx.stmt('INSERT INTO run_stats (run_id, state, status, count) VALUES (?, ?, ?, ?)')
+    for (const [j, s] of (stats as unknown[]).entries()) {
+      if (!Array.isArray(s) || s.length !== 3 || typeof s[0] !== 'string' || typeof s[1] !== 'string' || !Number.isSafeInteger(s[2])) {
+        return a.fail(1, `element ${j + 1} must be [state, status, count]`)
+      }
+      del.run(runId, s[0], s[1])
+      ins.run(runId, s[0], s[1], s[2])
+    }
+    return true
+  }),
+
+  cmd('get-run-stats', 'read', [], (ctx) => {
+    const rows = ctx.stmt(`SELECT t.run_id AS run_id,
+        CASE WHEN t.state='COMPLETED' THEN t.status ELSE t.state END AS netstate, count(t.id) AS n
+      FROM tests t JOIN runs r ON r.id=t.run_id
+      WHERE r.state != 'deleted' AND t.state != 'DELETED' AND NOT (t.uname='n/a' AND t.item_path='')
+      GROUP BY t.run_id, netstate ORDER BY t.run_id, netstate`).all() as Array<{ run_id: number, netstate: string, n: number }>
+    const totals = new Map<string, number>()
+    for (const r of rows) totals.set(r.netstate, (totals.get(r.netstate) ?? 0) + r.n)
+    return [
+      ...rows.map(r => [r.run_id, r.netstate, r.n]),
+      ...[...totals.entries()].sort(([x], [y]) => x < y ? -1 : x > y ? 1 : 0).map(([st, n]) => ['Totals', st, n])
+    ]
+  })
+]

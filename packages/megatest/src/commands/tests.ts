@@ -1,0 +1,330 @@
+import { EvalMeshError } from '@evalmesh/protocol'
+import { Args, type SqlValue } from '../args.js'
+import type { AreaContext } from '../area.js'
+import {
+  COUNTED_RUNNING_STATES, RUNNING_STATES, TEST_COLUMNS, TEST_RECORD_FIELDS, TEST_SHORTLIST_FIELDS, WELL_ENDED_STATUSES
+} from '../constants.js'
+import { andAll, inList, testPattClause, type Clause } from '../patterns.js'
+import { setStateStatusAndRollUpItems, testDataRollup } from '../rollup.js'
+import { requireRun, requireTest, TEST_RECORD_SQL, type TestRecord } from './common.js'
+import { cmd, type CommandDef } from './define.js'
+
+interface Statement {
+  params: readonly string[]
+  run: (ctx: AreaContext, runId: number | null, a: Args) => void
+}
+
+/** Check a test id against the general-call run-id, the filter Megatest forgot. */
+function testIn (ctx: AreaContext, runId: number | null, a: Args, i: number): number {
+  const id = a.int(i)
+  requireTest(ctx, runId, id)
+  return id
+}
+
+/** db:queries statements used by CI (spec §2.4), all with bound parameters. */
+const STATEMENTS: Record<string, Statement> = {
+  'register-test': {
+    params: ['run-id', 'testname', 'item-path'],
+    run: (ctx, runId, a) => {
+      const inner = a.int(0)
+      if (runId !== null && inner !== runId) a.fail(0, `is ${inner} but general-call's run-id is ${runId}`)
+      requireRun(ctx, inner)
+      ctx.stmt(`INSERT OR IGNORE INTO tests (run_id, testname, event_time, item_path, state, status)
+        VALUES (?, ?, ?, ?, 'NOT_STARTED', 'n/a')`).run(inner, a.str(1), ctx.now(), a.strOr(2, ''))
+    }
+  },
+  'set-test-start-time': {
+    params: ['test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET event_time=? WHERE id=?').run(ctx.now(), testIn(ctx, runId, a, 0)) }
+  },
+  'test-set-log': {
+    params: ['final-logf', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET final_logf=? WHERE id=?').run(a.str(0), testIn(ctx, runId, a, 1)) }
+  },
+  'test-set-rundir-shortdir': {
+    params: ['rundir', 'shortdir', 'testname', 'item-path'],
+    run: (ctx, runId, a) => {
+      if (runId === null) throw new EvalMeshError('BAD_MESSAGE', 'general-call test-set-rundir-shortdir: run-id is required (Megatest\'s version updated every run)')
+      ctx.stmt('UPDATE tests SET rundir=?, shortdir=? WHERE testname=? AND item_path=? AND run_id=?')
+        .run(a.str(0), a.str(1), a.str(2), a.strOr(3, ''), runId)
+    }
+  },
+  'update-test-rundat': {
+    params: ['test-id', 'cpuload', 'diskfree', 'diskusage', 'run-duration'],
+    run: (ctx, runId, a) => {
+      ctx.stmt(`INSERT INTO test_rundat (test_id, update_time, cpuload, diskfree, diskusage, run_duration)
+        VALUES (?, ?, ?, ?, ?, ?)`).run(testIn(ctx, runId, a, 0), ctx.now(), a.numOrNull(1) ?? -1, a.numOrNull(2) ?? -1, a.numOrNull(3) ?? -1, a.numOrNull(4) ?? 0)
+    }
+  },
+  'update-cpuload-diskfree': {
+    params: ['cpuload', 'diskfree', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET cpuload=?, diskfree=? WHERE id=?').run(a.num(0), a.num(1), testIn(ctx, runId, a, 2)) }
+  },
+  'update-run-duration': {
+    params: ['run-duration', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET run_duration=? WHERE id=?').run(a.num(0), testIn(ctx, runId, a, 1)) }
+  },
+  'update-uname-host': {
+    params: ['uname', 'host', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET uname=?, host=? WHERE id=?').run(a.str(0), a.str(1), testIn(ctx, runId, a, 2)) }
+  },
+  'pass-fail-counts': {
+    params: ['fail-count', 'pass-count', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET fail_count=?, pass_count=? WHERE id=?').run(a.int(0), a.int(1), testIn(ctx, runId, a, 2)) }
+  },
+  'test_data-pf-rollup': {
+    // Megatest passes the test id four times; one is enough, repeats must agree.
+    params: ['test-id', 'test-id', 'test-id', 'test-id'],
+    run: (ctx, runId, a) => {
+      const id = testIn(ctx, runId, a, 0)
+      for (let i = 1; i < a.values.length; i++) if (!a.isNull(i) && a.int(i) !== id) a.fail(i, `must repeat test-id ${id}`)
+      ctx.stmt(`UPDATE tests SET status=CASE
+          WHEN fail_count > 0 THEN 'FAIL'
+          WHEN pass_count > 0 AND status NOT IN ('WARN','FAIL') THEN 'PASS'
+          ELSE status END WHERE id=?`).run(id)
+    }
+  },
+  'update-pass-fail-counts': {
+    params: ['testname', 'testname', 'testname'],
+    run: (ctx, runId, a) => {
+      if (runId === null) throw new EvalMeshError('BAD_MESSAGE', 'general-call update-pass-fail-counts: run-id is required (Megatest\'s version updated every run)')
+      const name = a.str(0)
+      ctx.stmt(`UPDATE tests SET
+          fail_count=(SELECT count(id) FROM tests WHERE run_id=? AND testname=? AND item_path!='' AND status IN ('FAIL','CHECK','INCOMPLETE','ABORT')),
+          pass_count=(SELECT count(id) FROM tests WHERE run_id=? AND testname=? AND item_path!='' AND status IN ('PASS','WARN','WAIVED'))
+        WHERE run_id=? AND testname=? AND item_path=''`).run(runId, name, runId, name, runId, name)
+    }
+  },
+  'delete-test-step-records': {
+    params: ['test-id'],
+    run: (ctx, runId, a) => { ctx.stmt("UPDATE test_steps SET status='DELETED' WHERE test_id=?").run(testIn(ctx, runId, a, 0)) }
+  },
+  'delete-test-data-records': {
+    params: ['test-id'],
+    run: (ctx, runId, a) => { ctx.stmt("UPDATE test_data SET status='DELETED' WHERE test_id=?").run(testIn(ctx, runId, a, 0)) }
+  }
+}
+
+export const GENERAL_CALL_STATEMENTS: readonly string[] = Object.keys(STATEMENTS)
+
+function recordColumns (a: Args, i: number): { columns: string[], sql: string } {
+  const q = a.raw(i)
+  if (q === undefined || q === null || q === false) return { columns: [...TEST_RECORD_FIELDS], sql: TEST_RECORD_SQL }
+  if (q === 'shortlist') return { columns: [...TEST_SHORTLIST_FIELDS], sql: TEST_SHORTLIST_FIELDS.join(', ') }
+  const cols = typeof q === 'string' ? q.split(',').map(s => s.trim()) : a.strList(i)
+  if (cols.length === 0) a.fail(i, 'names no columns')
+  for (const c of cols) if (!TEST_COLUMNS.has(c)) a.fail(i, `names "${c}", which is not a tests column (${[...TEST_COLUMNS].join(' ')})`)
+  return { columns: cols, sql: cols.join(', ') }
+}
+
+const SORTS: Record<string, (dir: string) => string> = {
+  testname: d => `testname ${d}, item_path ${d}`,
+  rundir: d => `rundir ${d}, id`,
+  statestatus: d => `state ${d}, status ${d}, testname, item_path`,
+  event_time: d => `event_time ${d}, id ${d}`,
+  raw: d => `id ${d}`
+}
+
+function runningCount (ctx: AreaContext, extra: Clause): number {
+  const where = andAll([inList('state', COUNTED_RUNNING_STATES), { sql: "NOT (uname='n/a' AND item_path='')", params: [] }, extra])
+  return ctx.stmt(`SELECT count(id) FROM tests WHERE ${where.sql}`).pluck().get(...where.params) as number
+}
+
+function runClause (runId: number | null): Clause | null {
+  return runId === null ? null : { sql: 'run_id=?', params: [runId] }
+}
+
+const PREREQ_MODES = ['normal', 'toplevel', 'itemwait', 'itemmatch', 'exclusive'] as const
+
+/** Tests stuck RUNNING/REMOTEHOSTSTART or LAUNCHED, with neither progress nor heartbeat within deadtime. */
+function incompletes (ctx: AreaContext, runId: number | null, deadtime: number): Array<{ id: number, run_id: number }> {
+  const now = ctx.now()
+  const where = andAll([runClause(runId), {
+    sql: `NOT (uname='n/a' AND item_path='') AND ? - last_update > ? AND (
+      (state IN ('RUNNING','REMOTEHOSTSTART') AND ? - event_time > run_duration + ?)
+      OR (state='LAUNCHED' AND ? - event_time > ?))`,
+    params: [now, deadtime, now, deadtime, now, Math.max(deadtime, LAUNCH_DEADTIME)]
+  }])
+  return ctx.stmt(`SELECT id, run_id FROM tests WHERE ${where.sql} ORDER BY id`).all(...where.params) as Array<{ id: number, run_id: number }>
+}
+
+export const DEFAULT_DEADTIME = 7200
+const LAUNCH_DEADTIME = 86400
+
+export const TEST_COMMANDS: CommandDef[] = [
+  cmd('general-call', 'write', ['stmt', 'run-id', '...args'], (ctx, a) => {
+    const name = a.str(0)
+    const st = Object.hasOwn(STATEMENTS, name) ? STATEMENTS[name] : undefined
+    if (st === undefined) return a.fail(0, `names unknown statement "${name}" (known: ${GENERAL_CALL_STATEMENTS.join(', ')})`)
+    const runId = a.intOrNull(1)
+    st.run(ctx, runId, new Args(`general-call ${name}`, st.params, a.values.slice(2)))
+    return true
+  }),
+
+  cmd('insert-test', 'write', ['run-id', 'record'], (ctx, a) => {
+    const runId = a.int(0)
+    requireRun(ctx, runId)
+    const cols: string[] = []
+    const vals: SqlValue[] = []
+    for (const [k, v] of a.pairs(1)) {
+      if (k === 'id' || k === 'run_id' || !TEST_COLUMNS.has(k)) a.fail(1, `names "${k}", which is not a settable tests column`)
+      if (v !== null && typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v))) a.fail(1, `gives "${k}" a value that is not a string, number or null`)
+      if (cols.includes(k)) a.fail(1, `names "${k}" twice`)
+      cols.push(k)
+      vals.push(v as SqlValue)
+    }
+    if (!cols.includes('testname')) a.fail(1, 'lacks testname')
+    if (!cols.includes('item_path')) { cols.push('item_path'); vals.push('') }
+    const update = cols.filter(c => c !== 'testname' && c !== 'item_path').map(c => `${c}=excluded.${c}`)
+    ctx.stmt(`INSERT INTO tests (run_id, ${cols.join(', ')}) VALUES (?, ${cols.map(() => '?').join(', ')})
+      ON CONFLICT (run_id, testname, item_path) DO ${update.length === 0 ? 'NOTHING' : 'UPDATE SET ' + update.join(', ')}`).run(runId, ...vals)
+    return ctx.stmt('SELECT id FROM tests WHERE run_id=? AND testname=? AND item_path=?').pluck()
+      .get(runId, vals[cols.indexOf('testname')], vals[cols.indexOf('item_path')]) as number
+  }),
+
+  cmd('get-test-id', 'read', ['run-id', 'testname', 'item-path'], (ctx, a) =>
+    (ctx.stmt('SELECT id FROM tests WHERE run_id=? AND testname=? AND item_path=?').pluck()
+      .get(a.int(0), a.str(1), a.strOr(2, '')) as number | undefined) ?? null),
+
+  cmd('get-test-info-by-id', 'read', ['run-id', 'test-id'], (ctx, a) => {
+    const runId = a.intOrNull(0)
+    const id = a.int(1)
+    const row = runId === null
+      ? ctx.stmt(`SELECT ${TEST_RECORD_SQL} FROM tests WHERE id=?`).get(id)
+      : ctx.stmt(`SELECT ${TEST_RECORD_SQL} FROM tests WHERE id=? AND run_id=?`).get(id, runId)
+    return (row as TestRecord | undefined) ?? null
+  }),
+
+  cmd('get-tests-for-run', 'read', ['run-id', 'testpatt', 'states', 'statuses', 'offset', 'limit', 'not-in',
+    'sort-by', 'sort-order', 'qryvals', 'last-update', 'mode'], (ctx, a) => {
+    const runId = a.intOrNull(0)
+    const testpatt = a.strOrNull(1)
+    const states = a.strList(2)
+    const statuses = a.strList(3)
+    const offset = a.intOr(4, 0)
+    const limit = a.intOrNull(5)
+    const notIn = !a.isNull(6)
+    const sortBy = a.strOrNull(7)
+    const sortOrder = a.oneOf(8, ['asc', 'desc'], 'asc').toUpperCase()
+    const { sql: colsSql } = recordColumns(a, 9)
+    const lastUpdate = a.intOrNull(10)
+    const mode = a.oneOf(11, ['normal', 'dashboard'], 'normal')
+    let order: string
+    if (sortBy === null) order = `id ${sortOrder}`
+    else if (Object.hasOwn(SORTS, sortBy)) order = (SORTS[sortBy] as (d: string) => string)(sortOrder)
+    else if (TEST_COLUMNS.has(sortBy)) order = `${sortBy} ${sortOrder}, id`
+    else return a.fail(7, `must be one of ${Object.keys(SORTS).join(', ')} or a tests column, got "${sortBy}"`)
+    const statusClause = inList('status', statuses, notIn)
+    const where = andAll([
+      runClause(runId),
+      lastUpdate === null ? { sql: "state != 'DELETED'", params: [] } : { sql: 'last_update >= ?', params: [lastUpdate] },
+      inList('state', states, notIn),
+      statusClause === null || mode === 'normal'
+        ? statusClause
+        : { sql: `(state != 'COMPLETED' OR ${statusClause.sql})`, params: statusClause.params },
+      testPattClause(testpatt)
+    ])
+    return ctx.stmt(`SELECT ${colsSql} FROM tests WHERE ${where.sql} ORDER BY ${order} LIMIT ? OFFSET ?`)
+      .all(...where.params, limit === null || limit <= 0 ? -1 : limit, Math.max(0, offset))
+  }),
+
+  cmd('test-set-state-status', 'write', ['run-id', 'test-id', 'state', 'status', 'comment'], (ctx, a) => {
+    const id = a.int(1)
+    requireTest(ctx, a.intOrNull(0), id)
+    ctx.stmt('UPDATE tests SET state=coalesce(?, state), status=coalesce(?, status), comment=coalesce(?, comment) WHERE id=?')
+      .run(a.strOrNull(2), a.strOrNull(3), a.strOrNull(4), id)
+    return true
+  }),
+
+  cmd('test-set-state-status-by-id', 'write', ['run-id', 'test-id', 'state', 'status', 'comment'], (ctx, a) =>
+    setStateStatusAndRollUpItems(ctx, a.intOrNull(0), a.int(1), null, a.strOrNull(2), a.strOrNull(3), a.strOrNull(4))),
+
+  cmd('set-state-status-and-roll-up-items', 'write', ['run-id', 'test-name-or-id', 'item-path', 'state', 'status', 'comment'], (ctx, a) => {
+    const runId = a.intOrNull(0)
+    const target = a.raw(1)
+    let nameOrId: number | string
+    if (typeof target === 'number') nameOrId = a.int(1)
+    else {
+      nameOrId = a.str(1)
+      if (runId === null) a.fail(0, 'is required when the test is given by name')
+    }
+    return setStateStatusAndRollUpItems(ctx, runId, nameOrId, a.strOrNull(2), a.strOrNull(3), a.strOrNull(4), a.strOrNull(5))
+  }),
+
+  cmd('test-set-top-process-pid', 'write', ['run-id', 'test-id', 'pid'], (ctx, a) => {
+    const id = a.int(1)
+    requireTest(ctx, a.intOrNull(0), id)
+    const pid = a.int(2)
+    ctx.stmt('UPDATE tests SET attemptnum=? WHERE id=?').run(pid, id)
+    return pid
+  }),
+  cmd('test-get-top-process-pid', 'read', ['run-id', 'test-id'], (ctx, a) => {
+    const runId = a.intOrNull(0)
+    const v = runId === null
+      ? ctx.stmt('SELECT attemptnum FROM tests WHERE id=?').pluck().get(a.int(1))
+      : ctx.stmt('SELECT attemptnum FROM tests WHERE id=? AND run_id=?').pluck().get(a.int(1), runId)
+    return (v as number | undefined) ?? null
+  }),
+
+  cmd('get-count-tests-running', 'read', ['run-id'], (ctx, a) => runningCount(ctx, andAll([runClause(a.intOrNull(0))]))),
+  cmd('get-count-tests-running-for-run-id', 'read', ['run-id'], (ctx, a) =>
+    runningCount(ctx, { sql: 'run_id=?', params: [a.int(0)] })),
+  cmd('get-count-tests-running-for-testname', 'read', ['run-id', 'testname'], (ctx, a) =>
+    runningCount(ctx, andAll([runClause(a.intOrNull(0)), { sql: 'testname=?', params: [a.str(1)] }]))),
+  cmd('get-count-tests-running-in-jobgroup', 'read', ['run-id', 'jobgroup'], (ctx, a) =>
+    runningCount(ctx, andAll([runClause(a.intOrNull(0)),
+      { sql: 'testname IN (SELECT testname FROM test_meta WHERE jobgroup=?)', params: [a.str(1)] }]))),
+
+  cmd('get-not-completed-cnt', 'read', ['run-id'], (ctx, a) =>
+    ctx.stmt("SELECT count(id) FROM tests WHERE run_id=? AND state NOT IN ('COMPLETED','DELETED')").pluck().get(a.int(0)) as number),
+
+  cmd('get-prereqs-not-met', 'read', ['run-id', 'waitons', 'ref-testname', 'ref-item-path', 'mode', 'itemmaps'], (ctx, a) => {
+    const runId = a.int(0)
+    const waitons = a.strList(1)
+    const refName = a.strOrNull(2)
+    const refItem = a.strOr(3, '')
+    const mode = a.oneOf(4, PREREQ_MODES, 'normal')
+    if (!a.isNull(5) && !(Array.isArray(a.raw(5)) && (a.raw(5) as unknown[]).length === 0)) {
+      a.fail(5, 'is not supported: give null (item paths are matched as they are)')
+    }
+    const unmet: unknown[] = []
+    const ofName = ctx.stmt(`SELECT ${TEST_RECORD_SQL} FROM tests WHERE run_id=? AND testname=? AND state != 'DELETED' ORDER BY item_path, id`)
+    for (const w of waitons) {
+      const rows = ofName.all(runId, w) as Array<TestRecord & { state: string, status: string, item_path: string }>
+      if (rows.length === 0) { unmet.push(w); continue }
+      const top = rows.find(r => r.item_path === '')
+      const okTop = top !== undefined && (mode === 'toplevel'
+        ? top.state === 'COMPLETED' || top.state === 'KILLED'
+        : top.state === 'COMPLETED' && WELL_ENDED_STATUSES.has(top.status))
+      let met = okTop
+      if (!met && (mode === 'itemwait' || mode === 'itemmatch') && refItem !== '') {
+        const mine = rows.find(r => r.item_path === refItem)
+        met = mine !== undefined && mine.state === 'COMPLETED' && WELL_ENDED_STATUSES.has(mine.status)
+      }
+      if (!met) unmet.push(...rows)
+    }
+    if (mode === 'exclusive' && refName !== null) {
+      const running = ctx.stmt(`SELECT ${TEST_RECORD_SQL} FROM tests WHERE testname=? AND state IN (${[...RUNNING_STATES].map(() => '?').join(',')})
+        AND NOT (uname='n/a' AND item_path='') ORDER BY id`).all(refName, ...RUNNING_STATES)
+      unmet.push(...running)
+    }
+    return unmet
+  }),
+
+  cmd('have-incompletes?', 'read', ['run-id', 'deadtime'], (ctx, a) =>
+    incompletes(ctx, a.intOrNull(0), a.intOr(1, DEFAULT_DEADTIME)).length > 0),
+
+  cmd('mark-incomplete', 'write', ['run-id', 'deadtime'], (ctx, a) => {
+    const found = incompletes(ctx, a.intOrNull(0), a.intOr(1, DEFAULT_DEADTIME))
+    for (const t of found) {
+      setStateStatusAndRollUpItems(ctx, t.run_id, t.id, null, 'COMPLETED', 'DEAD', 'marked incomplete: no progress or heartbeat within deadtime')
+    }
+    return found.map(t => t.id)
+  }),
+
+  cmd('test-data-rollup', 'write', ['run-id', 'test-id', 'status'], (ctx, a) => {
+    const id = a.int(1)
+    requireTest(ctx, a.intOrNull(0), id)
+    return testDataRollup(ctx, id)
+  })
+]

@@ -1,0 +1,61 @@
+import type { SqlValue } from './args.js'
+
+/** A WHERE fragment and its bound values. Fragments never contain caller text. */
+export interface Clause {
+  sql: string
+  params: SqlValue[]
+}
+
+/**
+ * db:patt->like with bound values: "a,b%" gives `(col GLOB ? OR col LIKE ?)`.
+ * An alternative holding % uses LIKE, otherwise GLOB. null means "%" (all).
+ * `column` must be a trusted identifier (callers pass constants or checked keys).
+ */
+export function pattToLike (column: string, patt: string | null): Clause {
+  const alts = patt === null ? ['%'] : patt.split(',').map(p => p.trim())
+  const parts = alts.length === 0 ? [''] : alts
+  return {
+    sql: '(' + parts.map(p => `${column} ${p.includes('%') ? 'LIKE' : 'GLOB'} ?`).join(' OR ') + ')',
+    params: parts
+  }
+}
+
+/** True when a pattern matches everything, so no filter is needed. */
+export function matchesAll (patt: string | null): boolean {
+  return patt === null || patt.trim() === '' || patt.trim() === '%' || patt.trim() === '%/%'
+}
+
+/**
+ * tests:match->sqlqry with bound values. A testpatt is a comma list of
+ * `test[/item]`; a missing item part matches every item and the toplevel,
+ * `test/` matches the toplevel only. Only the first `/` splits: item paths
+ * may contain `/`.
+ */
+export function testPattClause (testpatt: string | null): Clause | null {
+  if (matchesAll(testpatt)) return null
+  const ors: string[] = []
+  const params: SqlValue[] = []
+  for (const alt of (testpatt as string).split(',')) {
+    const p = alt.trim()
+    if (p === '') continue
+    const slash = p.indexOf('/')
+    const test = slash < 0 ? p : p.slice(0, slash)
+    const item = slash < 0 ? '%' : p.slice(slash + 1)
+    ors.push(`(testname ${test.includes('%') ? 'LIKE' : 'GLOB'} ? AND item_path ${item.includes('%') ? 'LIKE' : 'GLOB'} ?)`)
+    params.push(test, item)
+  }
+  if (ors.length === 0) return null
+  return { sql: '(' + ors.join(' OR ') + ')', params }
+}
+
+/** `col IN (?,?,..)` for a non-empty list, or null. */
+export function inList (column: string, values: readonly string[], not = false): Clause | null {
+  if (values.length === 0) return null
+  return { sql: `${column} ${not ? 'NOT ' : ''}IN (${values.map(() => '?').join(',')})`, params: [...values] }
+}
+
+export function andAll (clauses: ReadonlyArray<Clause | null>): Clause {
+  const present = clauses.filter((c): c is Clause => c !== null)
+  if (present.length === 0) return { sql: '1', params: [] }
+  return { sql: present.map(c => c.sql).join(' AND '), params: present.flatMap(c => c.params) }
+}
