@@ -16,16 +16,17 @@ const g = globalThis;
 // memory can park the isolate's thread: forms get neither.
 delete g.WebAssembly; delete g.SharedArrayBuffer; delete g.Atomics;
 
-const ErrorCtor = Error, PromiseCtor = Promise, MapCtor = Map;
+const ErrorCtor = Error, PromiseCtor = Promise;
 const ownKeys = Reflect.ownKeys, getDesc = Object.getOwnPropertyDescriptor, getProto = Object.getPrototypeOf;
 const isArray = Array.isArray, jsonStr = JSON.stringify;
-const pending = new MapCtor();
+// Forms may replace Map.prototype.get and friends; the host-call path uses no methods.
+const pending = Object.create(null);
 
 function call (name, args) {
   return new PromiseCtor((resolve, reject) => {
     const r = hostStart(name, args);
     if (typeof r === 'string') reject(new ErrorCtor(r));
-    else pending.set(r, { resolve, reject });
+    else pending[r] = { resolve, reject };
   });
 }
 
@@ -131,9 +132,9 @@ function install (names) {
 
 return function dispatch (op, a, b, c) {
   if (op === 1) {
-    const p = pending.get(a);
+    const p = pending[a];
     if (p === undefined) return;
-    pending.delete(a);
+    delete pending[a];
     if (b) p.resolve(c);
     else {
       const e = new ErrorCtor(c.message);

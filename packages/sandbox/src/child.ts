@@ -361,21 +361,17 @@ async function execute (s: Session, job: Job): Promise<void> {
 
 /**
  * Run the form as a script in the session's context so that its completion value
- * is the result and top-level let/const persist. Forms that use `await` and do not
- * parse as a script are wrapped in an async function (see compileAwait).
+ * is the result and top-level let/const persist. Forms that mention `await` are
+ * wrapped in an async function (see compileAwait).
  */
 async function startEval (s: Session, form: string, timeout: number): Promise<unknown> {
   const context = s.context!
-  if (!form.includes('await')) {
+  if (!AWAIT.test(form)) {
     return await context.eval(form, { filename: FORM_FILE, timeout, promise: true, copy: true })
   }
-  let script: IVM.Script
-  try {
-    script = await s.isolate!.compileScript(form, { filename: FORM_FILE })
-  } catch (err) {
-    if (!(err instanceof Error) || err.name !== 'SyntaxError') throw err
-    script = await compileAwait(s.isolate!, form, err)
-  }
+  // In a sloppy script `await (x)` parses as a call of a function named await, so a
+  // form that mentions await tries the async shapes first.
+  const script = await compileAwait(s.isolate!, form)
   try {
     return await script.run(context, { timeout, promise: true, copy: true })
   } finally {
@@ -383,14 +379,16 @@ async function startEval (s: Session, form: string, timeout: number): Promise<un
   }
 }
 
+const AWAIT = /\bawait\b/
+
 /**
  * Top-level await: a form that needs it becomes the body of an async arrow.
  * To keep its completion value, try `return (<last statement>)` at each top-level
  * `;` from the end; the first split that compiles is used (parentheses make a
- * wrong split a syntax error). Failing that, a single expression, then the plain
- * body (whose value is undefined). Declarations in such a form are local to it.
+ * wrong split a syntax error). A single expression is tried first, the plain body
+ * (whose value is undefined) last. Declarations in such a form are local to it.
  */
-async function compileAwait (isolate: IVM.Isolate, form: string, original: Error): Promise<IVM.Script> {
+async function compileAwait (isolate: IVM.Isolate, form: string): Promise<IVM.Script> {
   const body = form.replace(/[\s;]+$/, '')
   const candidates = [`(async () => (\n${body}\n))()`]
   let at = body.length
@@ -405,7 +403,8 @@ async function compileAwait (isolate: IVM.Isolate, form: string, original: Error
       return await isolate.compileScript(src, { filename: FORM_FILE, lineOffset: -1 })
     } catch { /* try the next shape */ }
   }
-  throw original
+  // Not valid as an async body either: compile as written, for the real SyntaxError.
+  return await isolate.compileScript(form, { filename: FORM_FILE })
 }
 
 /** Does the isolate still run code? A wedged one is disposed. */

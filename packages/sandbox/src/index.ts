@@ -17,9 +17,11 @@
  * A form is evaluated like a REPL line: it runs as a script in the session's
  * context, so its completion value is the result and top-level `var`, `let`,
  * `const`, `function` and plain assignments persist. A promise result is awaited.
- * A form that uses `await` and does not parse as a script is run as the body of an
- * async function, with `return` put before its last top-level statement when that
- * parses; in that form, declarations are local (assign `x = await f()` to keep x).
+ * A form that mentions `await` is run as the body of an async function, with
+ * `return` put before its last top-level statement when that parses (so
+ * `const a = await f(); a.n` gives a.n); declarations in such a form are local to
+ * it (assign `x = await f()` to keep x), and a last statement that is not an
+ * expression (`if`, `for`, `try`) gives undefined.
  * Every failure comes back as `ok: false` with a catalogue code (EVAL_ERROR,
  * TIME_LIMIT, MEMORY_LIMIT, RESULT_LIMIT, NOT_CLONEABLE, ABORTED, SANDBOX_LOST).
  */

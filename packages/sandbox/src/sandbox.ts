@@ -337,14 +337,21 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
 function hostFailure (cid: number, name: string, err: unknown): ToChild {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code
-    const message = err.message.startsWith('could not be cloned') || /could not be cloned/.test(err.message)
+    const message = /could not be cloned/.test(err.message)
       ? `${name} returned a value that cannot be passed into the sandbox`
-      : err.message
+      : scrubPaths(err.message)
     return typeof code === 'string'
       ? { t: 'host-result', cid, ok: false, message, code }
       : { t: 'host-result', cid, ok: false, message }
   }
   return { t: 'host-result', cid, ok: false, message: typeof err === 'string' ? err : `${name} failed` }
+}
+
+/** Host source locations stay on the host; data paths (an ENOENT's file) are kept. */
+function scrubPaths (message: string): string {
+  return message
+    .replace(/\b(?:file|node):\/\/\S+/g, '<host>')
+    .replace(/(?:\/[\w.@+-]+)+\.(?:[cm]?js|ts|node)(?::\d+)*\b/g, '<host>')
 }
 
 function failure (code: 'SANDBOX_LOST' | 'SHUTTING_DOWN' | 'BAD_MESSAGE', message: string): SandboxResult {
