@@ -18,6 +18,7 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const hosts = list(p, 'hosts'); if (hosts !== undefined) init.hosts = hosts
   const gags = list(p, 'gags'); if (gags !== undefined) init.gags = gags
   const conc = int(p, 'concurrency'); if (conc !== undefined) init.concurrency = conc
+  const queue = int(p, 'queue'); if (queue !== undefined) init.queueLength = queue
   const timeoutMs = int(p, 'timeout'); if (timeoutMs !== undefined) init.limits = { ...init.limits, timeoutMs }
   const memoryMb = int(p, 'memory'); if (memoryMb !== undefined) init.limits = { ...init.limits, memoryMb }
   return init
@@ -33,6 +34,7 @@ export const serveOptions: Command['options'] = {
   hosts: { type: 'string', multiple: true },
   gags: { type: 'string', multiple: true },
   concurrency: { type: 'string' },
+  queue: { type: 'string' },
   timeout: { type: 'string' },
   memory: { type: 'string' }
 }
@@ -69,7 +71,7 @@ export const serve: Command = {
   summary: 'run a node: an EvalServer on TCP (default 127.0.0.1:6680)',
   usage: `evalmesh serve [--name N] [--listen ADDR] [--port P] [--state-dir D] [--minutes M]
                 [--functions MODULE] [--purge-seconds S] [--hosts directed,broadcast,NAME...]
-                [--gags NAME,broadcast,self...] [--concurrency N] [--timeout MS] [--memory MB]
+                [--gags NAME,broadcast,self...] [--concurrency N] [--queue N] [--timeout MS] [--memory MB]
 
   --name N           node name (default: the host name; remembered in the state dir)
   --listen ADDR      address to listen on (default 127.0.0.1: loopback only)
@@ -81,6 +83,7 @@ export const serve: Command = {
   --hosts LIST       serve: directed (addressed to me), broadcast, and/or named peers
   --gags LIST        never serve: named peers, broadcast, self; a gag beats a host entry
   --concurrency N    evaluations running at once
+  --queue N          requests waiting beyond those before the node answers BUSY (default 1024)
   --timeout MS       wall-time ceiling per evaluation (default 30000)
   --memory MB        isolate memory ceiling per session (default 128)`,
   options: serveOptions,

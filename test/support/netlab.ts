@@ -1,0 +1,156 @@
+/**
+ * A simulated LAN for integration tests: network namespaces on a bridge, built and
+ * torn down by scripts/netlab.sh (see there for the layout). Needs root.
+ *
+ * ```ts
+ * const can = canUseNamespaces()
+ * test('...', { skip: skipUnlessNamespaces(can) }, async () => {
+ *   const lab = createLab(3)
+ *   try {
+ *     const child = lab.exec(lab.hosts[0], ['node', 'server.js'])
+ *   } finally { lab.destroy() }
+ * })
+ * ```
+ *
+ * Every lab is also destroyed when the process exits or is interrupted, and every
+ * process started through `exec` is killed by pid first.
+ */
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { dirname, join } from 'node:path'
+
+/** The repository root, found from this file whether run from test/ or test/dist/. */
+export const repoRoot: string = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'scripts', 'netlab.sh'))) return dir
+    dir = dirname(dir)
+  }
+  throw new Error('cannot find the repository root (scripts/netlab.sh) above ' + fileURLToPath(import.meta.url))
+})()
+
+export const netlabScript = join(repoRoot, 'scripts', 'netlab.sh')
+
+export interface LabHost {
+  /** Short name, e.g. h1. */
+  name: string
+  /** Network namespace, e.g. em1234_0_1. */
+  ns: string
+  /** IPv4 address on the lab link (198.18.0.0/15). */
+  address: string
+  /** The host's interface inside its namespace. */
+  iface: string
+}
+
+export interface Lab {
+  prefix: string
+  hosts: LabHost[]
+  /** Run argv inside the host's namespace (ip netns exec); the child is killed on destroy(). */
+  exec: (host: LabHost | number, argv: string[], opts?: SpawnOptions) => ChildProcess
+  /** Kill what exec started (SIGKILL, by pid) and delete the namespaces. Safe to call twice. */
+  destroy: () => void
+}
+
+export interface Capability { ok: boolean, why?: string }
+
+let probed: Capability | undefined
+
+/** Whether this process can build labs, and if not, why (root? ip? netns?). */
+export function canUseNamespaces (): Capability {
+  if (probed !== undefined) return probed
+  probed = probe()
+  return probed
+}
+
+function probe (): Capability {
+  if (process.platform !== 'linux') return { ok: false, why: `network namespaces need Linux (this is ${process.platform})` }
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return { ok: false, why: 'network namespaces need root (run the tests as root)' }
+  const ip = spawnSync('ip', ['-V'], { encoding: 'utf8' })
+  if (ip.error !== undefined || ip.status !== 0) return { ok: false, why: 'the ip command is missing (install iproute2: scripts/system-deps.sh)' }
+  const ns = `emprobe${process.pid}_`
+  const add = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' })
+  spawnSync('ip', ['netns', 'del', ns])
+  if (add.status !== 0) return { ok: false, why: `cannot create a network namespace: ${add.stderr.trim() || `ip exited ${add.status}`}` }
+  return { ok: true }
+}
+
+/**
+ * For node:test's `skip` option: false when labs can be built. Under CI=true a
+ * missing capability is a failure, not a skip: the test runs and createLab throws.
+ */
+export function skipUnlessNamespaces (cap: Capability = canUseNamespaces()): string | false {
+  if (cap.ok || process.env.CI === 'true') return false
+  return `needs network namespaces: ${cap.why ?? 'unavailable'}`
+}
+
+const live = new Set<Lab>()
+let hooked = false
+let counter = 0
+
+function hookExit (): void {
+  if (hooked) return
+  hooked = true
+  process.on('exit', () => { for (const lab of [...live]) lab.destroy() })
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      for (const lab of [...live]) lab.destroy()
+      // Let the default action happen, so the exit status still says "killed by sig".
+      process.kill(process.pid, sig)
+    })
+  }
+}
+
+function runNetlab (args: string[]): { status: number | null, stderr: string } {
+  const r = spawnSync('bash', [netlabScript, ...args], { encoding: 'utf8', env: { ...process.env, NETLAB_QUIET: '1' } })
+  return { status: r.status, stderr: (r.stderr ?? '') + (r.error !== undefined ? String(r.error) : '') }
+}
+
+/** Build a lab of n hosts. The prefix defaults to one unique to this process. */
+export function createLab (n: number, prefix = `em${process.pid}_${counter++}_`): Lab {
+  const cap = canUseNamespaces()
+  if (!cap.ok) throw new Error(`cannot build a network lab: ${cap.why ?? 'unavailable'}`)
+  hookExit()
+  // A stale lab from a crashed run with the same prefix would make 'up' refuse.
+  runNetlab(['down', '--prefix', prefix])
+  const up = runNetlab(['up', String(n), '--prefix', prefix])
+  if (up.status !== 0) {
+    runNetlab(['down', '--prefix', prefix])
+    throw new Error(`netlab up ${n} --prefix ${prefix} failed: ${up.stderr.trim()}`)
+  }
+  const hosts: LabHost[] = Array.from({ length: n }, (_, k) => {
+    const i = k + 1
+    return { name: `h${i}`, ns: `${prefix}${i}`, address: `198.18.${Math.floor(i / 256)}.${i % 256}`, iface: 'lan0' }
+  })
+  const children = new Set<ChildProcess>()
+  let destroyed = false
+  const lab: Lab = {
+    prefix,
+    hosts,
+    exec (host, argv, opts = {}) {
+      if (destroyed) throw new Error(`lab ${prefix} was destroyed`)
+      const h = typeof host === 'number' ? hosts[host] : host
+      if (h === undefined || !hosts.includes(h)) throw new Error(`no such host in lab ${prefix}: ${String(typeof host === 'number' ? host : host.name)}`)
+      if (argv.length === 0) throw new Error('exec needs a command')
+      const child = spawn('ip', ['netns', 'exec', h.ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], ...opts })
+      children.add(child)
+      child.once('exit', () => children.delete(child))
+      return child
+    },
+    destroy () {
+      if (destroyed) return
+      destroyed = true
+      for (const child of children) {
+        if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+          try { process.kill(child.pid, 'SIGKILL') } catch {}
+        }
+      }
+      children.clear()
+      // down also stops anything still inside the namespaces (grandchildren, daemons).
+      runNetlab(['down', '--prefix', prefix])
+      live.delete(lab)
+    }
+  }
+  live.add(lab)
+  return lab
+}
