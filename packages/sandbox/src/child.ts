@@ -29,6 +29,8 @@ const init = JSON.parse(process.env.EVALMESH_SANDBOX_INIT ?? '{}') as ChildInit
 const FORM_FILE = 'form.js'
 const PROBE_MS = 250
 const TIMER_SLACK_MS = 25
+const SCRIPT_CACHE_ENTRIES = 128
+const SCRIPT_CACHE_FORM_CHARS = 2048
 
 // ---- batched IPC -------------------------------------------------------------
 
@@ -112,6 +114,8 @@ class Session {
   current: Job | undefined
   busy = false
   lastUsed = Date.now()
+  /** Compiled small forms, oldest first; they belong to the current isolate. */
+  scripts = new Map<string, IVM.Script>()
   /** Promises of evaluations still owned by a disposed isolate, awaited on shutdown. */
   inflight = new Set<Promise<unknown>>()
 
@@ -154,6 +158,7 @@ class Session {
   /** Forget the isolate (disposing it if still alive). */
   drop (reason = 'reset'): void {
     this.generation++
+    this.scripts.clear()
     const isolate = this.isolate
     this.isolate = undefined
     this.context = undefined
@@ -308,7 +313,7 @@ async function execute (s: Session, job: Job): Promise<void> {
   try {
     let outcome: Outcome
     const work = (async (): Promise<Outcome> => {
-      await s.ensure(memoryMb)
+      if (s.isolate === undefined || s.isolate.isDisposed || s.installedGrants !== grantsVersion) await s.ensure(memoryMb)
       const generation = s.generation
       const remaining = Math.max(1, Math.ceil(job.start + timeoutMs - performance.now()))
       const running = startEval(s, job.form, remaining)
@@ -367,7 +372,22 @@ async function execute (s: Session, job: Job): Promise<void> {
 async function startEval (s: Session, form: string, timeout: number): Promise<unknown> {
   const context = s.context!
   if (!AWAIT.test(form)) {
-    return await context.eval(form, { filename: FORM_FILE, timeout, promise: true, copy: true })
+    // Repeated small forms (the '1+1' hot path) skip compilation: a compiled script
+    // runs in one thread hop and is about twice as fast as context.eval.
+    if (form.length > SCRIPT_CACHE_FORM_CHARS) {
+      return await context.eval(form, { filename: FORM_FILE, timeout, promise: true, copy: true })
+    }
+    let script = s.scripts.get(form)
+    if (script === undefined) {
+      script = await s.isolate!.compileScript(form, { filename: FORM_FILE })
+      if (s.scripts.size >= SCRIPT_CACHE_ENTRIES) {
+        const oldest = s.scripts.keys().next().value as string
+        s.scripts.get(oldest)?.release()
+        s.scripts.delete(oldest)
+      }
+      s.scripts.set(form, script)
+    }
+    return await script.run(context, { timeout, promise: true, copy: true })
   }
   // In a sloppy script `await (x)` parses as a call of a function named await, so a
   // form that mentions await tries the async shapes first.

@@ -23,6 +23,14 @@ test('a form is a REPL line: completion values, globals and let/const persist in
   assert.equal(await value(sandbox, 'if (x > 1) { "big" } else { "small" }'), 'big')
 })
 
+test('the same form text runs afresh each time, also after a reset', async () => {
+  const form = 'count = (globalThis.count ?? 0) + 1'
+  assert.equal(await value(sandbox, form, 'again/1'), 1)
+  assert.equal(await value(sandbox, form, 'again/1'), 2)
+  await sandbox.resetSession('again/1')
+  assert.equal(await value(sandbox, form, 'again/1'), 1)
+})
+
 test('sessions are kept apart from each other', async () => {
   await value(sandbox, 'secret = "a"; let mine = 1', 'alice/default')
   await value(sandbox, 'secret = "b"', 'bob/default')
