@@ -36,7 +36,11 @@ export function evalError (err: unknown): WireError {
   if (err instanceof Error || (typeof err === 'object' && err !== null && 'message' in err)) {
     const e = err as { name?: unknown, message?: unknown, stack?: unknown }
     const name = typeof e.name === 'string' && e.name.length > 0 ? e.name : 'Error'
-    const message = typeof e.message === 'string' ? e.message : String(e.message)
+    let message = typeof e.message === 'string' ? e.message : String(e.message)
+    if (message.startsWith('An object was thrown from supplied code within isolated-vm')) {
+      message = 'a non-Error object without a message was thrown'
+      return wireError('EVAL_ERROR', message, 'Error', `Error: ${message}`)
+    }
     return wireError('EVAL_ERROR', message, name, userStack(e.stack) ?? `${name}: ${message}`)
   }
   const message = typeof err === 'string' ? err : `a non-Error value was thrown: ${describe(err)}`
