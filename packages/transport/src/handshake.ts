@@ -35,6 +35,9 @@ export function transcript (label: string, clientNonce: Uint8Array, serverNonce:
 
 const NONCE_BYTES = 32
 
+/** Byte fields go out as plain CBOR byte strings (a Buffer), not RFC 8746 typed arrays. */
+const bytes = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+
 function nextMessage (framed: FramedSocket, timeoutMs: number, phase: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { cleanup(); reject(new EvalMeshError('HANDSHAKE_FAILED', `handshake timed out waiting for ${phase}`)) }, timeoutMs)
@@ -94,10 +97,10 @@ export async function serverHandshake (framed: FramedSocket, opts: ServerHandsha
     const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, clientKey, opts.identity.publicKey)
     const reply: ServerHello = {
       kind: 'hello', version, role: 'server', id: opts.identity.id, name: opts.identity.name,
-      key: opts.identity.publicKey, nonce: serverNonce, sig: opts.identity.sign(serverBytes)
+      key: bytes(opts.identity.publicKey), nonce: serverNonce, sig: bytes(opts.identity.sign(serverBytes))
     }
     const mac = opts.trust.meshMac(serverBytes)
-    if (mac !== undefined) reply.mac = mac
+    if (mac !== undefined) reply.mac = bytes(mac)
     framed.send(reply)
 
     const auth = await nextMessage(framed, opts.timeoutMs, 'client auth')
@@ -140,7 +143,7 @@ export async function clientHandshake (framed: FramedSocket, opts: ClientHandsha
     const clientNonce = randomBytes(NONCE_BYTES)
     const hello: ClientHello = {
       kind: 'hello', versions: [...SUPPORTED_VERSIONS], role: 'client',
-      id: opts.identity.id, name: opts.identity.name, key: opts.identity.publicKey, nonce: clientNonce
+      id: opts.identity.id, name: opts.identity.name, key: bytes(opts.identity.publicKey), nonce: clientNonce
     }
     framed.send(hello)
     const reply = await nextMessage(framed, opts.timeoutMs, 'server hello')
@@ -166,9 +169,9 @@ export async function clientHandshake (framed: FramedSocket, opts: ClientHandsha
       throw new EvalMeshError('UNTRUSTED_PEER', `this client does not trust node ${name} (${serverId}): add its key to trusted-keys or share the mesh key`, { peer: serverId })
     }
     const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, opts.identity.publicKey, serverKey)
-    const auth: ClientAuth = { kind: 'auth', sig: opts.identity.sign(clientBytes) }
+    const auth: ClientAuth = { kind: 'auth', sig: bytes(opts.identity.sign(clientBytes)) }
     const mac = opts.trust.meshMac(clientBytes)
-    if (mac !== undefined) auth.mac = mac
+    if (mac !== undefined) auth.mac = bytes(mac)
     framed.send(auth)
     const welcome = await nextMessage(framed, opts.timeoutMs, 'welcome')
     if (welcome.kind !== 'welcome') throw new EvalMeshError('HANDSHAKE_FAILED', `expected "welcome", got ${JSON.stringify(welcome.kind)}`)

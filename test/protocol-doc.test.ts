@@ -1,0 +1,52 @@
+/**
+ * docs/PROTOCOL.md must stay exact: its error table matches the catalogue in both
+ * directions, and its worked example is byte for byte what the code produces.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { ERROR_CATALOGUE, FrameDecoder, decodeValue, HANDSHAKE_LABEL_SERVER, HANDSHAKE_LABEL_CLIENT } from '@evalmesh/protocol'
+import { verifySignature } from '@evalmesh/trust'
+import { transcript } from '@evalmesh/transport'
+import { ROOT } from './support/node.js'
+
+const doc = readFileSync(join(ROOT, 'docs', 'PROTOCOL.md'), 'utf8')
+
+test('the error table in PROTOCOL.md lists exactly the catalogue', () => {
+  const section = doc.slice(doc.indexOf('## 6. Error codes'), doc.indexOf('## 7.'))
+  const rows = [...section.matchAll(/^\| (\d+) \| `([A-Z_]+)` \| (.+) \|$/gm)].map(m => [m[2], Number(m[1]), m[3]])
+  const catalogue = Object.entries(ERROR_CATALOGUE).map(([code, e]) => [code, e.wire, e.message])
+  assert.deepEqual(rows, catalogue)
+  const wires = catalogue.map(c => c[1])
+  assert.equal(new Set(wires).size, wires.length, 'wire codes are unique')
+})
+
+test('every code the document mentions exists', () => {
+  for (const m of doc.matchAll(/`([A-Z][A-Z_]{3,})`/g)) {
+    if (['UNKNOWN_KIND', 'MALFORMED_FRAME'].includes(m[1]!) || Object.hasOwn(ERROR_CATALOGUE, m[1]!)) continue
+    assert.fail(`PROTOCOL.md mentions ${m[1]}, which is not in the catalogue`)
+  }
+})
+
+test('the worked example matches the code byte for byte, and its signatures verify', async () => {
+  const section = doc.slice(doc.indexOf('## 7. A worked example'), doc.indexOf('## 8.'))
+  const blocks = [...section.matchAll(/```\n([CS]->[SC]) (\w+) \((\d+) bytes\)\n([0-9a-f \n]+)```/g)]
+  const example = await import(pathToFileURL(join(ROOT, 'scripts', 'protocol-example.mjs')).href) as {
+    exchange: Array<[string, Record<string, unknown>]>
+  }
+  const { encodeFrame } = await import('@evalmesh/protocol')
+  assert.equal(blocks.length, example.exchange.length)
+  const decoded: Array<Record<string, unknown>> = []
+  blocks.forEach((b, i) => {
+    const bytes = Buffer.from(b[4]!.replace(/\s+/g, ''), 'hex')
+    assert.equal(bytes.length, Number(b[3]), `frame ${i} length`)
+    assert.deepEqual(bytes, encodeFrame(example.exchange[i]![1]), `frame ${i} (${b[2]}) differs from scripts/protocol-example.mjs`)
+    const [payload] = new FrameDecoder().push(bytes)
+    decoded.push(decodeValue(payload!) as Record<string, unknown>)
+  })
+  const [ch, sh, auth] = decoded as [Record<string, Uint8Array>, Record<string, Uint8Array>, Record<string, Uint8Array>]
+  assert.ok(verifySignature(sh.key!, transcript(HANDSHAKE_LABEL_SERVER, ch.nonce!, sh.nonce!, ch.key!, sh.key!), sh.sig!))
+  assert.ok(verifySignature(ch.key!, transcript(HANDSHAKE_LABEL_CLIENT, ch.nonce!, sh.nonce!, ch.key!, sh.key!), auth.sig!))
+})
