@@ -1,0 +1,281 @@
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { EvalMeshError } from '@evalmesh/protocol'
+import type { EvalServer } from './eval-server.js'
+
+/** The control port's socket file, relative to the state directory. */
+export const CONTROL_SOCKET = 'control.sock'
+
+/** Longest command line accepted; anything longer is answered with an error and dropped. */
+const MAX_LINE = 64 * 1024
+
+/** One JSON object per reply line: `ok` tells success, `error` names the problem. */
+export type ControlReply = ({ ok: true } & Record<string, unknown>) | { ok: false, error: string }
+
+export interface ControlPort {
+  readonly path: string
+  /** Whether `control stop` or close() has shut the port. */
+  readonly closed: boolean
+  /** Answer one command line as the socket would (also what tests and in-process callers use). */
+  run: (line: string) => Promise<ControlReply>
+  close: () => Promise<void>
+}
+
+const HELP: ReadonlyArray<[string, string]> = [
+  ['status tasks', 'running and queued transactions'],
+  ['status done', 'done transactions, newest first'],
+  ['status net', 'open connections: id, peer, address, age in seconds, requests'],
+  ['status policy', 'the admission policy (hosts, gags) and whether tracing is on'],
+  ['time', 'the node\'s clock, in unix seconds and milliseconds'],
+  ['kill ID', 'force-close connection ID (from status net)'],
+  ['abort TXN [REASON]', 'abort a queued or running transaction (a txn id or a bare sequence number)'],
+  ['gag NAME...', 'add gags: peer names or ids, broadcast, self'],
+  ['ungag NAME...', 'remove gags'],
+  ['hosts NAME...', 'replace hosts: directed, broadcast and/or peer names ("hosts default" = both modes)'],
+  ['trace on|off|clear', 'turn the node\'s trace on or off, or empty its ring'],
+  ['control stop', 'close this control port (the node keeps running)'],
+  ['help', 'this list']
+]
+
+class ControlError extends Error {}
+
+const tooLong: ControlReply = { ok: false, error: `command line longer than ${MAX_LINE} bytes; ignored` }
+
+/**
+ * The control port (after Mongrel2's): a Unix socket in the node's state directory,
+ * owner-only, speaking one command per line and answering one JSON object per line.
+ * Refuses to start when another live process answers on the socket; removes a stale one.
+ * Closes itself when the node stops.
+ */
+export async function startControlPort (server: EvalServer, path: string = join(server.stateDir, CONTROL_SOCKET)): Promise<ControlPort> {
+  await claimSocketPath(path)
+  const sockets = new Set<Socket>()
+  const net: Server = createServer({ allowHalfOpen: false }, socket => serveSocket(socket))
+  let closed = false
+  let closing: Promise<void> | undefined
+
+  // The umask covers the moment between bind and chmod; the chmod covers platforms
+  // where the umask does not apply to socket files.
+  const oldMask = process.umask(0o177)
+  try {
+    await new Promise<void>((resolve, reject) => {
+      net.once('error', reject)
+      net.listen(path, () => { net.off('error', reject); resolve() })
+    })
+  } finally {
+    process.umask(oldMask)
+  }
+  chmodSync(path, 0o600)
+  net.on('error', () => { /* a listening Unix socket has no further errors worth a crash */ })
+
+  const onStopped = (): void => { void close() }
+  server.once('stopped', onStopped)
+
+  async function close (): Promise<void> {
+    closing ??= (async () => {
+      closed = true
+      server.off('stopped', onStopped)
+      for (const s of sockets) s.end()
+      await new Promise<void>(resolve => net.close(() => resolve()))
+      for (const s of sockets) s.destroy()
+      // net.close() unlinks the socket file; an already-gone file is fine.
+      try { unlinkSync(path) } catch { }
+    })()
+    return await closing
+  }
+
+  function serveSocket (socket: Socket): void {
+    sockets.add(socket)
+    socket.setEncoding('utf8')
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => { /* the peer went away; 'close' follows */ })
+    let buffer = ''
+    let discarding = false
+    let chain = Promise.resolve()
+    socket.on('data', (chunk: string) => {
+      buffer += chunk
+      let nl: number
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl)
+        buffer = buffer.slice(nl + 1)
+        if (discarding) { discarding = false; continue }
+        // Answer in order even when a command (abort) takes a while.
+        if (line.length > MAX_LINE) chain = chain.then(() => send(socket, tooLong))
+        else chain = chain.then(async () => await answer(socket, line))
+      }
+      if (buffer.length > MAX_LINE) {
+        buffer = ''
+        if (!discarding) chain = chain.then(() => send(socket, tooLong))
+        discarding = true
+      }
+    })
+  }
+
+  async function answer (socket: Socket, line: string): Promise<void> {
+    if (line.trim() === '') return
+    const reply = await run(line)
+    send(socket, reply)
+    if (reply.ok && reply.stopped === true) void close()
+  }
+
+  function send (socket: Socket, reply: ControlReply): void {
+    if (!socket.destroyed && socket.writable) socket.write(JSON.stringify(reply) + '\n')
+  }
+
+  async function run (line: string): Promise<ControlReply> {
+    try {
+      if (closed) throw new ControlError('the control port is closed')
+      return { ok: true, ...await execute(server, line.replace(/\r$/, '')) }
+    } catch (err) {
+      if (err instanceof ControlError || err instanceof EvalMeshError) return { ok: false, error: err.message }
+      return { ok: false, error: `internal error: ${(err as Error).message ?? String(err)}` }
+    }
+  }
+
+  return {
+    path,
+    get closed () { return closed },
+    run,
+    close
+  }
+}
+
+async function execute (server: EvalServer, line: string): Promise<Record<string, unknown>> {
+  const words = line.trim().split(/\s+/)
+  const [cmd = '', ...args] = words
+  const need = (n: number, usage: string): void => {
+    if (args.length < n) throw new ControlError(`"${cmd}" needs ${usage}`)
+  }
+  const noMore = (n: number, usage: string): void => {
+    if (args.length > n) throw new ControlError(`"${cmd}" takes ${usage}; unexpected "${args.slice(n).join(' ')}"`)
+  }
+  switch (cmd.toLowerCase()) {
+    case 'help':
+      return { commands: HELP.map(([usage, what]) => ({ usage, what })) }
+    case 'time': {
+      noMore(0, 'no arguments')
+      const ms = Date.now()
+      return { time: Math.floor(ms / 1000), ms }
+    }
+    case 'status': {
+      need(1, 'what: tasks, done, net or policy')
+      noMore(1, 'one word: tasks, done, net or policy')
+      switch (args[0]!.toLowerCase()) {
+        case 'tasks': {
+          const running = server.status('running')
+          const input = server.status('input')
+          return { total: running.length + input.length, running, input }
+        }
+        case 'done': {
+          const done = server.status('done')
+          return { total: done.length, done }
+        }
+        case 'net': {
+          const now = Date.now()
+          const connections = server.connections.map(c => ({
+            id: c.id, peer: c.peer.name, peerId: c.peer.id, address: c.peer.address, port: c.peer.port,
+            trustedBy: c.peer.trustedBy, self: c.peer.self, seconds: Math.round((now - c.openedAt) / 100) / 10, requests: c.requests
+          }))
+          return { total: connections.length, connections }
+        }
+        case 'policy':
+          return { ...server.policy.state, trace: server.trace.enabled }
+        default:
+          throw new ControlError(`unknown status "${args[0]}": want tasks, done, net or policy`)
+      }
+    }
+    case 'kill': {
+      need(1, 'a connection ID (see status net)')
+      noMore(1, 'one connection ID')
+      const id = Number(args[0])
+      if (!Number.isInteger(id)) throw new ControlError(`"${args[0]}" is not a connection id (a number from status net)`)
+      const conn = server.connections.find(c => c.id === id)
+      if (conn === undefined) throw new ControlError(`no connection ${id} (status net lists the open ones)`)
+      conn.close()
+      return { killed: id, peer: conn.peer.name }
+    }
+    case 'abort': {
+      need(1, 'a transaction id and optionally a reason')
+      const raw = args[0]!
+      const id: string | number = /^\d+$/.test(raw) ? Number(raw) : raw
+      const reason = args.slice(1).join(' ')
+      const r = await server.abort(id, reason === '' ? { reason: 'aborted via the control port' } : { reason })
+      return { ...r }
+    }
+    case 'gag': case 'ungag': {
+      need(1, 'one or more names (peer names or ids, broadcast, self)')
+      const policy = server.setPolicy(cmd === 'gag' ? { gag: args } : { ungag: args }, 'control port')
+      return { ...policy }
+    }
+    case 'hosts': {
+      need(1, 'one or more of directed, broadcast, peer names (or "default")')
+      const hosts = args.length === 1 && args[0]!.toLowerCase() === 'default' ? [] : args
+      return { ...server.setPolicy({ hosts }, 'control port') }
+    }
+    case 'trace': {
+      need(1, 'on, off or clear')
+      noMore(1, 'one word: on, off or clear')
+      const what = args[0]!.toLowerCase()
+      if (what === 'on' || what === 'off') server.trace.enabled = what === 'on'
+      else if (what === 'clear') server.trace.clear()
+      else throw new ControlError(`trace takes on, off or clear, not "${args[0]}"`)
+      return { trace: server.trace.enabled, lastSeq: server.trace.lastSeq }
+    }
+    case 'control': {
+      need(1, '"stop"')
+      if (args[0]!.toLowerCase() !== 'stop' || args.length > 1) throw new ControlError(`unknown control command "${args.join(' ')}": only "control stop"`)
+      return { stopped: true }
+    }
+    default:
+      throw new ControlError(`unknown command "${cmd.slice(0, 40)}"; try help`)
+  }
+}
+
+/**
+ * Make `path` free for a new socket: refuse a path held by a live listener or by
+ * anything that is not a socket; unlink a socket nobody answers on (a crashed node's).
+ */
+async function claimSocketPath (path: string): Promise<void> {
+  let isSocket: boolean
+  try {
+    isSocket = lstatSync(path).isSocket()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw err
+  }
+  if (!isSocket) throw new Error(`control port: ${path} exists and is not a socket; not replacing it`)
+  const live = await new Promise<boolean>(resolve => {
+    const probe = createConnection(path)
+    probe.once('connect', () => { probe.destroy(); resolve(true) })
+    probe.once('error', () => resolve(false))
+  })
+  if (live) throw new Error(`control port: ${path} is in use by a running node (stop it, or give this node another --state-dir)`)
+  unlinkSync(path)
+}
+
+/** Send one command to a control port socket and resolve with its JSON reply. */
+export async function controlRequest (path: string, line: string, timeoutMs = 10_000): Promise<ControlReply> {
+  return await new Promise((resolve, reject) => {
+    const socket = createConnection(path)
+    let buffer = ''
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`control port ${path}: no reply within ${timeoutMs} ms`)) }, timeoutMs)
+    socket.setEncoding('utf8')
+    socket.once('connect', () => socket.write(line.replace(/\n/g, ' ') + '\n'))
+    socket.on('data', (chunk: string) => {
+      buffer += chunk
+      const nl = buffer.indexOf('\n')
+      if (nl < 0) return
+      clearTimeout(timer)
+      socket.end()
+      try { resolve(JSON.parse(buffer.slice(0, nl)) as ControlReply) } catch (err) { reject(err) }
+    })
+    socket.once('error', err => {
+      clearTimeout(timer)
+      const code = (err as NodeJS.ErrnoException).code
+      reject(new Error(code === 'ENOENT' || code === 'ECONNREFUSED'
+        ? `no control port at ${path} (is the node running with this --state-dir?)`
+        : `control port ${path}: ${err.message}`))
+    })
+  })
+}
