@@ -1,0 +1,60 @@
+// Directed remoteEval('1+1') against a raw TCP echo of a 4-byte length-prefixed frame,
+// measured in the same run: round trip p50/p99 on an open connection, and throughput
+// with 64 requests in flight. Client in this process; node and echo server in their own.
+import { fork } from 'node:child_process'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { Client } from '../../packages/client/dist/src/index.js'
+import { ROOT, fmt, latency, printTable, startNode, throughput } from './lib.mjs'
+
+async function echoClient (port) {
+  const socket = connect({ port, host: '127.0.0.1', noDelay: true })
+  await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  const waiting = []
+  let buf = Buffer.alloc(0)
+  socket.on('data', (chunk) => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+    while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+      const len = buf.readUInt32BE(0)
+      buf = buf.subarray(4 + len)
+      waiting.shift()()
+    }
+  })
+  const frame = Buffer.from([0, 0, 0, 4, 0x31, 0x2b, 0x31, 0x0a])
+  return {
+    call: () => new Promise(resolve => { waiting.push(resolve); socket.write(frame) }),
+    close: () => socket.destroy()
+  }
+}
+
+export async function benchDirected ({ quick = false } = {}) {
+  const n = quick ? 0.2 : 1
+  const echoProc = fork(join(ROOT, 'scripts', 'bench', 'echo-server.mjs'), [], { stdio: 'ignore' })
+  const echoPort = await new Promise(resolve => echoProc.once('message', m => resolve(m.port)))
+  const node = await startNode(['--concurrency', '64'])
+  const client = new Client({ stateDir: node.stateDir })
+  try {
+    const echo = await echoClient(echoPort)
+    await client.remoteEval('1+1', node.host) // connect, handshake, first isolate
+    const evalCall = () => client.remoteEval('1+1', node.host)
+
+    const echoLat = await latency(echo.call, { count: 5000 * n })
+    const evalLat = await latency(evalCall, { count: 5000 * n })
+    const echoTp = await throughput(echo.call, { total: 100_000 * n, inflight: 64 })
+    const evalTp = await throughput(evalCall, { total: 50_000 * n, inflight: 64 })
+    echo.close()
+
+    printTable('Directed remoteEval("1+1") vs raw TCP echo (4-byte length-prefixed frame), same run', ['measure', 'raw echo', 'remoteEval', 'ratio', 'target'], [
+      ['round trip p50 (µs)', fmt(echoLat.p50, 1), fmt(evalLat.p50, 1), fmt(evalLat.p50 / echoLat.p50, 2) + 'x', '<= 1.5x'],
+      ['round trip p99 (µs)', fmt(echoLat.p99, 1), fmt(evalLat.p99, 1), fmt(evalLat.p99 / echoLat.p99, 2) + 'x', ''],
+      ['throughput, 64 in flight (/s)', fmt(echoTp.perSecond), fmt(evalTp.perSecond), fmt(evalTp.perSecond / echoTp.perSecond, 3) + 'x', '>= 30,000/s']
+    ])
+    return { echoLat, evalLat, echoTp, evalTp }
+  } finally {
+    client.close()
+    await node.stop()
+    echoProc.kill()
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await benchDirected({ quick: process.argv.includes('--quick') })
