@@ -139,13 +139,14 @@ export class MegatestArea {
           s = db.prepare(sql)
           cache.set(sql, s)
         }
-        return s
+        // Callers switch pluck on per use; a cached statement must not keep it.
+        return s.reader ? s.pluck(false) : s
       },
       nsStmt: (sql) => {
         if (nosync === null) throw new EvalMeshError('MEGATEST_ERROR', `area ${this.name} has no ${NO_SYNC_DB_FILE} (read-only area never opened for writing)`)
         let s = nsCache.get(sql)
         if (s === undefined) { s = nosync.prepare(sql); nsCache.set(sql, s) }
-        return s
+        return s.reader ? s.pluck(false) : s
       },
       requestKill: () => {
         this.killRequested = true
