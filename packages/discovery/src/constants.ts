@@ -31,6 +31,8 @@ export const BROWSE_MAX_INTERVAL_MS = 60_000
 export const REFRESH_POINTS = [0.80, 0.85, 0.90, 0.95] as const
 /** How often the cache is checked for expiry and due re-queries. */
 export const TICK_MS = 250
+/** SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max). */
+export const RECV_BUFFER_BYTES = 2 * 1024 * 1024
 /** A packet we sent comes back to us (multicast loopback) within this window. */
 export const OWN_PACKET_WINDOW_MS = 2000
 

@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events'
 import { isIPv4 } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import type { RemoteInfo } from 'node:dgram'
+import { createSocket, type RemoteInfo } from 'node:dgram'
 import makeMdns from 'multicast-dns'
 import type { Question } from 'dns-packet'
 import {
   ANNOUNCE_COUNT, ANNOUNCE_INTERVAL_MS, BROWSE_FIRST_INTERVAL_MS, BROWSE_MAX_INTERVAL_MS, DEFAULT_HOST_TTL,
   MAX_INSTANCES, MDNS_PORT, OWN_PACKET_WINDOW_MS, PROBE_COUNT, PROBE_INTERVAL_MS, REFRESH_POINTS, SERVICE_TYPE,
-  SHARED_DELAY_MAX_MS, SHARED_DELAY_MIN_MS, TICK_MS
+  RECV_BUFFER_BYTES, SHARED_DELAY_MAX_MS, SHARED_DELAY_MIN_MS, TICK_MS
 } from './constants.js'
 import { PeerTable, type Peer } from './peer-table.js'
 import {
@@ -108,6 +108,8 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
   // Browsing
   #browsing = false
   #browseInterval = BROWSE_FIRST_INTERVAL_MS
+  /** Another host asked our browse question since our last one (RFC 6762 §7.3). */
+  #browseAnsweredElsewhere = false
   readonly #instances = new Map<string, Instance>()
   readonly #hosts = new Map<string, HostRec>()
   readonly #sent = new Map<string, number[]>()
@@ -151,7 +153,11 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     }
     // bind 0.0.0.0 + interface: binding to the interface address would deliver no
     // multicast on Linux (multicast-dns #53); `interface` picks the link to send on.
-    const mdns = makeMdns({ interface: this.#address, bind: '0.0.0.0', reuseAddr: true })
+    // Our own socket for a larger receive buffer: when many nodes boot together every
+    // host hears every probe, announcement and answer at once, and the default 208 KiB
+    // overflowed (hundreds of drops per host with 32 nodes), losing goodbyes with it.
+    const socket = createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES })
+    const mdns = makeMdns({ interface: this.#address, bind: '0.0.0.0', socket })
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
         mdns.removeListener('ready', onReady)
@@ -368,7 +374,9 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     this.#browseInterval = BROWSE_FIRST_INTERVAL_MS
     const step = (): void => {
       if (this.#state !== 'running') return
-      this.#queryPtr()
+      // Duplicate question suppression: the answers to their query reached us too.
+      if (this.#browseAnsweredElsewhere) this.#browseAnsweredElsewhere = false
+      else this.#queryPtr()
       this.#later(this.#browseInterval, step)
       this.#browseInterval = Math.min(this.#browseInterval * 2, BROWSE_MAX_INTERVAL_MS)
     }
@@ -377,7 +385,10 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
   }
 
   #queryPtr (): void {
-    const now = Date.now()
+    void this.#send({ type: 'query', questions: [{ name: SERVICE_TYPE, type: 'PTR' }], answers: this.#knownPtrs(Date.now()) })
+  }
+
+  #knownPtrs (now: number): DnsRecord[] {
     const known: DnsRecord[] = []
     for (const inst of this.#instances.values()) {
       if (this.table.expiresAt(inst.label) === undefined) continue
@@ -386,7 +397,21 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
       if (remaining === undefined) continue
       known.push({ name: SERVICE_TYPE, type: 'PTR', ttl: remaining, data: `${inst.label}.${SERVICE_TYPE}` })
     }
-    void this.#send({ type: 'query', questions: [{ name: SERVICE_TYPE, type: 'PTR' }], answers: known })
+    return known
+  }
+
+  /**
+   * RFC 6762 §7.3: someone else asked our browse question, listing no known answer
+   * that we would not list ourselves, so every answer we could get went out to all.
+   */
+  #noteForeignQuery (packet: Record<string, unknown>): void {
+    if (!this.#browsing) return
+    const questions = Array.isArray(packet.questions) ? packet.questions as Question[] : []
+    const asksBrowse = questions.some(q => lc(String(q.name)) === SERVICE_TYPE && q.type === 'PTR' && q.class === 'IN')
+    if (!asksBrowse) return
+    const theirs = (Array.isArray(packet.answers) ? packet.answers as DnsRecord[] : []).filter(a => a.type === 'PTR' && lc(String(a.name)) === SERVICE_TYPE)
+    const ours = this.#knownPtrs(Date.now())
+    if (theirs.every(t => ours.some(o => lc(String(o.data)) === lc(String(t.data))))) this.#browseAnsweredElsewhere = true
   }
 
   /** Remaining TTL (s) of the instance's least-fresh record, for known answers. */
@@ -574,7 +599,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     // Every instance bound to 0.0.0.0 hears every link; keep only our link's packets.
     if (!isIPv4(rinfo.address) || ((ipToInt(rinfo.address) & this.#mask) >>> 0) !== this.#net) return
     if (this.#isOwn(packet, rinfo)) return
-    if (packet.type === 'query') this.#onQuery(packet, rinfo)
+    if (packet.type === 'query') { this.#noteForeignQuery(packet); this.#onQuery(packet, rinfo) }
     else if (packet.type === 'response') this.#onResponse(packet, rinfo)
   }
 }
