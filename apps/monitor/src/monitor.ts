@@ -1,0 +1,454 @@
+import blessed from 'blessed'
+import type { Client } from '@evalmesh/client'
+import type { TxnRecord } from '@evalmesh/protocol'
+import { parseGagEdit, peerLines, tableLines, traceLine, type ListName, type TraceEventView } from './format.js'
+
+type Body = Parameters<Client['request']>[1]
+
+export interface MonitorOptions {
+  /** The client to talk through; the monitor does not close it. */
+  client: Client
+  /** The node to watch: host:port or a peer name. */
+  host: string
+  /** Terminal streams (default process.stdin / process.stdout). */
+  input?: NodeJS.ReadableStream
+  output?: NodeJS.WritableStream
+  /** How often to poll the node (default 500 ms). */
+  refreshMs?: number
+  /** Per-request timeout (default 5000 ms): a node that does not answer shows as disconnected. */
+  requestTimeoutMs?: number
+  /**
+   * Restore the terminal and quit on SIGTERM and SIGHUP, and restore it before an
+   * uncaught exception ends the process. Default: when the output is process.stdout.
+   */
+  handleProcessEvents?: boolean
+}
+
+export interface Monitor {
+  readonly screen: blessed.Widgets.Screen
+  /** Resolves when the user quits (or quit() is called); the terminal is restored by then. */
+  readonly closed: Promise<void>
+  /** What the screen shows, one string per line. */
+  text: () => string[]
+  /** Poll the node now and redraw. */
+  refresh: () => Promise<void>
+  quit: () => void
+}
+
+const HELP_TEXT = [
+  '{bold}evalmesh monitor{/bold}: the node\'s running, queued (input) and done transactions, its policy, peers and trace.',
+  '',
+  '  Tab / S-Tab     move between the running, input, done and trace panes',
+  '  Up / Down       select a row (a mouse click selects too; the wheel scrolls)',
+  '  d / Delete      abort the selected running or queued transaction (asks y/n first)',
+  '  t               turn tracing on or off on the node',
+  '  c               clear the trace pane',
+  '  g               edit gags: "+name" gags, "-name" ungags (also broadcast, self)',
+  '  r               refresh now',
+  '  ?               this help (any key closes it)',
+  '  q / C-c         quit',
+  '',
+  'The window polls the node; when the node goes away it says so and reconnects by itself.'
+].join('\n')
+
+const FOOTER = ' Tab pane  ↑↓ select  d abort  t trace on/off  c clear trace  g gags  ? help  q quit'
+
+interface Pane {
+  name: ListName
+  box: blessed.Widgets.BoxElement
+  header: blessed.Widgets.BoxElement
+  list: blessed.Widgets.ListElement
+  records: TxnRecord[]
+}
+
+/**
+ * EVALSERVER.STATUS.WINDOW and the trace window, as a blessed screen: create it,
+ * drive it with keys and mouse, read it back with text() (tests do).
+ */
+export function createMonitor (options: MonitorOptions): Monitor {
+  const { client, host } = options
+  const refreshMs = Math.max(50, options.refreshMs ?? 500)
+  const timeoutMs = options.requestTimeoutMs ?? 5000
+  const output = options.output ?? process.stdout
+  const input = options.input ?? process.stdin
+  const handleProcess = options.handleProcessEvents ?? output === process.stdout
+
+  const screen = blessed.screen({
+    input: input as any,
+    output: output as any,
+    // Debian's ncurses-6 terminfo files make blessed fall back badly; its bundled xterm-256color is right.
+    terminal: 'xterm-256color',
+    smartCSR: true,
+    fullUnicode: false,
+    warnings: false,
+    autoPadding: true,
+    title: `evalmesh monitor ${host}`
+  })
+
+  // ---- layout: percentages, so the window follows the terminal when resized ----
+
+  const headerBox = blessed.box({ parent: screen, top: 0, left: 0, width: '100%', height: 1, tags: true, style: { fg: 'white', bg: 'blue' } })
+  const footer = blessed.box({ parent: screen, bottom: 0, left: 0, width: '100%', height: 1, tags: false, content: FOOTER, style: { fg: 'black', bg: 'white' } })
+
+  function makePane (name: ListName, top: string, size: { height: string } | { bottom: number }): Pane {
+    const box = blessed.box({ parent: screen, top, left: 0, width: '60%', ...size, border: 'line', label: ` ${name} `, tags: false, style: { border: { fg: 'cyan' } } })
+    const header = blessed.box({ parent: box, top: 0, left: 0, right: 0, height: 1, style: { bold: true } })
+    const list = blessed.list({
+      parent: box, top: 1, left: 0, right: 0, bottom: 0,
+      keys: true, vi: true, mouse: true, tags: false,
+      style: { selected: { bg: 'blue', fg: 'white' }, item: {} }
+    })
+    return { name, box, header, list, records: [] }
+  }
+  const panes: Record<ListName, Pane> = {
+    running: makePane('running', '0%+1', { height: '30%' }),
+    input: makePane('input', '30%+1', { height: '25%' }),
+    done: makePane('done', '55%+1', { bottom: 1 })
+  }
+  const policyBox = blessed.box({ parent: screen, top: 1, left: '60%', width: '40%', height: 5, border: 'line', label: ' policy ', tags: true, style: { border: { fg: 'cyan' } } })
+  const peersBox = blessed.box({ parent: screen, top: 6, left: '60%', width: '40%', height: '25%', border: 'line', label: ' peers ', tags: false, scrollable: true, style: { border: { fg: 'cyan' } } })
+  const tracePane = blessed.log({
+    parent: screen, top: '25%+6', left: '60%', width: '40%', bottom: 1, border: 'line', label: ' trace (off) ',
+    tags: false, scrollback: 1000, scrollbar: { ch: ' ', style: { bg: 'cyan' } } as any, mouse: true, keys: true, vi: true,
+    style: { border: { fg: 'cyan' } }
+  })
+  const confirmBox = blessed.box({
+    parent: screen, top: 'center', left: 'center', width: '60%', height: 6, border: 'line', label: ' confirm ', tags: false, hidden: true,
+    style: { border: { fg: 'red' }, bg: 'black' }
+  })
+  const helpBox = blessed.box({ parent: screen, top: 'center', left: 'center', width: '80%', height: 17, border: 'line', label: ' help ', tags: true, hidden: true, style: { border: { fg: 'yellow' } } })
+  helpBox.setContent(HELP_TEXT)
+  const promptBox = blessed.box({ parent: screen, top: 'center', left: 'center', width: '60%', height: 6, border: 'line', label: ' gags ', hidden: true, style: { border: { fg: 'yellow' } } })
+  const promptText = blessed.box({ parent: promptBox, top: 0, left: 1, right: 1, height: 2 })
+  const promptInput = blessed.textbox({ parent: promptBox, top: 2, left: 1, right: 1, height: 1, inputOnFocus: false, style: { bg: 'blue', fg: 'white' } })
+
+  const focusOrder: Array<blessed.Widgets.BlessedElement> = [panes.running.list, panes.input.list, panes.done.list, tracePane]
+  const paneOfList = (el: unknown): Pane | undefined => Object.values(panes).find(p => p.list === el)
+
+  function styleFocus (): void {
+    for (const p of Object.values(panes)) {
+      const focused = screen.focused === p.list
+      ;(p.list.style as any).selected = focused ? { bg: 'blue', fg: 'white' } : { bg: 'black', fg: 'white', underline: true }
+      ;(p.box.style as any).border = { fg: focused ? 'yellow' : 'cyan' }
+    }
+    ;(tracePane.style as any).border = { fg: screen.focused === tracePane ? 'yellow' : 'cyan' }
+  }
+
+  // ---- state -------------------------------------------------------------------
+
+  let connected = false
+  let everConnected = false
+  let lastError = ''
+  let node: Record<string, unknown> = {}
+  let traceOn = false
+  let traceSeq = 0
+  let clockOffset = 0 // node clock minus ours, for "waiting" times of a remote node
+  let peersKnown: string[] = ['(asking...)']
+  let peersUnsupported = false
+  let tick = 0
+  let message = ''
+  let messageUntil = 0
+  let modal: 'confirm' | 'help' | 'prompt' | undefined
+  let confirmAction: (() => void) | undefined
+  let inflight: Promise<void> | undefined
+  let closedFlag = false
+  let resolveClosed!: () => void
+  const closed = new Promise<void>(resolve => { resolveClosed = resolve })
+
+  const request = async (body: Body): Promise<unknown> => await client.request(host, body, timeoutMs)
+
+  function say (text: string, ms = 4000): void {
+    message = text
+    messageUntil = Date.now() + ms
+    draw()
+  }
+
+  // ---- drawing -----------------------------------------------------------------
+
+  function drawHeader (): void {
+    const name = typeof node.name === 'string' ? node.name : host
+    const id = typeof node.id === 'string' ? ` (${node.id.slice(0, 8)})` : ''
+    const counters = (node.counters ?? {}) as Record<string, number>
+    const uptime = typeof node.uptimeSeconds === 'number' ? `up ${Math.floor(node.uptimeSeconds)}s` : ''
+    const state = connected
+      ? '{green-fg}connected{/green-fg}'
+      : everConnected
+        ? `{red-fg}disconnected, retrying...{/red-fg} ${blessed.escape(lastError)}`
+        : `{yellow-fg}connecting...{/yellow-fg} ${blessed.escape(lastError)}`
+    const stats = connected ? ` ${uptime}  served ${counters.served ?? 0} refused ${counters.refused ?? 0} done ${counters.completed ?? 0} failed ${counters.failed ?? 0} aborted ${counters.aborted ?? 0}` : ''
+    headerBox.setContent(` evalmesh monitor  node ${blessed.escape(name)}${blessed.escape(id)} at ${blessed.escape(host)}  ${state}${blessed.escape(stats)}`)
+  }
+
+  function drawPane (p: Pane): void {
+    const width = Math.max(10, (p.box.width as number) - 2)
+    const nodeNow = Date.now() + clockOffset
+    const { header, rows } = tableLines(p.name, p.records, width, nodeNow)
+    const list = p.list as any
+    const before: number = list.selected ?? 0
+    const selectedTxn = p.records[before]?.txn
+    p.header.setContent(header)
+    p.list.setItems((rows.length === 0 ? [] : rows) as any)
+    if (rows.length === 0) {
+      p.list.setItems(['(none)'] as any)
+    }
+    // Keep the selection on the same transaction as rows come and go.
+    const keep = selectedTxn === undefined ? -1 : p.records.findIndex(r => r.txn === selectedTxn)
+    if (keep >= 0) p.list.select(keep)
+    else if (before >= Math.max(1, rows.length)) p.list.select(Math.max(0, rows.length - 1))
+    p.box.setLabel(` ${p.name} (${p.records.length}) `)
+  }
+
+  function draw (): void {
+    if (closedFlag) return
+    drawHeader()
+    for (const p of Object.values(panes)) drawPane(p)
+    const policy = (node.policy ?? { hosts: [], gags: [] }) as { hosts: string[], gags: string[] }
+    policyBox.setContent(connected || everConnected
+      ? ` hosts: ${blessed.escape(policy.hosts.join(', ') || '(none)')}\n gags:  ${blessed.escape(policy.gags.join(', ') || '(none)')}\n {gray-fg}g edits gags{/gray-fg}`
+      : ' (not connected)')
+    peersBox.setContent(peersKnown.map(l => ' ' + l).join('\n'))
+    tracePane.setLabel(` trace (${traceOn ? 'on' : 'off'}) t toggles, c clears `)
+    footer.setContent(Date.now() < messageUntil ? ' ' + message : FOOTER)
+    styleFocus()
+    screen.render()
+  }
+
+  // ---- polling -----------------------------------------------------------------
+
+  async function poll (): Promise<void> {
+    try {
+      const wasConnected = connected
+      const t0 = Date.now()
+      const [describe, records, trace] = await Promise.all([
+        request({ kind: 'describe' }) as Promise<Record<string, unknown>>,
+        request({ kind: 'status', which: 'all' }) as Promise<TxnRecord[]>,
+        request({ kind: 'trace', since: traceSeq }) as Promise<{ on: boolean, events: TraceEventView[], lastSeq: number }>
+      ])
+      const t1 = Date.now()
+      if (!wasConnected) {
+        // Once per (re)connection: a ping pins the node's clock against ours.
+        const ping = await request({ kind: 'ping' }) as { time: number }
+        clockOffset = ping.time - (t1 + Date.now()) / 2
+        if (everConnected) tracePane.log('--- reconnected ---')
+      }
+      void t0
+      node = describe
+      connected = true
+      everConnected = true
+      lastError = ''
+      traceOn = trace.on
+      if (trace.lastSeq < traceSeq) {
+        // The node restarted: its trace sequence began again.
+        tracePane.log('--- node restarted; trace sequence reset ---')
+        traceSeq = 0
+      }
+      for (const e of trace.events) {
+        if (e.seq <= traceSeq) continue
+        tracePane.log(traceLine(e))
+        traceSeq = e.seq
+      }
+      panes.running.records = records.filter(r => r.state === 'running')
+      panes.input.records = records.filter(r => r.state === 'input')
+      panes.done.records = records.filter(r => r.state === 'done').slice(0, 500)
+      if (!peersUnsupported ? tick % 4 === 0 : tick % 40 === 0) await pollPeers()
+    } catch (err) {
+      if (connected) tracePane.log(`--- lost the node: ${(err as Error).message} ---`)
+      connected = false
+      lastError = (err as Error).message ?? String(err)
+    }
+    tick++
+    draw()
+  }
+
+  async function pollPeers (): Promise<void> {
+    try {
+      peersKnown = peerLines(await request({ kind: 'peers' } as unknown as Body))
+      peersUnsupported = false
+    } catch (err) {
+      if ((err as { code?: string }).code === 'UNKNOWN_KIND') {
+        peersUnsupported = true
+        peersKnown = ['(discovery not enabled)']
+      } else {
+        throw err
+      }
+    }
+  }
+
+  async function refresh (): Promise<void> {
+    if (closedFlag) return
+    inflight ??= poll().finally(() => { inflight = undefined })
+    await inflight
+  }
+
+  const timer = setInterval(() => { if (inflight === undefined) void refresh() }, refreshMs)
+
+  // ---- actions -----------------------------------------------------------------
+
+  function askAbort (): void {
+    const pane = paneOfList(screen.focused)
+    if (pane === undefined || pane.name === 'done') {
+      say(pane?.name === 'done' ? 'done transactions cannot be aborted; select a running or input row' : 'select a running or input row first (Tab moves between panes)')
+      return
+    }
+    const index = (pane.list as any).selected as number
+    const record = pane.records[index]
+    if (record === undefined) { say(`no ${pane.name} transaction selected`); return }
+    confirmBox.setContent(`\n Abort ${pane.name === 'running' ? 'running' : 'queued'} ${record.txn}\n   ${record.summary.slice(0, 60)}\n   from ${record.clientName}?  y = abort, n = keep it`)
+    modal = 'confirm'
+    confirmBox.show()
+    confirmBox.setFront()
+    confirmAction = () => {
+      say(`aborting ${record.txn}...`)
+      client.remoteAbort(record.txn, host, { reason: `aborted from the status window by ${client.identity.name}` }).then(
+        r => { say(r.aborted ? `aborted ${r.txn}` : `not aborted: ${r.reason}`); void refresh() },
+        err => say(`abort failed: ${(err as Error).message}`)
+      )
+    }
+    draw()
+  }
+
+  function closeModal (): void {
+    modal = undefined
+    confirmAction = undefined
+    confirmBox.hide()
+    helpBox.hide()
+    promptBox.hide()
+    draw()
+  }
+
+  function toggleTrace (): void {
+    const want = !traceOn
+    ;(request({ kind: 'trace', on: want, since: traceSeq }) as Promise<{ on: boolean }>).then(
+      r => { traceOn = r.on; say(`trace ${r.on ? 'on' : 'off'} on ${String(node.name ?? host)}`); void refresh() },
+      err => say(`cannot change tracing: ${(err as Error).message}`)
+    )
+  }
+
+  function editGags (): void {
+    modal = 'prompt'
+    const gags = ((node.policy ?? {}) as { gags?: string[] }).gags ?? []
+    promptText.setContent(`gags now: ${gags.join(', ') || '(none)'}\n+name gags, -name ungags (also broadcast, self); Enter applies, Esc cancels`)
+    promptBox.show()
+    promptBox.setFront()
+    promptInput.clearValue()
+    promptInput.focus()
+    draw()
+    promptInput.readInput((_err: unknown, value: string | undefined) => {
+      promptInput.cancel?.()
+      modal = undefined
+      promptBox.hide()
+      panes.running.list.focus()
+      draw()
+      if (value === undefined || value === null) { say('gags unchanged'); return }
+      const change = parseGagEdit(value)
+      if (change.gag.length === 0 && change.ungag.length === 0) { say('gags unchanged'); return }
+      const body: Record<string, unknown> = { kind: 'policy' }
+      if (change.gag.length > 0) body.gag = change.gag
+      if (change.ungag.length > 0) body.ungag = change.ungag
+      ;(request(body as unknown as Body) as Promise<{ gags: string[] }>).then(
+        p => { say(`gags: ${p.gags.join(', ') || '(none)'}`); void refresh() },
+        err => say(`cannot change gags: ${(err as Error).message}`)
+      )
+    })
+  }
+
+  function cycleFocus (step: number): void {
+    const i = focusOrder.indexOf(screen.focused as blessed.Widgets.BlessedElement)
+    const next = focusOrder[(i + step + focusOrder.length) % focusOrder.length]!
+    next.focus()
+    draw()
+  }
+
+  function onKey (ch: string | undefined, key: { full?: string, name?: string } | undefined): void {
+    const full = key?.full ?? key?.name ?? ch ?? ''
+    if (full === 'C-c') { quit(); return }
+    if (modal === 'prompt') return // the text box has the keys
+    if (modal === 'help') { closeModal(); return }
+    if (modal === 'confirm') {
+      if (full === 'y' || full === 'Y') { const act = confirmAction; closeModal(); act?.() } else if (['n', 'N', 'escape', 'q'].includes(full)) { closeModal(); say('kept') }
+      return
+    }
+    switch (full) {
+      case 'q': quit(); return
+      case 'tab': cycleFocus(1); return
+      case 'S-tab': cycleFocus(-1); return
+      case 'd': case 'delete': askAbort(); return
+      case 't': toggleTrace(); return
+      case 'c': tracePane.setContent(''); say('trace pane cleared'); return
+      case 'g': editGags(); return
+      case 'r': void refresh(); return
+      case '?': modal = 'help'; helpBox.show(); helpBox.setFront(); draw()
+    }
+  }
+
+  screen.on('keypress', (ch: string | undefined, key: { full?: string, name?: string } | undefined) => {
+    try {
+      onKey(ch, key)
+    } catch (err) {
+      say(`error: ${(err as Error).message}`)
+    }
+  })
+  screen.on('resize', () => draw())
+  for (const p of Object.values(panes)) {
+    p.list.on('focus', () => draw())
+    // A click on an empty pane still focuses it, so Delete goes where the user looked.
+    p.box.on('click', () => { p.list.focus(); draw() })
+  }
+
+  // ---- leaving -----------------------------------------------------------------
+
+  const onSignal = (): void => quit()
+  const onCrash = (err: unknown): void => {
+    restore()
+    process.stderr.write(`evalmesh monitor: ${(err as Error)?.stack ?? String(err)}\n`)
+    process.exit(1)
+  }
+  const onExit = (): void => restore()
+  if (handleProcess) {
+    process.on('SIGTERM', onSignal)
+    process.on('SIGHUP', onSignal)
+    process.on('uncaughtException', onCrash)
+    process.on('exit', onExit)
+  }
+
+  let restored = false
+  function restore (): void {
+    if (restored) return
+    restored = true
+    clearInterval(timer)
+    try { screen.destroy() } catch { /* already gone */ }
+    // blessed's destroy leaves the input in flowing mode on a real terminal.
+    try { (input as NodeJS.ReadStream).setRawMode?.(false) } catch { }
+    if (input === process.stdin) process.stdin.pause()
+  }
+
+  function quit (): void {
+    if (closedFlag) return
+    closedFlag = true
+    restore()
+    if (handleProcess) {
+      process.off('SIGTERM', onSignal)
+      process.off('SIGHUP', onSignal)
+      process.off('uncaughtException', onCrash)
+      process.off('exit', onExit)
+    }
+    resolveClosed()
+  }
+
+  panes.running.list.focus()
+  draw()
+  void refresh()
+
+  return {
+    screen,
+    closed,
+    text: () => (screen as any).lines.map((line: Array<[unknown, string]>) => line.map(c => c[1]).join('')),
+    refresh,
+    quit
+  }
+}
+
+/** Open the status window on `host` and resolve when the user quits. */
+export async function runMonitor (options: MonitorOptions): Promise<void> {
+  await createMonitor(options).closed
+}

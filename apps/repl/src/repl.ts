@@ -1,0 +1,240 @@
+import repl, { type REPLServer } from 'node:repl'
+import { Script } from 'node:vm'
+import { inspect } from 'node:util'
+import type { Client } from '@evalmesh/client'
+import { EvalMeshError, RemoteEvalError, type EvalOutcome } from '@evalmesh/protocol'
+
+export interface ReplOptions {
+  client: Client
+  /**
+   * The node the helpers (remoteEval, status, ...) use when called without a host
+   * (default 127.0.0.1:6680, the local node).
+   */
+  defaultHost?: string
+  /** Evaluate plain input on this node from the start (as `.host NAME` would). */
+  target?: string
+  /** Peer names, for `.hosts`, `peers()` and tab completion after `.host `. */
+  peers?: () => Promise<string[]> | string[]
+  input?: NodeJS.ReadableStream
+  output?: NodeJS.WritableStream
+  /** Whether the streams are a terminal (line editing, Ctrl-C); default: output.isTTY. */
+  terminal?: boolean
+  /** Where to keep the input history (e.g. <state-dir>/repl_history). */
+  historyFile?: string
+}
+
+export interface Repl {
+  readonly server: REPLServer
+  /** The node plain input is evaluated on, or undefined for local evaluation. */
+  readonly target: string | undefined
+  /** Resolves when the REPL is closed (.exit, Ctrl-D, Ctrl-C twice). */
+  readonly closed: Promise<void>
+  /** `.host NAME` from code: check the node answers, then send plain input there. */
+  setTarget: (name: string | undefined) => Promise<void>
+}
+
+const ABORT_REASON = 'interrupted at the REPL (Ctrl-C)'
+
+/**
+ * A Node REPL with remoteEval, remoteApply, remoteAbort, remoteEvalAll, status and
+ * peers in scope (awaitable at top level). `.host NAME` sends plain input to a node;
+ * Ctrl-C while waiting on a node aborts the remote transaction and keeps the REPL.
+ */
+export async function startRepl (options: ReplOptions): Promise<Repl> {
+  const { client } = options
+  const defaultHost = options.defaultHost ?? '127.0.0.1:6680'
+  const output = options.output ?? process.stdout
+  const terminal = options.terminal ?? (output as NodeJS.WriteStream).isTTY === true
+  let target: string | undefined
+  /** Remote waits in progress: txn -> host. Ctrl-C aborts them. */
+  const pending = new Map<string, string>()
+
+  const promptFor = (t: string | undefined): string => t === undefined ? 'evalmesh> ' : `evalmesh@${t}> `
+  const server = repl.start({
+    prompt: promptFor(undefined),
+    input: options.input ?? process.stdin,
+    output,
+    terminal,
+    useColors: terminal,
+    ignoreUndefined: false,
+    preview: false,
+    // Lets Ctrl-C through while a top-level await is pending (Node pauses input otherwise).
+    breakEvalOnSigint: true
+  })
+  const write = (text: string): void => { output.write(text.endsWith('\n') ? text : text + '\n') }
+
+  /** Submit without waiting, so the txn id is known, then wait for the result. */
+  async function evalAndWait (host: string, submit: () => Promise<unknown>): Promise<EvalOutcome> {
+    const ack = await submit() as { txn: string }
+    pending.set(ack.txn, host)
+    try {
+      return await client.fetchResult(ack.txn, host, { wait: true })
+    } finally {
+      pending.delete(ack.txn)
+    }
+  }
+
+  function showOutput (o: EvalOutcome): void {
+    if (o.output !== '') write(o.output)
+    if (o.outputTruncated) write('(output truncated at the node\'s limit)')
+  }
+
+  // Helpers for code typed at the prompt: errors print as the remote error, with its stack.
+  const handled = <T>(p: Promise<T>): Promise<T> => {
+    const q = p.catch(err => { throw readable(err) })
+    q.catch(() => { /* an await interrupted by Ctrl-C leaves nobody to take the rejection */ })
+    return q
+  }
+  const context = server.context as Record<string, unknown>
+  const helpers: Record<string, unknown> = {
+    client,
+    remoteEval: (form: string, host?: string, opts: { wait?: boolean, session?: string } = {}) => handled((async () => {
+      const h = host ?? defaultHost
+      if (opts.wait === false) return await client.remoteEval(form, h, opts)
+      const o = await evalAndWait(h, async () => await client.evalDetailed(form, h, { ...opts, wait: false }))
+      showOutput(o)
+      return o.value
+    })()),
+    remoteApply: (fn: string, args: unknown[] = [], host?: string, opts: { wait?: boolean } = {}) => handled((async () => {
+      const h = host ?? defaultHost
+      if (opts.wait === false) return await client.remoteApply(fn, args, h, opts)
+      const o = await evalAndWait(h, async () => await client.applyDetailed(fn, args, h, { ...opts, wait: false }))
+      return o.value
+    })()),
+    remoteAbort: (txn: string | number, host?: string, opts: { reason?: string } = {}) => handled(client.remoteAbort(txn, host ?? defaultHost, opts)),
+    status: (host?: string, opts: Parameters<Client['status']>[1] = {}) => handled(client.status(host ?? defaultHost, opts)),
+    peers: () => handled(Promise.resolve(options.peers?.() ?? []))
+  }
+  const evalAll = (client as unknown as Record<string, unknown>).remoteEvalAll
+  if (typeof evalAll === 'function') {
+    helpers.remoteEvalAll = (...args: unknown[]) => handled(Promise.resolve((evalAll as (...a: unknown[]) => unknown).apply(client, args)))
+  }
+  const install = (): void => {
+    for (const [name, value] of Object.entries(helpers)) {
+      Object.defineProperty(context, name, { value, writable: true, configurable: true, enumerable: true })
+    }
+  }
+  install()
+  server.on('reset', install) // .clear makes a fresh context
+
+  // ---- plain input on a remote node -------------------------------------------
+
+  const localEval = server.eval
+  const remoteEval: REPLServer['eval'] = function (code, ctx, file, callback) {
+    if (target === undefined) { localEval.call(server, code, ctx, file, callback); return }
+    const incomplete = incompleteInput(code)
+    if (incomplete !== undefined) { callback(new repl.Recoverable(incomplete), undefined); return }
+    if (code.trim() === '') { callback(null, undefined); return }
+    const host = target
+    // While we wait on the node, Ctrl-C belongs to us: it aborts the txn, the REPL stays.
+    const replSigint = server.listeners('SIGINT')
+    server.removeAllListeners('SIGINT')
+    server.on('SIGINT', onSigint)
+    evalAndWait(host, async () => await client.evalDetailed(code, host, { wait: false })).then(
+      o => { showOutput(o); done(null, o.value) },
+      err => done(readable(err), undefined)
+    )
+    function done (err: Error | null, value: unknown): void {
+      server.removeListener('SIGINT', onSigint)
+      for (const l of replSigint) server.on('SIGINT', l as () => void)
+      callback(err, value)
+    }
+  }
+  ;(server as { eval: REPLServer['eval'] }).eval = remoteEval
+
+  function onSigint (): void {
+    if (pending.size === 0) return
+    for (const [txn, host] of pending) {
+      write(`\n(aborting ${txn} on ${host})`)
+      client.remoteAbort(txn, host, { reason: ABORT_REASON }).catch(err => write(`(abort failed: ${(err as Error).message})`))
+    }
+  }
+  // Also for helpers awaited at top level: Node's REPL interrupts the await; we stop the remote work.
+  server.prependListener('SIGINT', onSigint)
+
+  async function setTarget (name: string | undefined): Promise<void> {
+    if (name === undefined || name.trim() === '') {
+      target = undefined
+      server.setPrompt(promptFor(undefined))
+      return
+    }
+    const host = name.trim()
+    const pong = await client.ping(host)
+    target = host
+    server.setPrompt(promptFor(host === pong.name ? host : `${host}`))
+    write(`plain input now evaluates on ${pong.name} (${host}); ".host" alone returns to local evaluation`)
+  }
+
+  server.defineCommand('host', {
+    help: 'Evaluate plain input on node NAME (host:port or a peer name); ".host" alone evaluates locally',
+    action (name: string) {
+      this.clearBufferedCommand()
+      setTarget(name).then(
+        () => { if (name.trim() === '') write('plain input now evaluates locally') },
+        err => write(`cannot use ${name.trim()}: ${(err as Error).message}`)
+      ).finally(() => this.displayPrompt())
+    }
+  })
+  server.defineCommand('hosts', {
+    help: 'List the peers this REPL knows (names usable with .host and the helpers)',
+    action () {
+      this.clearBufferedCommand()
+      Promise.resolve(options.peers?.() ?? []).then(
+        names => write(names.length === 0 ? '(no peers known: add "name host:port" lines to the peers file, or enable discovery)' : names.join('\n')),
+        err => write(`cannot list peers: ${(err as Error).message}`)
+      ).finally(() => this.displayPrompt())
+    }
+  })
+
+  // Tab completion: peer names after ".host ", JavaScript otherwise.
+  const jsComplete = server.completer as (line: string, cb: (err: Error | null, result?: [string[], string]) => void) => void
+  ;(server as unknown as { completer: unknown }).completer = (line: string, cb: (err: Error | null, result?: [string[], string]) => void): void => {
+    const m = /^\s*\.host\s+(\S*)$/.exec(line)
+    if (m === null) { jsComplete.call(server, line, cb); return }
+    const partial = m[1]!
+    Promise.resolve(options.peers?.() ?? []).then(
+      names => cb(null, [names.filter(n => n.startsWith(partial)), partial]),
+      () => cb(null, [[], partial])
+    )
+  }
+
+  if (options.historyFile !== undefined && terminal) {
+    await new Promise<void>(resolve => server.setupHistory(options.historyFile!, () => resolve()))
+  }
+  if (options.target !== undefined) {
+    await setTarget(options.target).catch(err => write(`cannot use ${options.target}: ${(err as Error).message}; evaluating locally`))
+  }
+  const closed = new Promise<void>(resolve => server.once('exit', () => resolve()))
+  return { server, get target () { return target }, closed, setTarget }
+}
+
+/** A SyntaxError that more input could fix (an open brace, a half template...), or undefined. */
+function incompleteInput (code: string): SyntaxError | undefined {
+  try {
+    // Parsed as an async function body, as the node runs it, so top-level await is fine.
+    new Script(`(async () => {\n${code}\n})`)
+    return undefined
+  } catch (err) {
+    if (err instanceof SyntaxError && /Unexpected end of input|Unterminated template|missing \) after/.test(err.message)) return err
+    return undefined // a real syntax error: the node reports it
+  }
+}
+
+/** Make an error print as the remote error: its node, code, name, message and remote stack. */
+function readable (err: unknown): Error {
+  if (!(err instanceof Error)) return new Error(String(err))
+  let text: string
+  if (err instanceof RemoteEvalError) {
+    const where = err.node !== undefined ? ` on ${err.node}` : ''
+    const txn = err.txn !== undefined ? ` (txn ${err.txn})` : ''
+    const head = err.code === 'EVAL_ERROR' ? `${err.remoteName}: ${err.message}` : `${err.code}: ${err.message}`
+    text = `Remote error${where}${txn}: ${head}` + (err.remoteStack !== undefined ? `\n--- remote stack ---\n${err.remoteStack}` : '')
+    if (err.output !== '') text = `${err.output.replace(/\n$/, '')}\n${text}`
+  } else if (err instanceof EvalMeshError) {
+    text = `${err.code}: ${err.message}`
+  } else {
+    return err
+  }
+  Object.defineProperty(err, inspect.custom, { value: () => text, enumerable: false, configurable: true })
+  return err
+}
