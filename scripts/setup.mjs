@@ -22,5 +22,11 @@ if (stale || nativeMissing) {
   console.error('[setup] installing dependencies (native modules build from source; this takes a minute or two)...')
   run(npm, [existsSync(lock) ? 'ci' : 'install', '--no-audit', '--no-fund'])
 }
+// The LAN tests need network namespaces, avahi, zeroconf and tmux from Debian's
+// packages; the script installs what is missing when it runs as root, and otherwise
+// explains why those tests will skip.
+if (process.argv.includes('--system-deps') && process.platform === 'linux') {
+  run('bash', [join(root, 'scripts', 'system-deps.sh')])
+}
 console.error('[setup] compiling TypeScript...')
 run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b'])

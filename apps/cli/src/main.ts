@@ -1,11 +1,11 @@
 import { UsageError, parse, type Command } from './args.js'
 import { errorJson, errorText } from './output.js'
 import { serve } from './commands/serve.js'
-import { abortCmd, applyCmd, describeCmd, evalCmd, pingCmd, policyCmd, resetCmd, resultCmd, statusCmd } from './commands/remote.js'
+import { abortCmd, applyCmd, describeCmd, evalCmd, peersCmd, pingCmd, policyCmd, resetCmd, resultCmd, statusCmd } from './commands/remote.js'
 import { keyCmd, trustCmd } from './commands/keys.js'
 
 export const commands: Command[] = [
-  serve, evalCmd, applyCmd, abortCmd, statusCmd, resultCmd, describeCmd, pingCmd, resetCmd, policyCmd, keyCmd, trustCmd
+  serve, evalCmd, applyCmd, abortCmd, statusCmd, resultCmd, describeCmd, pingCmd, resetCmd, policyCmd, peersCmd, keyCmd, trustCmd
 ]
 
 function help (): string {

@@ -6,6 +6,8 @@ import {
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
 import { ClientConnection, type RequestBody } from '@evalmesh/transport'
 import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
+import { Broadcaster, noWillingServer, type BroadcastConfig, type Offer, type QueryHandle } from './broadcast.js'
+import { fanOut, type FanOutOptions, type NodeOutcome } from './fanout.js'
 
 export interface ClientInit {
   /** Where this client's key lives (default ~/.evalmesh or $EVALMESH_STATE_DIR). */
@@ -17,7 +19,22 @@ export interface ClientInit {
   connectTimeoutMs?: number
   /** How many times a BUSY refusal is retried, honouring its retry-after hint (default 5). */
   busyRetries?: number
+  /** Where broadcasts go (no host given). Without it, a call with no host is an error. */
+  broadcast?: BroadcastConfig
+  /** How long a broadcast waits for a willing node (default 3000 ms). */
+  broadcastTimeoutMs?: number
 }
+
+export interface EvalAllOptions extends FanOutOptions {
+  /** Fold each ok value: reduce(accumulator, value, outcome). */
+  reduce?: (acc: unknown, value: unknown, outcome: NodeOutcome) => unknown
+  initial?: unknown
+  /** Called with each node's outcome as it arrives. */
+  onResult?: (outcome: NodeOutcome) => void
+  limits?: Partial<EvalLimits>
+}
+
+export interface EvalAllResult { txn: string, outcomes: NodeOutcome[], value: unknown }
 
 export interface EvalOptions {
   /** Wait for the result (default). With false, resolve with the txn id once the node has acknowledged. */
@@ -46,6 +63,7 @@ export class Client {
   #seq = 0
   readonly #pool = new Map<string, Promise<ClientConnection>>()
   readonly #init: ClientInit
+  #broadcaster: Broadcaster | undefined
   lookup: PeerLookup | undefined
 
   constructor (init: ClientInit = {}) {
@@ -66,14 +84,17 @@ export class Client {
     return resolveHost(host, this.lookup)
   }
 
-  /** REMOTEVAL: evaluate `form` on `host`; resolves with the value (or the txn id when wait is false). */
-  async remoteEval (form: string, host: string, options: EvalOptions = {}): Promise<unknown> {
+  /**
+   * REMOTEVAL: evaluate `form` on `host`; resolves with the value (or the txn id when
+   * wait is false). With no host, broadcast: at most one willing node runs it.
+   */
+  async remoteEval (form: string, host?: string | null, options: EvalOptions = {}): Promise<unknown> {
     const r = await this.evalDetailed(form, host, options)
     return 'value' in r ? r.value : r.txn
   }
 
   /** As remoteEval, but resolves with the whole outcome: value, console output, seconds, node, txn. */
-  async evalDetailed (form: string, host: string, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
+  async evalDetailed (form: string, host?: string | null, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
     const body: RequestBody = { kind: 'eval', txn: this.nextTxn(), form, wait: options.wait ?? true }
     if (options.session !== undefined) body.session = options.session
     if (options.limits !== undefined) body.limits = options.limits
@@ -81,12 +102,12 @@ export class Client {
   }
 
   /** REMOTEAPPLY: call the function the node registered under `fn`. */
-  async remoteApply (fn: string, args: unknown[], host: string, options: EvalOptions = {}): Promise<unknown> {
+  async remoteApply (fn: string, args: unknown[], host?: string | null, options: EvalOptions = {}): Promise<unknown> {
     const r = await this.applyDetailed(fn, args, host, options)
     return 'value' in r ? r.value : r.txn
   }
 
-  async applyDetailed (fn: string, args: unknown[], host: string, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
+  async applyDetailed (fn: string, args: unknown[], host?: string | null, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
     const body: RequestBody = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: options.wait ?? true }
     if (options.limits !== undefined) body.limits = options.limits
     return await this.#submit(body, host, options) as EvalOutcome | EvalAck
@@ -166,13 +187,111 @@ export class Client {
     return await p
   }
 
-  /** Close every pooled connection. */
+  /**
+   * Fan-out: run `form` on every willing node and collect, per node, its outcome
+   * (ok with the value, error, refused, timeout or lost); `reduce` folds the values.
+   */
+  async remoteEvalAll (form: string, options: EvalAllOptions = {}): Promise<EvalAllResult> {
+    const body: RequestBody & { txn: string } = { kind: 'eval', txn: this.nextTxn(), form, wait: true }
+    if (options.session !== undefined) body.session = options.session
+    if (options.limits !== undefined) body.limits = options.limits
+    return await this.#collect(body, options)
+  }
+
+  async remoteApplyAll (fn: string, args: unknown[], options: EvalAllOptions = {}): Promise<EvalAllResult> {
+    const body: RequestBody & { txn: string } = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: true }
+    if (options.limits !== undefined) body.limits = options.limits
+    return await this.#collect(body, options)
+  }
+
+  /** The outcomes of a fan-out as an async iterable, in the order they arrive. */
+  evalAllStream (form: string, options: FanOutOptions = {}): AsyncGenerator<NodeOutcome> {
+    const body: RequestBody & { txn: string } = { kind: 'eval', txn: this.nextTxn(), form, wait: true }
+    if (options.session !== undefined) body.session = options.session
+    return fanOut(this, this.#requireBroadcaster(), body, options)
+  }
+
+  async #collect (body: RequestBody & { txn: string }, options: EvalAllOptions): Promise<EvalAllResult> {
+    const outcomes: NodeOutcome[] = []
+    let value = options.initial
+    for await (const o of fanOut(this, this.#requireBroadcaster(), body, options)) {
+      outcomes.push(o)
+      if (o.status === 'ok' && options.reduce !== undefined) value = options.reduce(value, o.value, o)
+      options.onResult?.(o)
+    }
+    return { txn: body.txn, outcomes, value }
+  }
+
+  /** Close every pooled connection and the broadcast socket. */
   close (): void {
     for (const p of this.#pool.values()) p.then(c => c.close(), () => {})
     this.#pool.clear()
+    this.#broadcaster?.close()
   }
 
-  async #submit (body: RequestBody & { txn: string }, host: string, options: EvalOptions): Promise<unknown> {
+  #requireBroadcaster (): Broadcaster {
+    if (this.#init.broadcast === undefined) {
+      throw new EvalMeshError('UNKNOWN_HOST', 'no host given and broadcast is not configured: pass a host, or create the client with { broadcast: { interface | targets } } (the CLI does this from the local node)')
+    }
+    this.#broadcaster ??= new Broadcaster(this.identity, this.trust, this.#init.broadcast)
+    return this.#broadcaster
+  }
+
+  /**
+   * Broadcast: take the first offer (the least loaded node answers first), claim it over
+   * TCP, release the rest. Once the claimed request is sent the txn is bound to that node:
+   * a lost connection is reported, never retried elsewhere, so at most one node runs it.
+   */
+  async #broadcastSubmit (body: RequestBody & { txn: string }, options: EvalOptions): Promise<unknown> {
+    const broadcaster = this.#requireBroadcaster()
+    const waitMs = this.#init.broadcastTimeoutMs ?? 3000
+    const deadline = Date.now() + waitMs
+    const tried = new Set<string>()
+    while (true) {
+      const offer = await this.#firstOffer(broadcaster, body.txn, deadline, tried)
+      if (offer === undefined) throw noWillingServer(body.txn, waitMs, broadcaster.config)
+      tried.add(offer.node.id)
+      let conn
+      try {
+        conn = await this.connection({ host: offer.address, port: offer.port, id: offer.node.id, label: offer.node.name })
+      } catch {
+        void broadcaster.release(offer)
+        continue // nothing was sent: another node may take it
+      }
+      try {
+        return await conn.request({ ...body, claim: offer.token } as RequestBody, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs })
+      } catch (err) {
+        // Refused or busy at admission means it did not run there: safe to ask again.
+        if (err instanceof RemoteEvalError && (err.code === 'REFUSED' || err.code === 'BUSY') && Date.now() < deadline) continue
+        if (err instanceof EvalMeshError && (err.code === 'LOST' || err.code === 'CLIENT_TIMEOUT')) {
+          err.data.txn = body.txn
+          err.data.node = offer.node.name
+          err.message += ` (txn ${body.txn} on ${offer.node.name} at ${offer.address}:${offer.port}; fetch its result later with fetchResult)`
+        }
+        throw err
+      }
+    }
+  }
+
+  async #firstOffer (broadcaster: Broadcaster, txn: string, deadline: number, skip: Set<string>): Promise<Offer | undefined> {
+    return await new Promise<Offer | undefined>((resolve) => {
+      let chosen: Offer | undefined
+      let handle: QueryHandle | undefined
+      void broadcaster.query(txn, 'one', deadline, (event) => {
+        if (event.kind !== 'offer') return
+        const offer = event.offer
+        if (chosen !== undefined || skip.has(offer.node.id)) { void broadcaster.release(offer); return }
+        chosen = offer
+        resolve(offer)
+        // Stop asking, but listen a moment longer to release late offers.
+        handle?.quiet()
+        setTimeout(() => handle?.stop(), 250).unref()
+      }, () => resolve(chosen)).then(h => { handle = h; if (chosen !== undefined) h.quiet() })
+    })
+  }
+
+  async #submit (body: RequestBody & { txn: string }, host: string | null | undefined, options: EvalOptions): Promise<unknown> {
+    if (host === undefined || host === null || host === '') return await this.#broadcastSubmit(body, options)
     const endpoint = this.resolve(host)
     const retries = this.#init.busyRetries ?? 5
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs

@@ -12,6 +12,10 @@ export const SUPPORTED_VERSIONS: readonly number[] = [1]
 /** Default TCP and UDP port; EVALSERVER used PUP socket 668 (PROTOCOL.md §1). */
 export const DEFAULT_PORT = 6680
 
+/** Multicast group and port of broadcast queries on a LAN (PROTOCOL.md §5). Admin-scoped. */
+export const BROADCAST_GROUP = '239.255.66.80'
+export const BROADCAST_PORT = 6680
+
 /** Bytes in a frame's length prefix: a 32-bit big-endian unsigned integer (PROTOCOL.md §1). */
 export const FRAME_HEADER_BYTES = 4
 

@@ -145,14 +145,17 @@ export interface TraceRequest extends RequestBase {
   clear?: boolean
 }
 
+/** The node's peer table (discovered and seeded nodes). */
+export interface PeersRequest extends RequestBase { kind: 'peers' }
+
 export type Request =
   | EvalRequest | ApplyRequest | AbortRequest | StatusRequest | ResultRequest
-  | DescribeRequest | PingRequest | ResetRequest | PolicyRequest | TraceRequest
+  | DescribeRequest | PingRequest | ResetRequest | PolicyRequest | TraceRequest | PeersRequest
 
 export type RequestKind = Request['kind']
 
 export const REQUEST_KINDS: readonly RequestKind[] = [
-  'eval', 'apply', 'abort', 'status', 'result', 'describe', 'ping', 'reset', 'policy', 'trace'
+  'eval', 'apply', 'abort', 'status', 'result', 'describe', 'ping', 'reset', 'policy', 'trace', 'peers'
 ]
 
 // ---- replies (server to client) -------------------------------------------------
@@ -317,7 +320,7 @@ export function parseRequest (value: unknown): Request {
       if (wait !== undefined) r.wait = wait
       return r
     }
-    case 'describe': case 'ping':
+    case 'describe': case 'ping': case 'peers':
       return { kind, id }
     case 'reset': {
       const r: ResetRequest = { kind, id }

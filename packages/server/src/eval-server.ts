@@ -1,18 +1,22 @@
 import { EventEmitter } from 'node:events'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
 import {
-  DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeValue,
+  BROADCAST_PORT, DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeValue,
   nodeIdOfClient, parseTxn, toWireError, wireCodeOf,
   type AbortRequest, type ApplyRequest, type EvalAck, type EvalLimits, type EvalOutcome, type EvalRequest,
   type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError
 } from '@evalmesh/protocol'
+import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
 import { createSandbox, type Sandbox } from '@evalmesh/sandbox'
-import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
+import { TrustStore, defaultStateDir, loadIdentity, writePrivateFile, type Identity } from '@evalmesh/trust'
 import { Listener, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
 import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
 import { FUNCTION_NAME, loadFunctionsModule, type ApplyContext, type OperatorFunction } from './functions.js'
+import { BroadcastResponder } from './broadcast-responder.js'
 
 /** A Megatest service the node serves (packages/megatest), seen through what the server needs. */
 export interface MegatestBinding {
@@ -51,6 +55,45 @@ export interface ServerInit {
   /** Use this identity instead of the state dir's (tests). */
   identity?: Identity
   megatest?: MegatestBinding
+  /**
+   * Join a LAN on the interface with this IPv4 address: listen there (unless `host` is
+   * given), answer broadcast queries on the multicast group, advertise and browse with
+   * mDNS. Without it the node stays on loopback and answers only unicast queries.
+   */
+  lan?: string
+  /** UDP port of broadcast queries on a LAN (default 6680). */
+  broadcastPort?: number
+  /** Static peers (`name host:port [id]` lines); default `<stateDir>/peers` if present. */
+  peersFile?: string
+  /** mDNS record TTL in seconds (default 120): a vanished node leaves peers' tables this long after. */
+  discoveryTtl?: number
+}
+
+/** What a running node writes to `<stateDir>/node.json`, so that local clients find it. */
+export interface NodeLocator {
+  name: string
+  id: string
+  pid: number
+  host: string
+  port: number
+  /** Where unicast broadcast queries reach this node. */
+  udp: { address: string, port: number }
+  lan: string | null
+  startedAt: number
+}
+
+export const NODE_FILE = 'node.json'
+
+/** The locator of the node running with this state dir, if one is (or was) there. */
+export function readNodeLocator (stateDir: string): NodeLocator | undefined {
+  try {
+    const n = JSON.parse(readFileSync(join(stateDir, NODE_FILE), 'utf8')) as NodeLocator
+    if (typeof n.port !== 'number' || typeof n.host !== 'string') return undefined
+    try { process.kill(n.pid, 0) } catch (err) { if ((err as NodeJS.ErrnoException).code === 'ESRCH') return undefined }
+    return n
+  } catch {
+    return undefined
+  }
 }
 
 export const DEFAULT_EVAL_LIMITS: Readonly<EvalLimits> = Object.freeze({
@@ -94,6 +137,9 @@ export class EvalServer extends EventEmitter {
   readonly #functions = new Map<string, OperatorFunction>()
   #sandbox!: Sandbox
   #listener!: Listener
+  #responder: BroadcastResponder | undefined
+  #discovery: Discovery | undefined
+  #peers: PeerTable | undefined
   #purgeTimer: NodeJS.Timeout | undefined
   #stopTimer: NodeJS.Timeout | undefined
   #stopping: Promise<void> | undefined
@@ -129,6 +175,12 @@ export class EvalServer extends EventEmitter {
   get address (): { host: string, port: number } { return this.#listener.address }
   get connections (): ServerConnection[] { return [...this.#listener.connections] }
   get sandboxStats (): Sandbox['stats'] { return this.#sandbox.stats }
+  get broadcast (): BroadcastResponder | undefined { return this.#responder }
+
+  /** The peer table: nodes found by mDNS (on a LAN) and static seeds. */
+  peers (): Peer[] {
+    return this.#discovery?.peers() ?? this.#peers?.peers() ?? []
+  }
   /** Resolves once the node has stopped (by stop(), --minutes, or a signal handler). */
   get whenStopped (): Promise<void> { return this.#stopped }
 
@@ -168,6 +220,13 @@ export class EvalServer extends EventEmitter {
       throw err
     }
     this.#listener.on('connection', (conn: ServerConnection) => this.#onConnection(conn))
+    try {
+      await this.#startMesh()
+    } catch (err) {
+      await this.#listener.close()
+      await this.#sandbox.stop()
+      throw err
+    }
     this.#listener.on('rejected', ({ address, error }: { address: string, error: EvalMeshError }) => {
       this.trace.record('refused', `connection from ${address} refused: ${error.message}`)
     })
@@ -179,6 +238,47 @@ export class EvalServer extends EventEmitter {
     if (this.#init.minutes !== undefined) {
       this.#stopTimer = setTimeout(() => { void this.stop(`--minutes ${this.#init.minutes} elapsed`) }, this.#init.minutes * 60_000)
     }
+  }
+
+  /** Broadcast responder, discovery and the locator file. */
+  async #startMesh (): Promise<void> {
+    const { host, port } = this.#listener.address
+    const lan = this.#init.lan
+    const udpPort = lan !== undefined ? (this.#init.broadcastPort ?? BROADCAST_PORT) : port
+    const responderInit: ConstructorParameters<typeof BroadcastResponder>[1] = lan !== undefined
+      ? { bindAddress: '0.0.0.0', port: udpPort, multicastInterface: lan, tcpAddress: host === '0.0.0.0' ? lan : host, tcpPort: port }
+      : { bindAddress: host, port: udpPort, tcpAddress: host, tcpPort: port }
+    this.#responder = new BroadcastResponder(this, responderInit)
+    await this.#responder.start()
+    this.claimCheck = (claim, peer, txn) => this.#responder?.claim(claim, peer, txn)
+
+    const peersFile = this.#init.peersFile ?? join(this.stateDir, 'peers')
+    const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
+    if (lan !== undefined) {
+      const init: Parameters<typeof createDiscovery>[0] = { interfaceAddress: lan, seeds }
+      if (this.#init.discoveryTtl !== undefined) init.ttl = this.#init.discoveryTtl
+      this.#discovery = createDiscovery(init)
+      this.#discovery.on('warning', (err: Error) => this.trace.record('error', `discovery: ${err.message}`))
+      for (const ev of ['appear', 'disappear'] as const) {
+        this.#discovery.on(ev, (p: Peer) => { this.trace.record('connect', `peer ${p.name} ${ev === 'appear' ? 'appeared' : 'disappeared'} at ${p.address}:${p.port}`); this.emit('peers') })
+      }
+      await this.#discovery.start()
+      this.#discovery.advertise({ name: this.name, id: this.id, port, version: PROTOCOL_VERSION, caps: this.#capabilities() })
+      this.#discovery.browse()
+    } else {
+      this.#peers = new PeerTable()
+      this.#peers.setSelf(this.name, this.id)
+      for (const seed of seeds) this.#peers.upsert({ name: seed.name, id: seed.id ?? '', address: seed.address, port: seed.port, version: seed.version ?? PROTOCOL_VERSION, caps: seed.caps ?? [] }, { source: 'seed' })
+    }
+    const locator: NodeLocator = {
+      name: this.name, id: this.id, pid: process.pid, host: responderInit.tcpAddress, port,
+      udp: { address: lan ?? host, port: udpPort }, lan: lan ?? null, startedAt: this.startedAt
+    }
+    writePrivateFile(join(this.stateDir, NODE_FILE), JSON.stringify(locator, null, 2) + '\n')
+  }
+
+  #capabilities (): string[] {
+    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', ...(this.#init.megatest !== undefined ? ['megatest'] : [])]
   }
 
   // ---- the operator's API (also what the control port and the monitor use) ----
@@ -239,7 +339,9 @@ export class EvalServer extends EventEmitter {
       id: this.id,
       version: PROTOCOL_VERSION,
       versions: [...SUPPORTED_VERSIONS],
-      capabilities: ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', ...(this.#init.megatest !== undefined ? ['megatest'] : [])],
+      capabilities: this.#capabilities(),
+      lan: this.#init.lan ?? null,
+      broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
       limits: this.limits,
       functions: this.functionNames(),
       policy: this.policy.state,
@@ -261,6 +363,10 @@ export class EvalServer extends EventEmitter {
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer)
     this.trace.record('error', `node stopping: ${reason}`)
     const closing = this.#listener.close()
+    await this.#responder?.stop()
+    await this.#discovery?.stop()
+    const locator = readNodeLocator(this.stateDir)
+    if (locator?.pid === process.pid) rmSync(join(this.stateDir, NODE_FILE), { force: true })
     for (const t of [...this.table.input]) {
       this.table.removeInput(t)
       this.#finish(t, { ok: false, error: new EvalMeshError('SHUTTING_DOWN', `node ${this.name} is stopping (${reason})`, { txn: t.record.txn }).toWire(), output: '', outputTruncated: false, seconds: 0 })
@@ -302,6 +408,9 @@ export class EvalServer extends EventEmitter {
         return
       case 'ping':
         conn.reply(req.id, { time: Date.now(), name: this.name, id: this.id })
+        return
+      case 'peers':
+        conn.reply(req.id, this.peers())
         return
       case 'reset':
         await this.#sandbox.resetSession(sessionKey(peer.id, req.session))

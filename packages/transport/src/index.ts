@@ -8,3 +8,7 @@ export { FramedSocket } from './framed-socket.js'
 export { serverHandshake, clientHandshake, transcript, type PeerInfo } from './handshake.js'
 export { ClientConnection, type ConnectOptions, type RequestOptions, type RequestBody } from './client-connection.js'
 export { Listener, ServerConnection, type ListenOptions } from './server-listener.js'
+export {
+  sealDatagram, openDatagram, ReplayWindow, newDatagramCounters, DATAGRAM_LABEL, DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES,
+  type DatagramSender, type DatagramCounters, type DropReason, type OpenResult
+} from './datagram.js'

@@ -1,10 +1,10 @@
 import type { EvalAck, EvalOutcome, StatusWhich, TxnRecord } from '@evalmesh/protocol'
 import type { Client, EvalOptions } from '@evalmesh/client'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
-import { LOCAL_NODE, clientFor } from '../context.js'
+import { clientFor, localNodeOf } from '../context.js'
 import { recordRows, show, table, toJson } from '../output.js'
 
-const hostOption = { host: { type: 'string', short: 'H' } } as const
+const hostOption = { host: { type: 'string', short: 'H' }, lan: { type: 'string' } } as const
 
 /** Run `fn` with a client and close it afterwards. */
 async function withClient<T> (p: Parsed, fn: (c: Client) => Promise<T>): Promise<T> {
@@ -19,7 +19,7 @@ async function withClient<T> (p: Parsed, fn: (c: Client) => Promise<T>): Promise
 function hostOf (p: Parsed, required = false): string {
   const h = str(p, 'host')
   if (h === undefined && required) throw new UsageError('--host H is required (host:port or a peer name)')
-  return h ?? LOCAL_NODE
+  return h ?? localNodeOf(p)
 }
 
 function evalOptions (p: Parsed): EvalOptions {
@@ -48,17 +48,22 @@ function printOutcome (p: Parsed, r: EvalOutcome | EvalAck): number {
 export const evalCmd: Command = {
   name: 'eval',
   summary: 'evaluate a JavaScript form on a node (REMOTEVAL)',
-  usage: `evalmesh eval FORM [--host H] [--no-wait] [--timeout MS] [--session S] [--json]
+  usage: `evalmesh eval FORM [--host H | --all] [--no-wait] [--timeout MS] [--session S] [--json]
 
   FORM           JavaScript source; its completion value is the result ('-' reads stdin)
-  --host H       host:port or a peer name (default ${LOCAL_NODE}, the local node)
+  --host H       host:port or a peer name. Without it the form is broadcast: at most one
+                 willing node runs it (the local node and the peers file are asked; on a
+                 LAN, every node on it)
+  --all          run it on every willing node and print each node's outcome
+  --deadline MS  with --all: how long to wait for the nodes (default 5000)
+  --lan ADDR     broadcast from this LAN interface address (default: the local node's)
   --no-wait      print the txn id as soon as the node acknowledges, not the result
   --timeout MS   evaluation wall-time limit (tightens the node's own limit)
   --session S    named persistent context on the node (default "default")
   --json         print {"ok":true,"value":...,"output":...,"txn":...} for scripts
 
   Console output of the form goes to stderr; the value to stdout.`,
-  options: { ...hostOption, wait: { type: 'boolean' }, timeout: { type: 'string' }, session: { type: 'string' } },
+  options: { ...hostOption, wait: { type: 'boolean' }, timeout: { type: 'string' }, session: { type: 'string' }, all: { type: 'boolean' }, deadline: { type: 'string' } },
   run: async (p) => {
     let form = p.positionals[0]
     if (form === undefined) throw new UsageError('FORM is required')
@@ -66,8 +71,46 @@ export const evalCmd: Command = {
     const o = evalOptions(p)
     if (o.timeoutMs !== undefined) o.limits = { timeoutMs: o.timeoutMs }
     delete o.timeoutMs
-    return await withClient(p, async c => printOutcome(p, await c.evalDetailed(form, hostOf(p), o)))
+    if (p.values.all === true) {
+      if (str(p, 'host') !== undefined) throw new UsageError('--all asks every willing node; it takes no --host')
+      return await withClient(p, async c => await printFanOut(p, c, form, o))
+    }
+    return await withClient(p, async c => printOutcome(p, await c.evalDetailed(form, str(p, 'host'), o)))
   }
+}
+
+async function printFanOut (p: Parsed, c: Client, form: string, o: EvalOptions): Promise<number> {
+  const json = p.values.json === true
+  const opts: Parameters<Client['remoteEvalAll']>[1] = {
+    timeout: int(p, 'deadline') ?? 5000,
+    onResult: (r) => {
+      if (json) return
+      const what = r.status === 'ok' ? show(r.value) : r.status === 'refused' ? `refused: ${r.rule ?? r.error?.message ?? ''}` : `${r.status}: ${r.error?.message ?? ''}`
+      console.log(`${r.node.padEnd(16)} ${r.status.padEnd(8)} ${what}`)
+    }
+  }
+  if (o.session !== undefined) opts.session = o.session
+  if (o.limits !== undefined) opts.limits = o.limits
+  const r = await c.remoteEvalAll(form, opts)
+  if (json) console.log(toJson({ ok: true, txn: r.txn, outcomes: r.outcomes.map(x => ({ ...x, error: x.error === undefined ? undefined : { code: x.error.code, message: x.error.message } })) }))
+  else if (r.outcomes.length === 0) console.error('no willing node answered')
+  return r.outcomes.some(x => x.status === 'ok') ? 0 : 1
+}
+
+export const peersCmd: Command = {
+  name: 'peers',
+  summary: 'list the nodes a node knows: discovered by mDNS and from its peers file',
+  usage: `evalmesh peers [--host H] [--json]`,
+  options: { ...hostOption },
+  run: async (p) => await withClient(p, async c => {
+    const peers = await c.request(hostOf(p), { kind: 'peers' }) as Array<{ name: string, id: string, address: string, port: number, version: number, lastSeen: number, source: string }>
+    if (p.values.json === true) { console.log(toJson(peers)); return 0 }
+    if (peers.length === 0) { console.log('(no peers known)'); return 0 }
+    console.log(table(['NAME', 'ADDRESS', 'ID', 'VERSION', 'SOURCE', 'LAST SEEN'], peers.map(x => [
+      x.name, `${x.address}:${x.port}`, x.id, String(x.version), x.source, `${((Date.now() - x.lastSeen) / 1000).toFixed(1)} s ago`
+    ])))
+    return 0
+  })
 }
 
 export const applyCmd: Command = {
@@ -75,6 +118,7 @@ export const applyCmd: Command = {
   summary: 'call a function the node registered, with JSON arguments (REMOTEAPPLY)',
   usage: `evalmesh apply FN [ARG_JSON...] [--host H] [--no-wait] [--json]
 
+  Without --host the call is broadcast, as for eval.
   FN            a registered function (see \`evalmesh describe\`), e.g. evalserver.status
   ARG_JSON      each argument as JSON: 42, '"text"', '{"a":1}'`,
   options: { ...hostOption, wait: { type: 'boolean' }, timeout: { type: 'string' } },
@@ -87,7 +131,7 @@ export const applyCmd: Command = {
     const o = evalOptions(p)
     if (o.timeoutMs !== undefined) o.limits = { timeoutMs: o.timeoutMs }
     delete o.timeoutMs
-    return await withClient(p, async c => printOutcome(p, await c.applyDetailed(fn, args, hostOf(p), o)))
+    return await withClient(p, async c => printOutcome(p, await c.applyDetailed(fn, args, str(p, 'host'), o)))
   }
 }
 

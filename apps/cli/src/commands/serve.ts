@@ -1,16 +1,33 @@
+import { networkInterfaces } from 'node:os'
 import { DEFAULT_PORT } from '@evalmesh/protocol'
 import { startServer, type ServerInit } from '@evalmesh/server'
-import { int, list, str, type Command, type Parsed } from '../args.js'
+import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { stateDirOf } from '../context.js'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
+/** The first non-internal IPv4 address: what `--lan` joins when no address is given. */
+function firstLanAddress (): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  }
+  throw new UsageError('--lan: this machine has no non-loopback IPv4 interface')
+}
+
 export function serverInitFrom (p: Parsed): ServerInit {
+  const listen = str(p, 'listen')
   const init: ServerInit = {
     stateDir: stateDirOf(p),
-    host: str(p, 'listen') ?? '127.0.0.1',
+    host: listen ?? '127.0.0.1',
     port: int(p, 'port') ?? DEFAULT_PORT
   }
+  // Joining a LAN is explicit: --listen on a LAN address, or --lan.
+  if (listen !== undefined && !LOOPBACK.has(listen) && listen !== '0.0.0.0' && listen !== '::') init.lan = listen
+  else if (p.values.lan === true) {
+    init.lan = firstLanAddress()
+    if (listen === undefined) init.host = init.lan
+  }
+  const ttl = int(p, 'discovery-ttl'); if (ttl !== undefined) init.discoveryTtl = ttl
   const name = str(p, 'name'); if (name !== undefined) init.name = name
   const minutes = int(p, 'minutes'); if (minutes !== undefined) init.minutes = minutes
   const fns = str(p, 'functions'); if (fns !== undefined) init.functionsModule = fns
@@ -27,6 +44,8 @@ export function serverInitFrom (p: Parsed): ServerInit {
 export const serveOptions: Command['options'] = {
   name: { type: 'string' },
   listen: { type: 'string' },
+  lan: { type: 'boolean' },
+  'discovery-ttl': { type: 'string' },
   port: { type: 'string' },
   minutes: { type: 'string' },
   functions: { type: 'string' },
@@ -45,7 +64,7 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
   const server = await startServer(init)
   const { host, port } = server.address
   const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-  const scope = LOOPBACK.has(init.host ?? '') ? ' (loopback only; --listen ADDR joins a LAN)' : ''
+  const scope = init.lan === undefined ? ' (loopback only; --lan or --listen ADDR joins a LAN)' : ` (LAN ${init.lan}: broadcast and mDNS on)`
   const stop = (signal: string): void => { void server.stop(`signal ${signal}`) }
   process.once('SIGINT', () => stop('SIGINT'))
   process.once('SIGTERM', () => stop('SIGTERM'))
@@ -69,12 +88,15 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
 export const serve: Command = {
   name: 'serve',
   summary: 'run a node: an EvalServer on TCP (default 127.0.0.1:6680)',
-  usage: `evalmesh serve [--name N] [--listen ADDR] [--port P] [--state-dir D] [--minutes M]
+  usage: `evalmesh serve [--name N] [--listen ADDR | --lan] [--port P] [--state-dir D] [--minutes M]
                 [--functions MODULE] [--purge-seconds S] [--hosts directed,broadcast,NAME...]
                 [--gags NAME,broadcast,self...] [--concurrency N] [--queue N] [--timeout MS] [--memory MB]
 
   --name N           node name (default: the host name; remembered in the state dir)
-  --listen ADDR      address to listen on (default 127.0.0.1: loopback only)
+  --listen ADDR      address to listen on (default 127.0.0.1: loopback only). A LAN
+                     address joins that LAN: broadcasts, mDNS advertise and browse
+  --lan              join the LAN of the first non-loopback interface (or of --listen)
+  --discovery-ttl S  mDNS record TTL: peers forget a vanished node after S (default 120)
   --port P           TCP port (default ${DEFAULT_PORT}; 0 picks a free port)
   --state-dir D      key and trust files (default ~/.evalmesh or $EVALMESH_STATE_DIR)
   --minutes M        serve for M minutes, then stop cleanly

@@ -1,0 +1,316 @@
+import { existsSync, readFileSync, writeFileSync, chmodSync } from 'node:fs'
+import { createConnection, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { Client } from '@evalmesh/client'
+import { readSeedsFile } from '@evalmesh/discovery'
+import { createMonitor, traceLine, type TraceEventView } from '@evalmesh/monitor'
+import { startRepl } from '@evalmesh/repl'
+import type { EvalServer } from '@evalmesh/server'
+import { UsageError, int, str, type Command, type Parsed } from '../args.js'
+import { LOCAL_NODE, clientFor, stateDirOf } from '../context.js'
+import { toJson } from '../output.js'
+import { runNode, serveOptions } from './serve.js'
+
+const hostOption = { host: { type: 'string', short: 'H' } } as const
+
+function hostOf (p: Parsed): string {
+  return str(p, 'host') ?? LOCAL_NODE
+}
+
+// ---- monitor ------------------------------------------------------------------
+
+export const monitorCmd: Command = {
+  name: 'monitor',
+  summary: 'the live status window: running, queued and done work, policy, peers, trace',
+  usage: `evalmesh monitor [--host H] [--refresh MS]
+
+  --host H       the node to watch: host:port or a peer name (default ${LOCAL_NODE}, the local node)
+  --refresh MS   poll interval (default 500)
+
+  Keys: Tab moves between panes, d/Delete aborts the selected running or queued
+  transaction (after y/n), t toggles tracing, c clears the trace pane, g edits gags,
+  ? shows help, q quits.`,
+  options: { ...hostOption, refresh: { type: 'string' } },
+  run: async (p) => {
+    if (process.stdout.isTTY !== true || process.stdin.isTTY !== true) {
+      throw new UsageError('the monitor needs a terminal; for scripts use `evalmesh status`, `evalmesh trace --follow` or `evalmesh ctl`')
+    }
+    const client = clientFor(p)
+    try {
+      const opts: Parameters<typeof createMonitor>[0] = { client, host: hostOf(p) }
+      const refreshMs = int(p, 'refresh'); if (refreshMs !== undefined) opts.refreshMs = refreshMs
+      await createMonitor(opts).closed
+      return 0
+    } finally {
+      client.close()
+    }
+  }
+}
+
+// ---- trace --------------------------------------------------------------------
+
+interface TraceReply { on: boolean, events: TraceEventView[], lastSeq: number }
+
+export const traceCmd: Command = {
+  name: 'trace',
+  summary: 'show a node\'s trace: admission decisions, queue, start, finish, abort, errors',
+  usage: `evalmesh trace [--host H] [--on | --off] [--clear] [--follow] [--interval MS] [--json]
+
+  --on / --off   turn tracing on or off on the node first (it is off by default)
+  --clear        empty the node's trace ring first
+  --follow, -f   keep printing new events until Ctrl-C (survives the node restarting)
+  --json         one JSON object per event (seq, time, kind, txn, peer, detail)
+
+  Columns: time, kind, txn (its tail), peer, detail.`,
+  options: { ...hostOption, on: { type: 'boolean' }, off: { type: 'boolean' }, clear: { type: 'boolean' }, follow: { type: 'boolean', short: 'f' }, interval: { type: 'string' } },
+  run: async (p) => {
+    if (p.values.on === true && p.values.off === true) throw new UsageError('give --on or --off, not both')
+    const host = hostOf(p)
+    const json = p.values.json === true
+    const intervalMs = Math.max(50, int(p, 'interval') ?? 500)
+    const print = (e: TraceEventView): void => { console.log(json ? toJson(e) : traceLine(e)) }
+    const client = clientFor(p)
+    try {
+      const first: Parameters<Client['trace']>[1] = { since: 0 }
+      if (p.values.on === true) first.on = true
+      if (p.values.off === true) first.on = false
+      if (p.values.clear === true) first.clear = true
+      const r = await client.trace(host, first) as TraceReply
+      for (const e of r.events) print(e)
+      let since = r.events.at(-1)?.seq ?? r.lastSeq
+      if (!json) {
+        if (p.values.on === true || p.values.off === true) console.error(`(tracing is now ${r.on ? 'on' : 'off'} on ${host})`)
+        else if (!r.on) console.error(`(tracing is off on ${host}; --on turns it on)`)
+      }
+      if (p.values.follow !== true) return 0
+
+      let stop!: () => void
+      const stopped = new Promise<void>(resolve => { stop = resolve })
+      const onSigint = (): void => stop()
+      process.once('SIGINT', onSigint)
+      process.once('SIGTERM', onSigint)
+      let lost = false
+      try {
+        while (true) {
+          const tick = new Promise<'tick'>(resolve => { const t = setTimeout(() => resolve('tick'), intervalMs); stopped.then(() => clearTimeout(t), () => {}) })
+          if (await Promise.race([tick, stopped.then(() => 'stop' as const)]) === 'stop') break
+          try {
+            const next = await client.request(host, { kind: 'trace', since }, 5000) as TraceReply
+            if (lost) { console.error(`(reconnected to ${host})`); lost = false }
+            if (next.lastSeq < since) { console.error(`(${host} restarted; its trace starts again)`); since = 0 }
+            for (const e of next.events) { if (e.seq > since) { print(e); since = e.seq } }
+          } catch (err) {
+            if (!lost) console.error(`(lost ${host}: ${(err as Error).message}; retrying...)`)
+            lost = true
+          }
+        }
+      } finally {
+        process.off('SIGINT', onSigint)
+        process.off('SIGTERM', onSigint)
+      }
+      return 0
+    } finally {
+      client.close()
+    }
+  }
+}
+
+// ---- ctl ----------------------------------------------------------------------
+
+/** One connection to a control port: send a line, read the JSON line that answers it. */
+class ControlSession {
+  readonly #socket: Socket
+  #buffer = ''
+  #waiters: Array<{ resolve: (line: string) => void, reject: (err: Error) => void }> = []
+  #closed: Error | undefined
+
+  private constructor (socket: Socket) {
+    this.#socket = socket
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      this.#buffer += chunk
+      let nl: number
+      while ((nl = this.#buffer.indexOf('\n')) >= 0) {
+        const line = this.#buffer.slice(0, nl)
+        this.#buffer = this.#buffer.slice(nl + 1)
+        this.#waiters.shift()?.resolve(line)
+      }
+    })
+    socket.on('close', () => {
+      this.#closed ??= new Error('the control port closed the connection')
+      for (const w of this.#waiters.splice(0)) w.reject(this.#closed)
+    })
+    socket.on('error', err => { this.#closed = err })
+  }
+
+  static async open (path: string): Promise<ControlSession> {
+    return await new Promise((resolve, reject) => {
+      const socket = createConnection(path)
+      socket.once('connect', () => resolve(new ControlSession(socket)))
+      socket.once('error', err => {
+        const code = (err as NodeJS.ErrnoException).code
+        reject(new Error(code === 'ENOENT' || code === 'ECONNREFUSED'
+          ? `no control port at ${path} (is a node running with this state dir? is its control port stopped?)`
+          : code === 'EACCES' ? `${path}: permission denied (the control port is owner-only)` : `${path}: ${err.message}`))
+      })
+    })
+  }
+
+  get closed (): boolean { return this.#closed !== undefined }
+
+  async send (line: string): Promise<Record<string, unknown>> {
+    if (this.#closed !== undefined) throw this.#closed
+    const reply = new Promise<string>((resolve, reject) => this.#waiters.push({ resolve, reject }))
+    this.#socket.write(line.replace(/[\r\n]+/g, ' ') + '\n')
+    return JSON.parse(await reply) as Record<string, unknown>
+  }
+
+  close (): void { this.#socket.end() }
+}
+
+function loadHistory (file: string): string[] {
+  if (!existsSync(file)) return []
+  return readFileSync(file, 'utf8').split('\n').filter(l => l.trim() !== '').reverse().slice(0, 500)
+}
+
+function saveHistory (file: string, newestFirst: string[]): void {
+  try {
+    writeFileSync(file, [...newestFirst].reverse().join('\n') + '\n', { mode: 0o600 })
+    chmodSync(file, 0o600)
+  } catch { /* history is a convenience; a read-only state dir must not stop the prompt */ }
+}
+
+export const ctlCmd: Command = {
+  name: 'ctl',
+  summary: 'talk to the local node\'s control port (Unix socket in its state dir)',
+  usage: `evalmesh ctl [--state-dir D] [--socket PATH] [COMMAND...]
+
+  With a COMMAND, sends it and prints the JSON reply (exit 1 if the reply is not ok).
+  Without one, an interactive prompt with history (<state-dir>/ctl_history).
+
+  Commands: status tasks | status done | status net | status policy | time | kill ID |
+            abort TXN [REASON] | gag NAME... | ungag NAME... | hosts NAME... |
+            trace on|off|clear | control stop | help`,
+  options: { socket: { type: 'string' } },
+  run: async (p) => {
+    const stateDir = stateDirOf(p)
+    const path = str(p, 'socket') ?? join(stateDir, 'control.sock')
+    const session = await ControlSession.open(path)
+    try {
+      if (p.positionals.length > 0) {
+        const reply = await session.send(p.positionals.join(' '))
+        console.log(JSON.stringify(reply))
+        return reply.ok === true ? 0 : 1
+      }
+      return await interactive(session, path, join(stateDir, 'ctl_history'))
+    } finally {
+      session.close()
+    }
+  }
+}
+
+async function interactive (session: ControlSession, path: string, historyFile: string): Promise<number> {
+  const tty = process.stdin.isTTY === true
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, history: loadHistory(historyFile), historySize: 500, prompt: 'ctl> ' })
+  rl.on('history', (h: string[]) => saveHistory(historyFile, h))
+  if (tty) console.log(`connected to ${path}; "help" lists commands, Ctrl-D quits`)
+  rl.prompt()
+  for await (const line of rl) {
+    const text = line.trim()
+    if (text === 'quit' || text === 'exit') break
+    if (text !== '') {
+      try {
+        const reply = await session.send(text)
+        console.log(tty ? JSON.stringify(reply, null, 2) : JSON.stringify(reply))
+        if (reply.stopped === true) { console.error('(control port stopped)'); break }
+      } catch (err) {
+        console.error(`error: ${(err as Error).message}`)
+        if (session.closed) break
+      }
+    }
+    rl.prompt()
+  }
+  rl.close()
+  return 0
+}
+
+// ---- start --------------------------------------------------------------------
+
+export const startCmd: Command = {
+  name: 'start',
+  summary: 'run a node and, on a terminal, open the status window on it (npm start)',
+  usage: `evalmesh start [serve options] [--no-monitor]
+
+  Starts a node as \`evalmesh serve\` does (same options). When stdin and stdout are a
+  terminal, the status window opens on it; quitting the window stops the node.
+  Otherwise (or with --no-monitor) it runs like \`evalmesh serve\`.`,
+  options: { ...serveOptions, monitor: { type: 'boolean' } },
+  run: async (p) => {
+    const wantMonitor = p.values.monitor !== false && process.stdout.isTTY === true && process.stdin.isTTY === true
+    if (!wantMonitor) return await runNode(p)
+    return await runNode(p, async (server: EvalServer) => {
+      const { host, port } = server.address
+      const connectTo = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+      const client = new Client({ stateDir: server.stateDir, identity: server.identity, trust: server.trust })
+      const monitor = createMonitor({ client, host: connectTo.includes(':') ? `[${connectTo}]:${port}` : `${connectTo}:${port}` })
+      // The node stopping (a signal, --minutes) closes the window; closing the window stops the node.
+      void server.whenStopped.then(() => monitor.quit())
+      await monitor.closed
+      client.close()
+      void server.stop('the status window was closed')
+    })
+  }
+}
+
+// ---- repl ---------------------------------------------------------------------
+
+export const replCmd: Command = {
+  name: 'repl',
+  summary: 'a Node REPL with remoteEval, remoteApply, remoteAbort, status and peers at hand',
+  usage: `evalmesh repl [--host H]
+
+  --host H     evaluate plain input on node H from the start, and make it the default
+               node of the helpers (default: plain input is local; helpers use ${LOCAL_NODE})
+
+  In scope (awaitable): remoteEval(form, host?), remoteApply(fn, args, host?),
+  remoteAbort(txn, host?), remoteEvalAll(...) when the client has it, status(host?),
+  peers(), client.
+  .host NAME   evaluate plain input on NAME (Tab completes peer names); .host alone: local
+  .hosts       list known peers
+  Ctrl-C while waiting on a node aborts that transaction; the REPL stays.
+  History is kept in <state-dir>/repl_history.`,
+  options: { ...hostOption },
+  run: async (p) => {
+    const stateDir = stateDirOf(p)
+    const client = clientFor(p)
+    const host = str(p, 'host')
+    const defaultHost = host ?? LOCAL_NODE
+    const peersFile = join(stateDir, 'peers')
+    const peers = async (): Promise<string[]> => {
+      const names = new Set<string>()
+      if (existsSync(peersFile)) for (const s of readSeedsFile(peersFile)) names.add(s.name)
+      try {
+        const found = await client.request(defaultHost, { kind: 'peers' } as unknown as Parameters<Client['request']>[1], 3000)
+        const list = Array.isArray(found) ? found : (found as { peers?: unknown[] })?.peers ?? []
+        for (const peer of list) {
+          const name = (peer as { name?: unknown })?.name
+          if (typeof name === 'string') names.add(name)
+        }
+      } catch { /* no discovery on the node, or no node: the peers file is what we know */ }
+      return [...names].sort()
+    }
+    try {
+      const opts: Parameters<typeof startRepl>[0] = { client, defaultHost, peers, historyFile: join(stateDir, 'repl_history') }
+      if (host !== undefined) opts.target = host
+      const r = await startRepl(opts)
+      await r.closed
+      return 0
+    } finally {
+      client.close()
+    }
+  }
+}
+
+/** The operator surfaces, for the `commands` array in main.ts. */
+export const operatorCommands: Command[] = [startCmd, monitorCmd, traceCmd, ctlCmd, replCmd]

@@ -1,0 +1,165 @@
+import { createSocket, type Socket } from 'node:dgram'
+import { BROADCAST_GROUP, BROADCAST_PORT, EvalMeshError } from '@evalmesh/protocol'
+import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type DatagramCounters, type DatagramSender } from '@evalmesh/transport'
+import type { Identity, TrustStore } from '@evalmesh/trust'
+
+/** Where a client sends broadcast queries. */
+export interface BroadcastConfig {
+  /**
+   * IPv4 address of the LAN interface to multicast from. Without it, queries go only
+   * to `targets` by unicast (the loopback default: no multicast at all).
+   */
+  interface?: string
+  group?: string
+  /** UDP port of the multicast group (default 6680). */
+  port?: number
+  /** Nodes to ask by unicast: the local node, static seeds. */
+  targets?: Array<{ address: string, port: number }>
+}
+
+/** A node's answer to a query: it will run the txn if claimed with `token`. */
+export interface Offer {
+  txn: string
+  token: string
+  address: string
+  port: number
+  node: DatagramSender
+  load: { running: number, queued: number, concurrency: number }
+  /** The node's UDP address the offer came from (where a release goes). */
+  origin: { address: string, port: number }
+}
+
+export interface Decline { txn: string, node: DatagramSender, rule: string }
+
+export interface QueryHandle {
+  /** End the query now (onDone runs). */
+  stop: () => void
+  /** Stop re-sending the query, but keep listening (e.g. to release late offers). */
+  quiet: () => void
+}
+
+export type QueryEvent = { kind: 'offer', offer: Offer } | { kind: 'decline', decline: Decline }
+
+/** Retransmit schedule of a query (ms after the first send): idempotent on the node side. */
+const RESEND_AT = [0, 40, 120, 280, 600, 1200, 2000, 3000, 4500, 6500]
+
+/**
+ * The client's half of the broker-free broadcast (PROTOCOL.md §5): multicast and
+ * unicast "who will run txn T?", collect authenticated offers and declines, release
+ * offers it will not use.
+ */
+export class Broadcaster {
+  readonly counters: DatagramCounters = newDatagramCounters()
+  readonly #identity: Identity
+  readonly #trust: TrustStore
+  readonly #config: BroadcastConfig
+  readonly #replay = new ReplayWindow()
+  #socket: Promise<Socket> | undefined
+  readonly #queries = new Map<string, { deliver: (event: QueryEvent) => void, stop: () => void }>()
+
+  constructor (identity: Identity, trust: TrustStore, config: BroadcastConfig) {
+    this.#identity = identity
+    this.#trust = trust
+    this.#config = config
+  }
+
+  get config (): BroadcastConfig { return this.#config }
+
+  /**
+   * Ask for offers to run `txn`: send the query now and again on a backing-off schedule
+   * until `deadline`, calling `onEvent` for each offer or decline (once per node).
+   * `onDone` runs when the query ends: at the deadline, on stop(), or on close().
+   */
+  async query (txn: string, mode: 'one' | 'all', deadline: number, onEvent: (e: QueryEvent) => void, onDone: () => void): Promise<QueryHandle> {
+    const socket = await this.#open()
+    const seen = new Set<string>()
+    const resends: NodeJS.Timeout[] = []
+    let end: NodeJS.Timeout | undefined
+    let stopped = false
+    const quiet = (): void => { for (const t of resends) clearTimeout(t); resends.length = 0 }
+    const stop = (): void => {
+      if (stopped) return
+      stopped = true
+      quiet()
+      if (end !== undefined) clearTimeout(end)
+      this.#queries.delete(txn)
+      onDone()
+    }
+    this.#queries.set(txn, {
+      stop,
+      deliver: (event) => {
+        const node = event.kind === 'offer' ? event.offer.node : event.decline.node
+        if (seen.has(node.id)) return // a retransmitted answer
+        seen.add(node.id)
+        onEvent(event)
+      }
+    })
+    const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'query', txn, mode })
+    const send = (): void => {
+      if (stopped) return
+      // A node that answers nothing (down, filtered) must not stop us asking the others.
+      try {
+        if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? BROADCAST_GROUP)
+        for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
+      } catch { /* socket closed under us: close() ends the query */ }
+    }
+    for (const at of RESEND_AT) {
+      if (Date.now() + at >= deadline) break
+      resends.push(setTimeout(send, at))
+    }
+    end = setTimeout(stop, Math.max(0, deadline - Date.now()))
+    return { stop, quiet }
+  }
+
+  /** Tell a node we will not claim its offer, so it frees the slot now. */
+  async release (offer: Offer): Promise<void> {
+    if (this.#socket === undefined) return
+    const socket = await this.#open()
+    try {
+      socket.send(sealDatagram(this.#identity, this.#trust, { kind: 'release', txn: offer.txn, token: offer.token }), offer.origin.port, offer.origin.address)
+    } catch { /* closed: the offer expires by itself */ }
+  }
+
+  close (): void {
+    for (const q of [...this.#queries.values()]) q.stop()
+    this.#socket?.then(s => s.close(), () => {})
+    this.#socket = undefined
+  }
+
+  async #open (): Promise<Socket> {
+    this.#socket ??= new Promise((resolve, reject) => {
+      const socket = createSocket({ type: 'udp4' })
+      socket.on('message', (buf, rinfo) => this.#onMessage(buf, rinfo))
+      socket.on('error', () => { /* per-send errors are not fatal: other targets may still answer */ })
+      socket.once('error', reject)
+      socket.bind(0, this.#config.interface ?? '127.0.0.1', () => {
+        socket.off('error', reject)
+        if (this.#config.interface !== undefined) socket.setMulticastInterface(this.#config.interface)
+        socket.unref()
+        resolve(socket)
+      })
+    })
+    return await this.#socket
+  }
+
+  #onMessage (buf: Buffer, rinfo: { address: string, port: number }): void {
+    const opened = openDatagram(buf, this.#trust, this.#replay, this.counters)
+    if (!opened.ok) return
+    const m = opened.message
+    const txn = typeof m.txn === 'string' ? m.txn : ''
+    const listener = this.#queries.get(txn)?.deliver
+    if (listener === undefined) return
+    if (m.kind === 'offer' && typeof m.token === 'string' && typeof m.port === 'number' && m.id === opened.sender.id) {
+      const load = (typeof m.load === 'object' && m.load !== null ? m.load : {}) as Offer['load']
+      const address = typeof m.address === 'string' && m.address !== '0.0.0.0' ? m.address : rinfo.address
+      listener({ kind: 'offer', offer: { txn, token: m.token, address, port: m.port, node: opened.sender, load, origin: { address: rinfo.address, port: rinfo.port } } })
+    } else if (m.kind === 'decline') {
+      listener({ kind: 'decline', decline: { txn, node: opened.sender, rule: typeof m.rule === 'string' ? m.rule : 'declined' } })
+    }
+  }
+}
+
+export function noWillingServer (txn: string, ms: number, config: BroadcastConfig): EvalMeshError {
+  const where = config.interface !== undefined ? `on the LAN via ${config.interface}` : `among ${config.targets?.length ?? 0} known node(s)`
+  return new EvalMeshError('NO_WILLING_SERVER', `no willing server ${where} offered to run ${txn} within ${ms} ms`, { txn })
+}

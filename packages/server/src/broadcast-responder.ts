@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto'
+import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
+import { BROADCAST_GROUP, isTxnString, nodeIdOfClient } from '@evalmesh/protocol'
+import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type DatagramCounters, type DatagramSender } from '@evalmesh/transport'
+import type { PeerInfo } from '@evalmesh/transport'
+import type { EvalServer } from './eval-server.js'
+import type { RequestMode } from './policy.js'
+
+/**
+ * The node's half of the broker-free broadcast (PROTOCOL.md §5): answer "who will run
+ * txn T?" with an offer when the policy admits the broadcast and there is capacity,
+ * hold a slot briefly, and honour the offer when the client claims it over TCP.
+ */
+export interface ResponderInit {
+  /** Address to bind the UDP socket to: an interface address, or 0.0.0.0 on a LAN. */
+  bindAddress: string
+  port: number
+  /** On a LAN: join the broadcast group on this interface. */
+  multicastInterface?: string
+  group?: string
+  /** Where clients should connect for TCP (the node's listen address and port). */
+  tcpAddress: string
+  tcpPort: number
+  /** How long an offer holds a slot (default 3000 ms). */
+  offerTtlMs?: number
+}
+
+interface Offer {
+  token: string
+  peerId: string
+  txn: string
+  expires: number
+}
+
+export class BroadcastResponder {
+  readonly counters: DatagramCounters = newDatagramCounters()
+  readonly stats = { queries: 0, offers: 0, declined: 0, busy: 0, claimed: 0, expired: 0 }
+  readonly #server: EvalServer
+  readonly #init: ResponderInit
+  readonly #replay = new ReplayWindow()
+  readonly #offers = new Map<string, Offer>() // by token
+  readonly #byTxn = new Map<string, string>() // `${peerId} ${txn}` -> token
+  #socket: Socket | undefined
+  #sweep: NodeJS.Timeout | undefined
+
+  constructor (server: EvalServer, init: ResponderInit) {
+    this.#server = server
+    this.#init = init
+  }
+
+  /** Offers outstanding: slots held for clients that may claim them. */
+  get held (): number { return this.#offers.size }
+
+  async start (): Promise<void> {
+    const socket = createSocket({ type: 'udp4', reuseAddr: true })
+    this.#socket = socket
+    socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo))
+    socket.on('error', (err) => this.#server.trace.record('error', `broadcast socket: ${err.message}`))
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject)
+      socket.bind(this.#init.port, this.#init.bindAddress, () => { socket.off('error', reject); resolve() })
+    })
+    if (this.#init.multicastInterface !== undefined) {
+      socket.addMembership(this.#init.group ?? BROADCAST_GROUP, this.#init.multicastInterface)
+      socket.setMulticastInterface(this.#init.multicastInterface)
+    }
+    this.#sweep = setInterval(() => this.#expire(), 500)
+    this.#sweep.unref()
+  }
+
+  async stop (): Promise<void> {
+    if (this.#sweep !== undefined) clearInterval(this.#sweep)
+    const s = this.#socket
+    this.#socket = undefined
+    if (s !== undefined) await new Promise<void>(resolve => s.close(() => resolve()))
+  }
+
+  /** Validate a claim from a TCP request: the offer must be ours, for this peer and txn, and live. */
+  claim (token: string, peer: PeerInfo, txn: string): RequestMode | undefined {
+    const offer = this.#offers.get(token)
+    if (offer === undefined || offer.peerId !== peer.id || offer.txn !== txn || offer.expires < Date.now()) return undefined
+    this.#drop(offer)
+    this.stats.claimed++
+    return 'broadcast'
+  }
+
+  #onMessage (buf: Buffer, rinfo: RemoteInfo): void {
+    const opened = openDatagram(buf, this.#server.trust, this.#replay, this.counters)
+    if (!opened.ok) {
+      this.#server.trace.record('refused', `datagram from ${rinfo.address}:${rinfo.port} dropped (${opened.reason}): ${opened.detail}`)
+      return
+    }
+    const { message, sender } = opened
+    if (message.kind === 'query') this.#onQuery(message, sender, rinfo)
+    else if (message.kind === 'release') this.#onRelease(message, sender)
+  }
+
+  #onQuery (m: Record<string, unknown>, sender: DatagramSender, rinfo: RemoteInfo): void {
+    const txn = m.txn
+    if (!isTxnString(txn) || nodeIdOfClient(txn.split(':')[0]!) !== sender.id) return
+    this.stats.queries++
+    const all = m.mode === 'all'
+    const server = this.#server
+    // A repeated query for the same txn gets the same offer (retransmits are idempotent).
+    const existing = this.#byTxn.get(`${sender.id} ${txn}`)
+    if (existing !== undefined) {
+      const offer = this.#offers.get(existing)
+      if (offer !== undefined) { this.#sendOffer(offer, rinfo); return }
+    }
+    if (server.table.get(txn) !== undefined) return // already claimed here; the client has its answer
+    const decision = server.policy.decide({ id: sender.id, name: sender.name, self: sender.self }, 'broadcast')
+    if (!decision.admit) {
+      this.stats.declined++
+      server.counters.declined++
+      server.trace.record('declined', `broadcast declined: ${decision.rule}`, txn, sender.name)
+      if (all) this.#send({ kind: 'decline', txn, rule: decision.rule }, rinfo)
+      return
+    }
+    const { concurrency, queueLength } = server.limits
+    const load = server.table.running.size + server.table.input.length + this.#offers.size
+    if (load >= concurrency + queueLength) {
+      this.stats.busy++
+      server.trace.record('busy', `broadcast declined: no capacity (${load} running, queued or offered)`, txn, sender.name)
+      if (all) this.#send({ kind: 'decline', txn, rule: 'busy' }, rinfo)
+      return
+    }
+    const offer: Offer = { token: randomBytes(12).toString('base64url'), peerId: sender.id, txn, expires: Date.now() + (this.#init.offerTtlMs ?? 3000) }
+    this.#offers.set(offer.token, offer)
+    this.#byTxn.set(`${sender.id} ${txn}`, offer.token)
+    this.stats.offers++
+    server.trace.record('offer', `offered to run broadcast (${decision.rule}); load ${load}/${concurrency}`, txn, sender.name)
+    // The least loaded node answers first: an idle node at once, a busy one a little later.
+    const delayMs = all ? 0 : Math.min(20, Math.round((load / concurrency) * 8))
+    if (delayMs === 0) this.#sendOffer(offer, rinfo)
+    else setTimeout(() => this.#sendOffer(offer, rinfo), delayMs).unref()
+  }
+
+  #sendOffer (offer: Offer, rinfo: RemoteInfo): void {
+    const s = this.#server
+    this.#send({
+      kind: 'offer', txn: offer.txn, token: offer.token, address: this.#init.tcpAddress, port: this.#init.tcpPort, id: s.id,
+      load: { running: s.table.running.size, queued: s.table.input.length, concurrency: s.limits.concurrency }
+    }, rinfo)
+  }
+
+  #onRelease (m: Record<string, unknown>, sender: DatagramSender): void {
+    const token = typeof m.token === 'string' ? m.token : undefined
+    const offer = token === undefined ? undefined : this.#offers.get(token)
+    if (offer !== undefined && offer.peerId === sender.id) this.#drop(offer)
+  }
+
+  #send (message: Record<string, unknown>, rinfo: RemoteInfo): void {
+    const s = this.#socket
+    if (s === undefined) return
+    try {
+      s.send(sealDatagram(this.#server.identity, this.#server.trust, message), rinfo.port, rinfo.address)
+    } catch (err) {
+      this.#server.trace.record('error', `cannot answer ${rinfo.address}: ${(err as Error).message}`)
+    }
+  }
+
+  #drop (offer: Offer): void {
+    this.#offers.delete(offer.token)
+    this.#byTxn.delete(`${offer.peerId} ${offer.txn}`)
+  }
+
+  #expire (): void {
+    const now = Date.now()
+    for (const offer of this.#offers.values()) {
+      if (offer.expires < now) { this.#drop(offer); this.stats.expired++ }
+    }
+  }
+}
+

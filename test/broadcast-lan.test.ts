@@ -1,0 +1,188 @@
+/**
+ * Broadcast, fan-out, admission policy and discovery across a simulated LAN: nine
+ * hosts in network namespaces on a bridge (test/support/netlab.ts), one evalmesh node
+ * per host, and a client process on the first host.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { type ChildProcess } from 'node:child_process'
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { createMeshKey } from '@evalmesh/trust'
+import { canUseNamespaces, createLab, repoRoot, skipUnlessNamespaces, type Lab } from './support/netlab.js'
+import { CLI, busyFor } from './support/node.js'
+
+const DRIVER = join(repoRoot, 'test', 'fixtures', 'lan-driver.mjs')
+const HOSTS = 9 // eight start at once; the ninth starts late
+
+interface LabNode { name: string, address: string, host: string, stateDir: string, proc: ChildProcess, output: string[] }
+
+function stateDirWith (meshDir: string, name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `evalmesh-lan-${name}-`))
+  copyFileSync(join(meshDir, 'mesh.key'), join(dir, 'mesh.key'))
+  writeFileSync(join(dir, 'node.name'), name + '\n')
+  return dir
+}
+
+async function startLabNode (lab: Lab, i: number, meshDir: string): Promise<LabNode> {
+  const h = lab.hosts[i]!
+  const stateDir = stateDirWith(meshDir, h.name)
+  const proc = lab.exec(h, [process.execPath, '--no-node-snapshot', CLI, 'serve', '--listen', h.address, '--name', h.name,
+    '--state-dir', stateDir, '--discovery-ttl', '4', '--concurrency', '8'])
+  const output: string[] = []
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${h.name} did not start:\n${output.join('\n')}`)), 30_000)
+    createInterface({ input: proc.stdout! }).on('line', (line) => { output.push(line); if (/listening on/.test(line)) { clearTimeout(timer); resolve() } })
+    createInterface({ input: proc.stderr! }).on('line', (line) => output.push(line))
+    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${h.name} exited ${code}:\n${output.join('\n')}`)) })
+  })
+  return { name: h.name, address: h.address, host: `${h.address}:6680`, stateDir, proc, output }
+}
+
+/** The client process: send a command, await the answer with the same id. */
+class Driver {
+  #next = 1
+  readonly #waiting = new Map<number, (r: any) => void>()
+  constructor (readonly proc: ChildProcess) {
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      const msg = JSON.parse(line) as { id: number }
+      this.#waiting.get(msg.id)?.(msg)
+      this.#waiting.delete(msg.id)
+    })
+  }
+
+  async send (cmd: Record<string, unknown>): Promise<any> {
+    const id = this.#next++
+    return await new Promise((resolve) => {
+      this.#waiting.set(id, resolve)
+      this.proc.stdin!.write(JSON.stringify({ id, ...cmd }) + '\n')
+    })
+  }
+}
+
+async function eventually<T> (fn: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    const v = await fn()
+    if (v !== undefined && v !== false) return v
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+  throw new Error(`timed out: ${what}`)
+}
+
+test('broadcast on a simulated LAN', { skip: skipUnlessNamespaces(canUseNamespaces()), timeout: 300_000 }, async (t) => {
+  const lab = createLab(HOSTS, `embc${process.pid % 10000}x`)
+  const meshDir = mkdtempSync(join(tmpdir(), 'evalmesh-mesh-'))
+  createMeshKey(meshDir)
+  const nodes: LabNode[] = []
+  try {
+    nodes.push(...await Promise.all(Array.from({ length: HOSTS - 1 }, async (_, i) => await startLabNode(lab, i, meshDir))))
+    const driverDir = stateDirWith(meshDir, 'driver')
+    const driverProc = lab.exec(lab.hosts[0]!, [process.execPath, '--no-node-snapshot', DRIVER, driverDir, lab.hosts[0]!.address], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const driver = new Driver(driverProc)
+    const byName = (name: string): LabNode => nodes.find(n => n.name === name)!
+
+    await t.test('1,000 broadcast evaluations each run on exactly one node (from the nodes\' done records)', async () => {
+      const r = await driver.send({ op: 'many', n: 1000, concurrency: 16, form: '6 * 7' })
+      const failed = r.results.filter((x: any) => x.error !== undefined)
+      assert.deepEqual(failed, [], 'every broadcast found a willing node')
+      const txns = new Set<string>(r.results.map((x: any) => x.txn))
+      assert.equal(txns.size, 1000)
+      const ranOn = new Map<string, string[]>()
+      for (const n of nodes) {
+        const s = await driver.send({ op: 'status', host: n.host })
+        for (const rec of s.records) {
+          if (!txns.has(rec.txn)) continue
+          assert.equal(rec.mode, 'broadcast')
+          ranOn.set(rec.txn, [...(ranOn.get(rec.txn) ?? []), n.name])
+        }
+      }
+      const notExactlyOnce = [...txns].filter(txn => ranOn.get(txn)?.length !== 1)
+      assert.deepEqual(notExactlyOnce, [], 'each txn appears in exactly one node\'s done list')
+      // The client's answers agree with the records.
+      for (const x of r.results) assert.deepEqual(ranOn.get(x.txn), [x.node])
+      const used = new Set([...ranOn.values()].flat())
+      assert.ok(used.size >= 2, `work spread over more than one node (used: ${[...used].join(', ')})`)
+    })
+
+    await t.test('fan-out reaches every willing node', async () => {
+      const r = await driver.send({ op: 'all', form: '"hi from " + 1', timeout: 5000 })
+      assert.ok(r.ok, r.message)
+      const ok = r.outcomes.filter((o: any) => o.status === 'ok').map((o: any) => o.node).sort()
+      assert.deepEqual(ok, nodes.map(n => n.name).sort())
+    })
+
+    await t.test('hosts and gags: broadcast, directed, named peers and self', async () => {
+      const h2 = byName('h2'); const h3 = byName('h3'); const h4 = byName('h4'); const h5 = byName('h5')
+      // Policy changes need the node's own key (or an explicitly trusted one): use each node's.
+      await driver.send({ op: 'policy', host: h2.host, stateDir: h2.stateDir, change: { gag: ['broadcast'] } })
+      await driver.send({ op: 'policy', host: h3.host, stateDir: h3.stateDir, change: { hosts: ['directed'] } })
+      await driver.send({ op: 'policy', host: h4.host, stateDir: h4.stateDir, change: { gag: ['driver'] } })
+      await driver.send({ op: 'policy', host: h5.host, stateDir: h5.stateDir, change: { gag: ['self'] } })
+
+      const all = await driver.send({ op: 'all', form: '1', timeout: 4000 })
+      const status = Object.fromEntries(all.outcomes.map((o: any) => [o.node, o]))
+      assert.equal(status.h2?.status, 'refused'); assert.match(status.h2.rule, /gag broadcast/)
+      assert.equal(status.h3?.status, 'refused'); assert.match(status.h3.rule, /no service for broadcasts/)
+      assert.equal(status.h4?.status, 'refused'); assert.match(status.h4.rule, /gag driver/)
+      assert.equal(status.h5?.status, 'ok', 'gag self does not refuse other nodes')
+
+      const many = await driver.send({ op: 'many', n: 100, concurrency: 8, form: '1' })
+      const landed = new Set(many.results.map((x: any) => x.node))
+      for (const name of ['h2', 'h3', 'h4']) assert.ok(!landed.has(name), `${name} ran a broadcast it should have declined`)
+
+      // Directed requests: h2 and h3 still serve them; h4 refuses the gagged peer by name.
+      assert.equal((await driver.send({ op: 'direct', host: h2.host, form: '2' })).value, 2)
+      assert.equal((await driver.send({ op: 'direct', host: h3.host, form: '3' })).value, 3)
+      const refused = await driver.send({ op: 'direct', host: h4.host, form: '4' })
+      assert.equal(refused.code, 'REFUSED'); assert.match(refused.message, /gag driver/)
+      // gag self: h5 refuses its own key, directed and broadcast; another node takes the broadcast.
+      const self = await driver.send({ op: 'direct', host: h5.host, form: '5', stateDir: h5.stateDir })
+      assert.equal(self.code, 'REFUSED'); assert.match(self.message, /gag self/)
+      const selfBroadcast = await driver.send({ op: 'one', form: '"taken"', stateDir: h5.stateDir })
+      assert.equal(selfBroadcast.value, 'taken')
+      assert.notEqual(selfBroadcast.node, 'h5')
+      // The decision shows in the declining node's status counters and trace.
+      for (const n of [h2, h3, h4, h5]) await driver.send({ op: 'policy', host: n.host, stateDir: n.stateDir, change: { hosts: [], gags: [] } })
+    })
+
+    await t.test('a node killed mid-evaluation gives its client a prompt "lost" error; the others carry on', async () => {
+      const long = driver.send({ op: 'one', form: busyFor(20_000) })
+      const victim = await eventually(async () => {
+        for (const n of nodes) {
+          const s = await driver.send({ op: 'status', host: n.host, which: 'running' })
+          if (s.records?.length > 0) return n
+        }
+        return undefined
+      }, 'the long evaluation to start somewhere')
+      victim.proc.kill('SIGKILL')
+      const r = await long
+      assert.equal(r.code, 'LOST', JSON.stringify(r))
+      assert.match(r.message, new RegExp(victim.name))
+      const after = await driver.send({ op: 'many', n: 50, concurrency: 8, form: '1' })
+      assert.deepEqual(after.results.filter((x: any) => x.error !== undefined), [])
+      assert.ok(after.results.every((x: any) => x.node !== victim.name))
+      nodes.splice(nodes.indexOf(victim), 1)
+    })
+
+    await t.test('a node started late is discovered and used; a stopped node disappears', async () => {
+      const late = await startLabNode(lab, HOSTS - 1, meshDir)
+      nodes.push(late)
+      const watcher = nodes[0]!
+      await eventually(async () => (await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === late.name), `${watcher.name} to discover ${late.name}`)
+      const all = await driver.send({ op: 'all', form: '1', timeout: 4000 })
+      assert.ok(all.outcomes.some((o: any) => o.node === late.name && o.status === 'ok'), `${late.name} took part in the fan-out`)
+      late.proc.kill('SIGTERM')
+      await eventually(async () => !(await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === late.name), `${late.name} to leave ${watcher.name}'s peer table`)
+      nodes.pop()
+    })
+
+    driverProc.stdin!.end()
+  } finally {
+    for (const n of nodes) n.proc.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 500))
+    lab.destroy()
+  }
+})
