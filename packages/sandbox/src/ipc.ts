@@ -42,14 +42,15 @@ export interface ChildInit {
 /** One IPC message: a batch plus the child's live session count, for stats. */
 export interface ParentBatch { sessions: number, msgs: ToParent[] }
 
-const SEGMENT = /^[A-Za-z_$][\w$-]*$/
+// Megatest command names carry ! ? > and / (csv->test-data, teststep-set-status!): allowed after the first character.
+const SEGMENT = /^[A-Za-z_$][\w$\-!?>/]*$/
 const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype'])
 
 /** A grant is a dotted name whose segments are identifiers, dashes allowed. */
 export function checkGrant (name: unknown): string | undefined {
   if (typeof name !== 'string' || name.length === 0 || name.length > 200) return 'a grant must be a non-empty string of at most 200 characters'
   for (const seg of name.split('.')) {
-    if (!SEGMENT.test(seg)) return `grant "${name}" has an invalid segment "${seg}" (letters, digits, _, $ and - only)`
+    if (!SEGMENT.test(seg)) return `grant "${name}" has an invalid segment "${seg}" (a letter, _ or $, then letters, digits, _, $, -, !, ?, > or /)`
     if (FORBIDDEN.has(seg)) return `grant "${name}" uses the reserved segment "${seg}"`
   }
   return undefined
