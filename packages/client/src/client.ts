@@ -305,6 +305,12 @@ export class Client {
           const wait = Math.min(Number(err.data.retryAfterMs ?? 100) * (attempt + 1), 10_000)
           if (Date.now() + wait < deadline) { await sleep(wait); continue }
         }
+        // A Megatest area past its load limit did nothing but was recorded as a failed
+        // transaction: back off by its wait hint (seconds) and retry under a new txn id.
+        if (err instanceof RemoteEvalError && err.code === 'MEGATEST_BUSY' && attempt < retries) {
+          const wait = Math.min(Math.max(50, Number(err.data.wait ?? 0) * 1000) * (attempt + 1), 10_000)
+          if (Date.now() + wait < deadline) { await sleep(wait); body.txn = this.nextTxn(); continue }
+        }
         if (err instanceof EvalMeshError && (err.code === 'LOST' || err.code === 'CLIENT_TIMEOUT')) {
           err.data.txn = body.txn
           err.message += ` (txn ${body.txn}; fetch its result later with fetchResult)`

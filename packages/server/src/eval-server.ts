@@ -20,6 +20,9 @@ import { BroadcastResponder } from './broadcast-responder.js'
 
 /** A Megatest service the node serves (packages/megatest), seen through what the server needs. */
 export interface MegatestBinding {
+  /** Megatest's transport shape: { status: ok | busy | error, errmsg, result, meta }. */
+  call (area: string, command: string, params: unknown[]): Promise<unknown>
+  /** The bare result; errors thrown as EvalMeshError (UNKNOWN_AREA, READ_ONLY, MEGATEST_BUSY...). */
   callOrThrow (area: string, command: string, params: unknown[]): Promise<unknown>
   commands (): Array<{ name: string }>
   areas (): Array<{ name: string }>
@@ -192,7 +195,7 @@ export class EvalServer extends EventEmitter {
   }
 
   functionNames (): string[] {
-    const mt = this.#init.megatest?.commands().map(c => `megatest.${c.name}`) ?? []
+    const mt = this.#init.megatest === undefined ? [] : ['megatest', ...this.#init.megatest.commands().map(c => `megatest.${c.name}`)]
     return [...BUILTINS, ...this.#functions.keys(), ...mt]
   }
 
@@ -572,7 +575,7 @@ export class EvalServer extends EventEmitter {
 
   #knowsFunction (fn: string): boolean {
     if ((BUILTINS as readonly string[]).includes(fn) || this.#functions.has(fn)) return true
-    return fn.startsWith('megatest.') && this.#init.megatest !== undefined
+    return (fn === 'megatest' || fn.startsWith('megatest.')) && this.#init.megatest !== undefined
   }
 
   async #runApply (t: Txn, fn: string, args: unknown[], limits: EvalLimits, peer: PeerInfo): Promise<Settled> {
@@ -609,6 +612,11 @@ export class EvalServer extends EventEmitter {
       case 'evalserver.describe': return this.describe()
       case 'evalserver.trace': return { on: this.trace.enabled, events: this.trace.since(typeof args[0] === 'number' ? args[0] : 0) }
     }
+    if (fn === 'megatest' && this.#init.megatest !== undefined) {
+      const [area, command, ...params] = args
+      if (typeof area !== 'string' || typeof command !== 'string') throw new EvalMeshError('BAD_MESSAGE', 'megatest: the arguments are (area, command, ...params)')
+      return await this.#init.megatest.call(area, command, params)
+    }
     if (fn.startsWith('megatest.') && this.#init.megatest !== undefined) {
       const [area, ...params] = args
       if (typeof area !== 'string') throw new EvalMeshError('BAD_MESSAGE', `${fn}: the first argument must be the area name`)
@@ -623,13 +631,14 @@ export class EvalServer extends EventEmitter {
   async #hostCall (name: string, args: unknown[], txn: string): Promise<unknown> {
     const t = this.table.get(txn)
     const peer = { id: t?.peerId ?? this.id, name: t?.record.clientName ?? this.name }
-    const fn = name.startsWith('fns.') ? name.slice(4) : name
+    const fn = name.startsWith('fns.') ? name.slice(4) : name === 'megatest.call' ? 'megatest' : name
     const controller = new AbortController()
     return await this.#call(fn, args, { txn, peer, signal: controller.signal })
   }
 
   #grants (): string[] {
     const mt = this.#init.megatest?.commands().map(c => `megatest.${c.name}`) ?? []
+    if (this.#init.megatest !== undefined) mt.push('megatest.call')
     return [...BUILTINS, ...[...this.#functions.keys()].map(n => `fns.${n}`), ...mt]
   }
 

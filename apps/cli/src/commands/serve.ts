@@ -1,6 +1,8 @@
 import { networkInterfaces } from 'node:os'
+import { basename, resolve } from 'node:path'
+import { createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
 import { DEFAULT_PORT } from '@evalmesh/protocol'
-import { startServer, type ServerInit } from '@evalmesh/server'
+import { startServer, type EvalServer, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { stateDirOf } from '../context.js'
 
@@ -28,6 +30,7 @@ export function serverInitFrom (p: Parsed): ServerInit {
     if (listen === undefined) init.host = init.lan
   }
   const ttl = int(p, 'discovery-ttl'); if (ttl !== undefined) init.discoveryTtl = ttl
+
   const name = str(p, 'name'); if (name !== undefined) init.name = name
   const minutes = int(p, 'minutes'); if (minutes !== undefined) init.minutes = minutes
   const fns = str(p, 'functions'); if (fns !== undefined) init.functionsModule = fns
@@ -39,6 +42,46 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const timeoutMs = int(p, 'timeout'); if (timeoutMs !== undefined) init.limits = { ...init.limits, timeoutMs }
   const memoryMb = int(p, 'memory'); if (memoryMb !== undefined) init.limits = { ...init.limits, memoryMb }
   return init
+}
+
+/** --area NAME=DIR or --area DIR (named after the directory), with --read-only and --keys. */
+function areasFrom (p: Parsed): AreaInit[] {
+  const specs = list(p, 'area') ?? []
+  const keys = list(p, 'keys')
+  return specs.map(spec => {
+    const eq = spec.indexOf('=')
+    const dir = resolve(eq < 0 ? spec : spec.slice(eq + 1))
+    const area: AreaInit = { name: eq < 0 ? basename(dir) : spec.slice(0, eq), dir }
+    if (p.values['read-only'] === true) area.readOnly = true
+    if (keys !== undefined) area.keys = keys
+    return area
+  })
+}
+
+/**
+ * Megatest's server lifecycle for the areas a node serves: a registration record in
+ * each area's .servinfo (touched every 5 s, removed on stop), kill-server stops the
+ * node, and --idle-timeout stops it when no area has been used for that long.
+ */
+function manageAreas (server: EvalServer, megatest: MegatestService, idleSeconds: number | undefined): void {
+  const { host, port } = server.address
+  const beats = megatest.areas().map(a => {
+    const reg = registerServer(a.dir, { host, port, node: `${server.name} ${server.id}` })
+    return { file: reg.file, beat: startHeartbeat(reg.file) }
+  })
+  let idleTimer: NodeJS.Timeout | undefined
+  if (idleSeconds !== undefined) {
+    idleTimer = setInterval(() => {
+      if (megatest.idleSeconds() >= idleSeconds && server.table.running.size === 0 && server.table.input.length === 0) {
+        void server.stop(`idle for ${idleSeconds} s`)
+      }
+    }, Math.min(5000, Math.max(250, idleSeconds * 250)))
+  }
+  server.once('stopped', () => {
+    if (idleTimer !== undefined) clearInterval(idleTimer)
+    for (const b of beats) { b.beat.stop(); unregisterServer(b.file) }
+    megatest.close()
+  })
 }
 
 export const serveOptions: Command['options'] = {
@@ -55,13 +98,29 @@ export const serveOptions: Command['options'] = {
   concurrency: { type: 'string' },
   queue: { type: 'string' },
   timeout: { type: 'string' },
-  memory: { type: 'string' }
+  memory: { type: 'string' },
+  area: { type: 'string', multiple: true },
+  'read-only': { type: 'boolean' },
+  keys: { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'megatest-load-limit': { type: 'string' }
 }
 
 /** Run a node until it stops (signal, --minutes). Prints how to reach it. */
 export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnType<typeof startServer>>) => Promise<void>): Promise<number> {
   const init = serverInitFrom(p)
-  const server = await startServer(init)
+  const areas = areasFrom(p)
+  let server: EvalServer | undefined
+  let megatest: MegatestService | undefined
+  if (areas.length > 0) {
+    const opts: Parameters<typeof createMegatestService>[0] = { areas, onKillServer: () => { void server?.stop('kill-server from a Megatest client') } }
+    const limit = int(p, 'megatest-load-limit'); if (limit !== undefined) opts.loadLimit = limit
+    megatest = createMegatestService(opts)
+    init.megatest = megatest
+  }
+  server = await startServer(init)
+  if (megatest !== undefined) manageAreas(server, megatest, int(p, 'idle-timeout'))
+  else if (int(p, 'idle-timeout') !== undefined) throw new UsageError('--idle-timeout applies to nodes serving Megatest areas (--area)')
   const { host, port } = server.address
   const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
   const scope = init.lan === undefined ? ' (loopback only; --lan or --listen ADDR joins a LAN)' : ` (LAN ${init.lan}: broadcast and mDNS on)`
@@ -75,6 +134,7 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
       `evalmesh node "${server.name}" (id ${server.id}) listening on ${where}${scope}`,
       `  state dir: ${server.stateDir}`,
       `  policy:    hosts [${server.policy.state.hosts.join(', ')}], gags [${server.policy.state.gags.join(', ')}]`,
+      ...(megatest === undefined ? [] : [`  megatest:  ${megatest.areas().map(a => `${a.name} (${a.dir}${a.readOnly ? ', read-only' : ''})`).join(', ')}`]),
       `  try:       evalmesh eval '1 + 1' --host ${where}`,
       init.minutes !== undefined ? `  stops after ${init.minutes} minute(s); Ctrl-C stops it now` : '  stop with Ctrl-C'
     ]
@@ -107,7 +167,12 @@ export const serve: Command = {
   --concurrency N    evaluations running at once
   --queue N          requests waiting beyond those before the node answers BUSY (default 1024)
   --timeout MS       wall-time ceiling per evaluation (default 30000)
-  --memory MB        isolate memory ceiling per session (default 128)`,
+  --memory MB        isolate memory ceiling per session (default 128)
+  --area [NAME=]DIR  serve this Megatest area (repeatable); clients call megatest.<command>(NAME, ...)
+  --read-only        refuse every Megatest write command
+  --keys K1,K2       run keys for a new area (default TARGET)
+  --idle-timeout S   stop when no area has been used for S seconds
+  --megatest-load-limit N  Megatest requests in flight before answering busy (default 32)`,
   options: serveOptions,
   run: async (p) => await runNode(p)
 }
