@@ -24,7 +24,7 @@ export interface Offer {
   address: string
   port: number
   node: DatagramSender
-  load: { running: number, queued: number, concurrency: number }
+  load: { running: number, queued: number, held?: number, concurrency: number }
   /** The node's UDP address the offer came from (where a release goes). */
   origin: { address: string, port: number }
 }

@@ -273,20 +273,33 @@ export class Client {
     }
   }
 
+  /**
+   * The offer to claim: of those that arrive in the same I/O turn as the first, the least
+   * loaded one, ties broken at random (so a burst of broadcasts spreads over idle nodes).
+   */
   async #firstOffer (broadcaster: Broadcaster, txn: string, deadline: number, skip: Set<string>): Promise<Offer | undefined> {
     return await new Promise<Offer | undefined>((resolve) => {
+      const candidates: Offer[] = []
       let chosen: Offer | undefined
       let handle: QueryHandle | undefined
+      const choose = (): void => {
+        const load = (o: Offer): number => (o.load.running + o.load.queued + (o.load.held ?? 0)) / Math.max(1, o.load.concurrency)
+        const best = Math.min(...candidates.map(load))
+        const least = candidates.filter(o => load(o) === best)
+        chosen = least[Math.floor(Math.random() * least.length)]!
+        for (const o of candidates) if (o !== chosen) void broadcaster.release(o)
+        resolve(chosen)
+        // Stop asking, but listen a moment longer to release late offers.
+        handle?.quiet()
+        setTimeout(() => handle?.stop(), 250).unref()
+      }
       void broadcaster.query(txn, 'one', deadline, (event) => {
         if (event.kind !== 'offer') return
         const offer = event.offer
         if (chosen !== undefined || skip.has(offer.node.id)) { void broadcaster.release(offer); return }
-        chosen = offer
-        resolve(offer)
-        // Stop asking, but listen a moment longer to release late offers.
-        handle?.quiet()
-        setTimeout(() => handle?.stop(), 250).unref()
-      }, () => resolve(chosen)).then(h => { handle = h; if (chosen !== undefined) h.quiet() })
+        candidates.push(offer)
+        if (candidates.length === 1) setImmediate(choose)
+      }, () => { if (chosen === undefined && candidates.length === 0) resolve(undefined) }).then(h => { handle = h; if (chosen !== undefined) h.quiet() })
     })
   }
 

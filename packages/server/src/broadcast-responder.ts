@@ -129,8 +129,10 @@ export class BroadcastResponder {
     this.#byTxn.set(`${sender.id} ${txn}`, offer.token)
     this.stats.offers++
     server.trace.record('offer', `offered to run broadcast (${decision.rule}); load ${load}/${concurrency}`, txn, sender.name)
-    // The least loaded node answers first: an idle node at once, a busy one a little later.
-    const delayMs = all ? 0 : Math.min(20, Math.round((load / concurrency) * 8))
+    // The least loaded node answers first: a node with free slots at once, a busy one
+    // a little later. (Held offers are not load yet: most are released within a turn.)
+    const busy = server.table.running.size + server.table.input.length
+    const delayMs = all || busy < concurrency ? 0 : Math.min(20, Math.round((busy / concurrency) * 4))
     if (delayMs === 0) this.#sendOffer(offer, rinfo)
     else setTimeout(() => this.#sendOffer(offer, rinfo), delayMs).unref()
   }
@@ -139,7 +141,7 @@ export class BroadcastResponder {
     const s = this.#server
     this.#send({
       kind: 'offer', txn: offer.txn, token: offer.token, address: this.#init.tcpAddress, port: this.#init.tcpPort, id: s.id,
-      load: { running: s.table.running.size, queued: s.table.input.length, concurrency: s.limits.concurrency }
+      load: { running: s.table.running.size, queued: s.table.input.length, held: this.#offers.size, concurrency: s.limits.concurrency }
     }, rinfo)
   }
 
