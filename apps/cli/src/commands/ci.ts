@@ -1,0 +1,281 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { findOrStartAreaServer, readJobFile, readRuns, runJob, type CiEvent, type RunReport, type RunSummary } from '@evalmesh/ci-agent'
+import type { BroadcastConfig, Client } from '@evalmesh/client'
+import { readSeedsFile } from '@evalmesh/discovery'
+import { BROADCAST_PORT } from '@evalmesh/protocol'
+import { readNodeLocator } from '@evalmesh/server'
+import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
+import { clientFor, localNodeOf, stateDirOf } from '../context.js'
+import { table, toJson } from '../output.js'
+
+/**
+ * `evalmesh ci run|status` (the CI agent) and `evalmesh area-server` (Megatest's
+ * connect-and-start): export names ciCmd and areaServerCmd.
+ */
+
+/** The broadcast targets clientFor uses (local node, peers file, LAN), so the claimer asks the same nodes. */
+function broadcastConfigOf (p: Parsed): BroadcastConfig {
+  const stateDir = stateDirOf(p)
+  const peersFile = join(stateDir, 'peers')
+  const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
+  const local = readNodeLocator(stateDir)
+  const config: BroadcastConfig = { targets: [] }
+  const lan = str(p, 'lan') ?? process.env.EVALMESH_LAN ?? local?.lan ?? undefined
+  if (lan !== undefined && lan !== '') config.interface = lan
+  if (local !== undefined) config.targets!.push(local.udp)
+  for (const s of seeds) {
+    config.targets!.push({ address: s.address, port: s.port })
+    if (s.port !== BROADCAST_PORT) config.targets!.push({ address: s.address, port: BROADCAST_PORT })
+  }
+  if (local === undefined && config.interface === undefined && seeds.length === 0) config.targets!.push({ address: '127.0.0.1', port: BROADCAST_PORT })
+  return config
+}
+
+function addTarget (config: BroadcastConfig, host: string): void {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(host)
+  if (m === null) return
+  const t = { address: m[1]!, port: Number(m[2]) }
+  if (!config.targets!.some(x => x.address === t.address && x.port === t.port)) config.targets!.push(t)
+}
+
+interface AreaTarget { host: string, area: string | undefined, started: boolean }
+
+/** --host H, or --area DIR (find or start its node), or the local node. */
+async function areaTargetOf (p: Parsed, client: Client, areaName: string | undefined): Promise<AreaTarget> {
+  const host = str(p, 'host')
+  const dir = str(p, 'area')
+  if (host !== undefined && dir !== undefined) throw new UsageError('give --host H or --area DIR, not both')
+  if (dir !== undefined) {
+    const opts: Parameters<typeof findOrStartAreaServer>[1] = { stateDir: stateDirOf(p), client }
+    if (areaName !== undefined) opts.area = areaName
+    const idle = int(p, 'idle-timeout'); if (idle !== undefined) opts.idleTimeoutSeconds = idle
+    const found = await findOrStartAreaServer(dir, opts)
+    if (found.started && p.values.json !== true) console.error(`started a node for area ${found.area} at ${found.host} (log ${found.log ?? '-'})`)
+    return { host: found.host, area: found.area, started: found.started }
+  }
+  return { host: host ?? localNodeOf(p), area: areaName, started: false }
+}
+
+async function areaNameOn (client: Client, host: string, given: string | undefined): Promise<string> {
+  if (given !== undefined) return given
+  const d = await client.describe(host) as { megatestAreas?: string[] }
+  const areas = d.megatestAreas ?? []
+  if (areas.length === 1) return areas[0]!
+  throw new UsageError(areas.length === 0 ? `the node at ${host} serves no Megatest area` : `the node at ${host} serves several areas (${areas.join(', ')}): pick one with --area-name`)
+}
+
+// ---- progress -----------------------------------------------------------------------
+
+function unitName (u: { test: string, item: string }): string {
+  return u.item === '' ? u.test : `${u.test}/${u.item}`
+}
+
+/** A one-line progress bar redrawn on a terminal, or plain lines for logs and pipes. */
+function progressPrinter (tty: boolean): { onEvent: (e: CiEvent) => void, done: () => void } {
+  let total = 0
+  let ended = 0
+  let running = 0
+  const bad = new Map<string, number>()
+  let drawn = false
+  const draw = (): void => {
+    const width = 30
+    const filled = total === 0 ? 0 : Math.round(width * ended / total)
+    const badText = [...bad.entries()].map(([k, n]) => `${k} ${n}`).join('  ')
+    process.stdout.write(`\r\x1b[K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${ended}/${total} ended  ${running} running${badText === '' ? '' : '  ' + badText}`)
+    drawn = true
+  }
+  const line = (text: string): void => {
+    if (tty) { if (drawn) process.stdout.write('\r\x1b[K'); console.log(text); draw() } else console.log(text)
+  }
+  return {
+    onEvent: (e) => {
+      switch (e.kind) {
+        case 'run':
+          total = e.units
+          line(`run ${e.runname} (id ${e.runId}, target ${e.target}): ${e.units} test(s)`)
+          break
+        case 'started':
+          running++
+          if (!tty) line(`RUNNING    ${unitName(e.unit)} on ${e.node} (${e.host})`)
+          else draw()
+          break
+        case 'step':
+          if (!tty && e.phase === 'end') line(`  step     ${unitName(e.unit)} ${e.step}: ${e.status}${e.comment === '' ? '' : ` (${e.comment})`}`)
+          break
+        case 'ended':
+          ended++
+          if (e.state !== 'NOT_STARTED' && !(e.state === 'KILLED' && /before the test started/.test(e.comment)) && !/^NO_WILLING_SERVER/.test(e.comment)) running = Math.max(0, running - 1)
+          if (!['PASS', 'WARN', 'WAIVED', 'SKIP'].includes(e.status)) bad.set(e.status, (bad.get(e.status) ?? 0) + 1)
+          line(`${e.state.padEnd(10)} ${unitName(e.unit)}: ${e.status}${e.comment === '' ? '' : ` (${e.comment})`}`)
+          break
+        case 'run-ended':
+          break
+      }
+    },
+    done: () => { if (tty && drawn) process.stdout.write('\r\x1b[K') }
+  }
+}
+
+function printSummary (s: RunSummary): void {
+  console.log('')
+  console.log(table(['TEST', 'ITEM', 'STATE', 'STATUS', 'NODE', 'SECONDS', 'COMMENT'], s.units.map(u => [
+    u.test, u.item, u.state, u.status, u.node ?? '', u.seconds.toFixed(1), u.comment
+  ])))
+  const counts = new Map<string, number>()
+  for (const u of s.units) counts.set(u.status, (counts.get(u.status) ?? 0) + 1)
+  console.log('')
+  console.log(`run ${s.runname} (id ${s.runId}, target ${s.target}, area ${s.area} on ${s.areaHost}): ${s.state}/${s.status} in ${s.seconds.toFixed(1)} s; ${[...counts.entries()].map(([k, n]) => `${n} ${k}`).join(', ')}`)
+  console.log(s.passed ? 'PASSED' : 'NOT PASSED')
+}
+
+function printRun (r: RunReport): void {
+  console.log(`run ${r.runname} (id ${r.id}, target ${r.target}, owner ${r.owner}): ${r.state}/${r.status}, started ${new Date(r.event_time * 1000).toISOString()}`)
+  const rows: string[][] = []
+  for (const t of r.tests) {
+    rows.push([t.item_path === '' ? t.testname : `  ${t.testname}/${t.item_path}`, t.state, t.status, t.host === 'n/a' ? '' : t.host, String(t.run_duration), t.comment])
+    for (const s of t.steps) rows.push([`    ${s.stepname} (${s.state})`, '', s.status, '', '', s.comment])
+    for (const d of t.data) rows.push([`    data ${d.category === '' ? '' : d.category + '/'}${d.variable}`, '', d.status, '', '', `${String(d.value)}${d.units === '' ? '' : ' ' + d.units}${d.expected === null ? '' : ` (expected ${String(d.expected)}, tol ${String(d.tol)})`}`])
+  }
+  console.log(table(['TEST / STEP', 'STATE', 'STATUS', 'NODE', 'SECONDS', 'COMMENT'], rows))
+}
+
+// ---- commands ----------------------------------------------------------------------
+
+async function ciRun (p: Parsed, jobFile: string | undefined): Promise<number> {
+  if (jobFile === undefined) throw new UsageError('JOBFILE is required')
+  const job = readJobFile(jobFile)
+  const concurrency = int(p, 'concurrency')
+  if (concurrency !== undefined && concurrency < 1) throw new UsageError('--concurrency must be at least 1')
+  const json = p.values.json === true
+  const client = clientFor(p)
+  const broadcast = broadcastConfigOf(p)
+  const controller = new AbortController()
+  let interrupts = 0
+  const onSigint = (): void => {
+    interrupts++
+    if (interrupts > 1) process.exit(130)
+    console.error('\ninterrupted: aborting running steps (Ctrl-C again to quit at once)')
+    controller.abort()
+  }
+  process.on('SIGINT', onSigint)
+  try {
+    const target = await areaTargetOf(p, client, job.area)
+    if (target.area !== undefined && target.area !== job.area) {
+      console.error(`note: the node serves this area as "${target.area}"; the job names it "${job.area}"`)
+      job.area = target.area
+    }
+    // A node found or started for the area is a node we know: it may take tests too.
+    if (str(p, 'area') !== undefined) addTarget(broadcast, target.host)
+    const printer = json ? undefined : progressPrinter(process.stdout.isTTY === true)
+    const opts: Parameters<typeof runJob>[1] = { client, broadcast, areaHost: target.host, signal: controller.signal }
+    if (concurrency !== undefined) opts.concurrency = concurrency
+    if (printer !== undefined) opts.onEvent = printer.onEvent
+    let summary: RunSummary
+    try {
+      summary = await runJob(job, opts)
+    } finally {
+      printer?.done()
+    }
+    if (json) console.log(toJson({ ok: true, ...summary }))
+    else printSummary(summary)
+    return summary.passed ? 0 : 1
+  } finally {
+    process.off('SIGINT', onSigint)
+    client.close()
+  }
+}
+
+async function ciStatus (p: Parsed, run: string | undefined): Promise<number> {
+  if (run === undefined) throw new UsageError('RUN is required (a run id or a run name)')
+  const client = clientFor(p)
+  try {
+    const target = await areaTargetOf(p, client, str(p, 'area-name'))
+    const area = await areaNameOn(client, target.host, target.area)
+    const reports = await readRuns(client, target.host, area, run)
+    if (p.values.json === true) console.log(toJson(reports.length === 1 ? reports[0] : reports))
+    else reports.forEach((r, i) => { if (i > 0) console.log(''); printRun(r) })
+    return 0
+  } finally {
+    client.close()
+  }
+}
+
+export const ciCmd: Command = {
+  name: 'ci',
+  summary: 'run a CI job on the mesh and record it in Megatest; show a recorded run',
+  usage: `evalmesh ci run JOBFILE [--host H | --area DIR] [--concurrency N] [--json]
+       evalmesh ci status RUN [--host H | --area DIR] [--area-name NAME] [--json]
+
+  run JOBFILE     register the job's run and tests in its Megatest area, broadcast each
+                  test (or item) to a willing node, run its steps there in order, record
+                  every state, status, step and test-data row, roll up, print a summary.
+                  Exit 0 when the run COMPLETED with PASS, WARN, WAIVED or SKIP; else 1.
+  status RUN      the run's tests, items, states, statuses, steps and test data; RUN is a
+                  run id or a run name (every target with that name is shown)
+  --host H        the node serving the area (default: the local node)
+  --area DIR      find the node serving area DIR, starting one if none does
+  --area-name N   the area's name on the node (status; default: the node's only area)
+  --concurrency N tests or items running at once (default: the job's, else 4)
+  --idle-timeout S  with --area: a node started for the area stops after S idle seconds
+  --lan ADDR      also broadcast on this LAN interface
+  --json          machine-readable summary (no progress output)
+
+  docs/ci-agent.md describes the job file.`,
+  options: {
+    host: { type: 'string', short: 'H' },
+    area: { type: 'string' },
+    'area-name': { type: 'string' },
+    concurrency: { type: 'string' },
+    'idle-timeout': { type: 'string' },
+    lan: { type: 'string' }
+  },
+  run: async (p) => {
+    const [sub, arg, ...rest] = p.positionals
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`)
+    if (sub === 'run') return await ciRun(p, arg)
+    if (sub === 'status') return await ciStatus(p, arg)
+    throw new UsageError(sub === undefined ? 'give a subcommand: run or status' : `unknown subcommand "${sub}" (run, status)`)
+  }
+}
+
+export const areaServerCmd: Command = {
+  name: 'area-server',
+  summary: 'print host:port of the node serving a Megatest area, starting one if none does',
+  usage: `evalmesh area-server DIR [--state-dir D] [--area-name N] [--idle-timeout S] [--max-servers N] [--keys K1,K2] [--json]
+
+  Megatest's connect-and-start: use a live registered node of the area (stale
+  registrations are removed), else start \`evalmesh serve --area DIR --port 0\` detached,
+  logging to DIR/logs/server-<pid>.log, and wait for it to register. No new start
+  within 5 s of this client's last one, or when --max-servers live nodes are registered.
+  --idle-timeout S  a started node stops after S seconds without Megatest use (default 600)
+  --verbose         say what was found, cleaned and started (on stderr)`,
+  options: {
+    'area-name': { type: 'string' },
+    'idle-timeout': { type: 'string' },
+    'max-servers': { type: 'string' },
+    keys: { type: 'string' },
+    timeout: { type: 'string' },
+    verbose: { type: 'boolean' }
+  },
+  run: async (p) => {
+    const [dir, ...rest] = p.positionals
+    if (dir === undefined) throw new UsageError('DIR is required')
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`)
+    const opts: Parameters<typeof findOrStartAreaServer>[1] = { stateDir: stateDirOf(p) }
+    const name = str(p, 'area-name'); if (name !== undefined) opts.area = name
+    const idle = int(p, 'idle-timeout'); if (idle !== undefined) opts.idleTimeoutSeconds = idle
+    const max = int(p, 'max-servers'); if (max !== undefined) { if (max < 1) throw new UsageError('--max-servers must be at least 1'); opts.maxServers = max }
+    const keys = list(p, 'keys'); if (keys !== undefined) opts.keys = keys
+    const timeout = int(p, 'timeout'); if (timeout !== undefined) opts.timeoutMs = timeout
+    if (p.values.verbose === true) opts.onEvent = (m) => console.error(m)
+    const found = await findOrStartAreaServer(dir, opts)
+    if (p.values.json === true) {
+      console.log(toJson({ ok: true, host: found.host, area: found.area, started: found.started, pid: found.registration.pid, node: found.registration.node, log: found.log ?? null }))
+    } else {
+      console.log(found.host)
+      if (found.started) console.error(`started node pid ${found.registration.pid} for area ${found.area} (log ${found.log ?? '-'})`)
+    }
+    return 0
+  }
+}
