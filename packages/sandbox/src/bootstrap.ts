@@ -1,17 +1,60 @@
 /**
  * Source run once in every fresh session context, through `evalClosure` with
  * `$0` = the console sink and `$1` = the host-call starter (both isolated-vm
- * Callbacks). Everything that talks to the host stays in this closure: the global
+ * Callbacks) and `$2` = the session's batch board (a SharedArrayBuffer, see
+ * BOARD below). Everything that talks to the host stays in this closure: the global
  * only ever sees plain functions and plain objects, never a Reference or Callback.
  *
  * It returns one `dispatch(op, ...)` function, which the child keeps as a
- * Reference: op 1 settles a host call, op 2 (re)installs the granted names.
+ * Reference: op 1 settles a host call, op 2 (re)installs the granted names,
+ * op 3 runs a batch of forms, op 4 hands over the value or error a batch kept.
  * Settling goes through a timed `apply`, so promise continuations after a host
  * call still run under the wall-time limit.
+ *
+ * The batch runner (op 3) evaluates forms that batch-forms.ts admitted, one after
+ * the other, by indirect eval. Each form's outcome goes onto the board as soon as
+ * it is known, so that the host can tell every form its own outcome even when the
+ * batch ends in a timeout, a memory-limit disposal or an abort. A form whose
+ * completion value is not a number, string, boolean, undefined or null, or that
+ * throws, ends the batch: its value or error is kept here and handed over by
+ * op 4 in a trip of its own, with the same copy, promise and error handling as the
+ * slow path. The runner itself calls no method a form could have replaced.
  */
+
+/** Shape of the batch board shared with the isolate; offsets in elements. */
+export const BOARD = {
+  /** Most forms one batch carries. */
+  slots: 64,
+  /** UTF-16 code units for string results, per batch. */
+  poolUnits: 16384,
+  /** Longest string result written to the board; longer ones are handed over by op 4. */
+  maxString: 1024,
+  // Int32 regions, each `slots` long: state, kind, string offset, string length, form id.
+  state: 0, kind: 1, strOff: 2, strLen: 3, formId: 4,
+  int32Regions: 5
+} as const
+
+/** Slot states: the host cancels a pending slot (abort) with a compare-exchange. */
+export const SLOT = { pending: 0, running: 1, done: 2, cancelled: 3 } as const
+/** What a done slot holds. */
+export const KIND = { undefined: 1, null: 2, true: 3, false: 4, number: 5, string: 6, kept: 7, threw: 8, declined: 9 } as const
+
+export function boardBytes (): number {
+  return BOARD.slots * 4 * BOARD.int32Regions + BOARD.slots * 8 + BOARD.poolUnits * 2
+}
+
 export const BOOTSTRAP_SOURCE = String.raw`
-const sink = $0, hostStart = $1;
+const sink = $0, hostStart = $1, board = $2;
 const g = globalThis;
+const atomics = g.Atomics, indirectEval = g.eval, dateNow = Date.now, hasOwn = Object.hasOwn;
+const codeAt = Function.prototype.call.bind(String.prototype.charCodeAt);
+const strIndexOf = Function.prototype.call.bind(String.prototype.indexOf);
+const strSlice = Function.prototype.call.bind(String.prototype.slice);
+const SLOTS = ${BOARD.slots}, POOL = ${BOARD.poolUnits}, MAXSTR = ${BOARD.maxString};
+const ints = new Int32Array(board, 0, SLOTS * ${BOARD.int32Regions});
+const nums = new Float64Array(board, SLOTS * 4 * ${BOARD.int32Regions}, SLOTS);
+const pool = new Uint16Array(board, SLOTS * 4 * ${BOARD.int32Regions} + SLOTS * 8, POOL);
+const ST = SLOTS * ${BOARD.state}, KD = SLOTS * ${BOARD.kind}, SO = SLOTS * ${BOARD.strOff}, SL = SLOTS * ${BOARD.strLen}, FI = SLOTS * ${BOARD.formId};
 // WebAssembly memory is not counted by the isolate's memory limit, and shared
 // memory can park the isolate's thread: forms get neither.
 delete g.WebAssembly; delete g.SharedArrayBuffer; delete g.Atomics;
@@ -130,7 +173,100 @@ function install (names) {
   }
 }
 
+// ---- batch runner ----
+// Forms by id (null prototype: no lookup ever reaches a prototype a form could change).
+let forms = Object.create(null);
+let kept, keptThrew = false;
+
+// Every name the form touches must be an own data property of the global object
+// holding a primitive (globalThis itself excepted), so reading or writing it runs
+// no code; and no stack formatter may be installed, since frames would differ.
+const ErrorFn = Error, FunctionProto = Function.prototype, ObjectProto = Object.prototype;
+function admissible (names, usesGlobalThis) {
+  if (getDesc(ErrorFn, 'prepareStackTrace') !== undefined || getDesc(FunctionProto, 'prepareStackTrace') !== undefined ||
+      getDesc(ObjectProto, 'prepareStackTrace') !== undefined || getProto(ErrorFn) !== FunctionProto || getProto(FunctionProto) !== ObjectProto) return false;
+  if (usesGlobalThis) {
+    const d = getDesc(g, 'globalThis');
+    if (d === undefined || !hasOwn(d, 'value') || d.value !== g) return false;
+  }
+  for (let i = 0; i < names.length; i++) {
+    const d = getDesc(g, names[i]);
+    if (d === undefined || !hasOwn(d, 'value')) return false;
+    const v = d.value;
+    if ((typeof v === 'object' && v !== null) || typeof v === 'function') return false;
+  }
+  return true;
+}
+
+function runBatch (n, slackMs, fresh) {
+  if (fresh !== undefined) {
+    if (fresh.clear) forms = Object.create(null);
+    const list = fresh.forms;
+    for (let i = 0; i < list.length; i++) forms[list[i][0]] = list[i];
+  }
+  kept = undefined; keptThrew = false;
+  const t0 = dateNow();
+  let used = 0;
+  for (let i = 0; i < n; i++) {
+    // Later forms wait for the next trip, so each form gets (nearly) its whole time limit.
+    if (i > 0 && dateNow() - t0 > slackMs) return i;
+    if (atomics.compareExchange(ints, ST + i, 0, 1) !== 0) continue;
+    const f = forms[ints[FI + i]];
+    if (f === undefined || !admissible(f[2], f[3])) { ints[KD + i] = ${KIND.declined}; atomics.store(ints, ST + i, 0); return i; }
+    let v;
+    try {
+      v = indirectEval(f[1]);
+    } catch (e) {
+      kept = e; keptThrew = true;
+      ints[KD + i] = ${KIND.threw};
+      atomics.store(ints, ST + i, 2);
+      return i + 1;
+    }
+    const t = typeof v;
+    let kind;
+    if (t === 'number') { nums[i] = v; kind = ${KIND.number}; }
+    else if (v === undefined) kind = ${KIND.undefined};
+    else if (v === null) kind = ${KIND.null};
+    else if (v === true) kind = ${KIND.true};
+    else if (v === false) kind = ${KIND.false};
+    else if (t === 'string' && v.length <= MAXSTR && used + v.length <= POOL) {
+      ints[SO + i] = used; ints[SL + i] = v.length;
+      for (let j = 0; j < v.length; j++) pool[used + j] = codeAt(v, j);
+      used += v.length;
+      kind = ${KIND.string};
+    } else {
+      kept = v;
+      ints[KD + i] = ${KIND.kept};
+      atomics.store(ints, ST + i, 2);
+      return i + 1;
+    }
+    ints[KD + i] = kind;
+    atomics.store(ints, ST + i, 2);
+  }
+  return n;
+}
+
+// A batched form's error shows the frames of the eval and of this runner; the slow
+// path would show one frame, the form's own: "at form.js:L:C".
+const EVAL_FRAME = '\n    at eval (form.js:';
+function takeKept () {
+  const v = kept, threw = keptThrew;
+  kept = undefined; keptThrew = false;
+  if (!threw) return v;
+  const stack = v.stack;
+  if (typeof stack === 'string') {
+    const at = strIndexOf(stack, EVAL_FRAME);
+    if (at >= 0) {
+      const end = strIndexOf(stack, ')', at);
+      v.stack = strSlice(stack, 0, at) + '\n    at form.js:' + strSlice(stack, at + EVAL_FRAME.length, end);
+    }
+  }
+  throw v;
+}
+
 return function dispatch (op, a, b, c) {
+  if (op === 3) return runBatch(a, b, c);
+  if (op === 4) return takeKept();
   if (op === 1) {
     const p = pending[a];
     if (p === undefined) return;

@@ -8,7 +8,8 @@ import { serialize } from 'node:v8'
 import { performance } from 'node:perf_hooks'
 import type IVM from 'isolated-vm'
 import type { EvalLimits, WireError } from '@evalmesh/protocol'
-import { BOOTSTRAP_SOURCE } from './bootstrap.js'
+import { BOARD, BOOTSTRAP_SOURCE, KIND, SLOT, boardBytes } from './bootstrap.js'
+import { batchForm, MAY_DECLARE_LEXICALS, type BatchForm } from './batch-forms.js'
 import { evalError, isCloneFailure, userStack, wireError } from './errors.js'
 import type { ChildInit, ParentBatch, RunResult, ToChild, ToParent } from './ipc.js'
 
@@ -31,6 +32,13 @@ const PROBE_MS = 250
 const TIMER_SLACK_MS = 25
 const SCRIPT_CACHE_ENTRIES = 128
 const SCRIPT_CACHE_FORM_CHARS = 2048
+/** A batch stops starting forms after this long, so each form gets nearly all of its time limit. */
+const BATCH_SLACK_MS = 1
+/** Forms with shorter limits run alone: the slack would be a noticeable share of them. */
+const BATCH_MIN_TIMEOUT_MS = 50
+const BATCH_FORM_IDS = 1024
+const PLAN_CACHE_ENTRIES = 4096
+const SOURCE_URL = '\n//# sourceURL=' + FORM_FILE
 
 // ---- batched IPC -------------------------------------------------------------
 
@@ -46,7 +54,7 @@ function post (msg: ToParent): void {
 function flush (): void {
   flushScheduled = false
   if (outbox.length === 0 || process.connected !== true) return
-  const batch: ParentBatch = { sessions: sessions.size, msgs: outbox }
+  const batch: ParentBatch = { sessions: sessions.size, batched: batchedRuns, msgs: outbox }
   outbox = []
   process.send!(batch)
 }
@@ -67,6 +75,10 @@ interface Job {
   outputTruncated: boolean
   /** Settles the race inside execute() early (abort, host-side timeout). */
   interrupt?: (outcome: Outcome) => void
+  /** Its slot on the board while it is part of a running batch. */
+  slot?: number
+  /** The batch runner declined it (a name it touches is not a plain global): run it alone. */
+  slowOnly?: boolean
 }
 
 type Outcome =
@@ -87,6 +99,8 @@ const sessions = new Map<string, Session>()
 const hostCalls = new Map<number, { session: Session, generation: number, job: Job }>()
 let nextCallId = 1
 let stopping = false
+/** Runs served by the batch path, reported to the parent for its stats. */
+let batchedRuns = 0
 
 function clampLimits (l: EvalLimits): EvalLimits {
   const c = init.limits
@@ -118,6 +132,17 @@ class Session {
   scripts = new Map<string, IVM.Script>()
   /** Promises of evaluations still owned by a disposed isolate, awaited on shutdown. */
   inflight = new Set<Promise<unknown>>()
+  /** Shared with the isolate's batch runner: one slot per form of the running batch. */
+  readonly board = new SharedArrayBuffer(boardBytes())
+  readonly ints = new Int32Array(this.board, 0, BOARD.slots * BOARD.int32Regions)
+  readonly nums = new Float64Array(this.board, BOARD.slots * 4 * BOARD.int32Regions, BOARD.slots)
+  readonly pool = new Uint16Array(this.board, BOARD.slots * 4 * BOARD.int32Regions + BOARD.slots * 8, BOARD.poolUnits)
+  /** Forms registered with the current isolate's batch runner, by text. */
+  formIds = new Map<string, number>()
+  /** A form that may have declared script-level let/const/class ran in this context. */
+  lexicals = false
+  /** The jobs of the batch in the isolate right now, by slot. */
+  batch: Job[] | undefined
 
   constructor (name: string) { this.name = name }
 
@@ -133,7 +158,8 @@ class Session {
       const context = await isolate.createContext()
       const sink = new ivm.Callback((text: unknown) => { this.write(text) })
       const start = new ivm.Callback((name: unknown, args: unknown) => this.startHostCall(name, args))
-      const dispatch = await context.evalClosure(BOOTSTRAP_SOURCE, [sink, start], {
+      const board = new ivm.ExternalCopy(this.board).copyInto({ release: true })
+      const dispatch = await context.evalClosure(BOOTSTRAP_SOURCE, [sink, start, board], {
         filename: 'evalmesh:bootstrap',
         result: { reference: true }
       }) as IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown) => void>
@@ -159,6 +185,8 @@ class Session {
   drop (reason = 'reset'): void {
     this.generation++
     this.scripts.clear()
+    this.formIds.clear()
+    this.lexicals = false
     const isolate = this.isolate
     this.isolate = undefined
     this.context = undefined
@@ -279,6 +307,19 @@ async function pump (s: Session): Promise<void> {
   s.busy = true
   try {
     while (s.queue.length > 0 && !stopping) {
+      const batch = takeBatch(s)
+      if (batch !== undefined) {
+        try {
+          await runBatch(s, batch)
+        } catch (err) {
+          for (const job of batch) finish(job, false, wireError('EVAL_ERROR', `sandbox failed to run the form: ${(err as Error)?.message ?? String(err)}`, 'Error'))
+        } finally {
+          s.batch = undefined
+          s.current = undefined
+          s.lastUsed = Date.now()
+        }
+        continue
+      }
       const task = s.queue.shift()!
       if (task.kind === 'reset') {
         s.drop()
@@ -301,8 +342,12 @@ async function pump (s: Session): Promise<void> {
   }
 }
 
-async function execute (s: Session, job: Job): Promise<void> {
-  job.start = performance.now()
+/**
+ * Run one job alone. `evaluate`, when given, replaces compiling and running the
+ * form: the batch path uses it to hand over a value or error its runner kept.
+ */
+async function execute (s: Session, job: Job, evaluate?: (timeout: number) => Promise<unknown>): Promise<void> {
+  if (evaluate === undefined) job.start = performance.now()
   const { timeoutMs, memoryMb, resultBytes } = job.limits
   let timer: NodeJS.Timeout | undefined
   const interrupted = new Promise<Outcome>(resolve => {
@@ -315,8 +360,10 @@ async function execute (s: Session, job: Job): Promise<void> {
     const work = (async (): Promise<Outcome> => {
       if (s.isolate === undefined || s.isolate.isDisposed || s.installedGrants !== grantsVersion) await s.ensure(memoryMb)
       const generation = s.generation
+      // Script-level bindings would shadow the globals the batch runner checks: this context is done with batches.
+      if (evaluate === undefined && !s.lexicals && !AWAIT.test(job.form) && MAY_DECLARE_LEXICALS.test(job.form)) s.lexicals = true
       const remaining = Math.max(1, Math.ceil(job.start + timeoutMs - performance.now()))
-      const running = startEval(s, job.form, remaining)
+      const running = evaluate !== undefined ? evaluate(remaining) : startEval(s, job.form, remaining)
       s.inflight.add(running)
       running.then(() => s.inflight.delete(running), () => s.inflight.delete(running))
       try {
@@ -362,6 +409,194 @@ async function execute (s: Session, job: Job): Promise<void> {
     clearTimeout(timer)
     job.interrupt = undefined
   }
+}
+
+// ---- the batch path ------------------------------------------------------------
+
+const plans = new Map<string, BatchForm | null>()
+
+function planOf (form: string): BatchForm | undefined {
+  let plan = plans.get(form)
+  if (plan === undefined) {
+    plan = batchForm(form) ?? null
+    if (form.length > SCRIPT_CACHE_FORM_CHARS) return plan ?? undefined
+    if (plans.size >= PLAN_CACHE_ENTRIES) plans.clear()
+    plans.set(form, plan)
+  }
+  return plan ?? undefined
+}
+
+function batchable (job: Job, timeoutMs: number): boolean {
+  return !job.done && job.slowOnly !== true && job.limits.timeoutMs === timeoutMs && planOf(job.form) !== undefined
+}
+
+/** The queued jobs at the head of the session's queue that can run as one batch, taken off it. */
+function takeBatch (s: Session): Job[] | undefined {
+  const head = s.queue[0]
+  if (head === undefined || head.kind !== 'job' || s.lexicals) return undefined
+  const timeoutMs = head.job.limits.timeoutMs
+  if (timeoutMs < BATCH_MIN_TIMEOUT_MS || !batchable(head.job, timeoutMs)) return undefined
+  let n = 1
+  while (n < s.queue.length && n < BOARD.slots) {
+    const t = s.queue[n]!
+    if (t.kind !== 'job' || !batchable(t.job, timeoutMs)) break
+    n++
+  }
+  return s.queue.splice(0, n).map(t => (t as { kind: 'job', job: Job }).job)
+}
+
+type TripEnd = { kind: 'returned' } | { kind: 'threw', error: unknown } | { kind: 'timer' }
+
+/**
+ * One trip into the isolate for the batch, then each job gets the outcome its slot
+ * on the board shows: a value, an error or value to hand over, the timeout or
+ * disposal that stopped it, or (not started) another turn.
+ */
+async function runBatch (s: Session, jobs: Job[]): Promise<void> {
+  const first = jobs[0]!
+  const { timeoutMs } = first.limits
+  if (s.isolate === undefined || s.isolate.isDisposed || s.installedGrants !== grantsVersion) {
+    try {
+      await s.ensure(first.limits.memoryMb)
+    } catch {
+      // Let the slow path start the isolate and report what goes wrong.
+      first.slowOnly = true
+      requeue(s, jobs)
+      return
+    }
+  }
+  if (s.lexicals) { requeue(s, jobs); return }
+  const ints = s.ints
+  let fresh: { clear: boolean, forms: unknown[] } | undefined
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!
+    let id = s.formIds.get(job.form)
+    if (id === undefined) {
+      fresh ??= { clear: false, forms: [] }
+      if (s.formIds.size >= BATCH_FORM_IDS) {
+        s.formIds.clear()
+        fresh.clear = true
+        fresh.forms = []
+        for (let j = 0; j < i; j++) {
+          const f = jobs[j]!.form
+          if (s.formIds.has(f)) continue
+          const plan = planOf(f)!
+          s.formIds.set(f, s.formIds.size)
+          fresh.forms.push([s.formIds.size - 1, f + SOURCE_URL, plan.names, plan.usesGlobalThis])
+        }
+      }
+      id = s.formIds.size
+      const plan = planOf(job.form)!
+      s.formIds.set(job.form, id)
+      fresh.forms.push([id, job.form + SOURCE_URL, plan.names, plan.usesGlobalThis])
+    }
+    ints[BOARD.slots * BOARD.formId + i] = id
+    ints[BOARD.slots * BOARD.kind + i] = 0
+    Atomics.store(ints, BOARD.slots * BOARD.state + i, SLOT.pending)
+    job.slot = i
+  }
+  const t0 = performance.now()
+  for (const job of jobs) job.start = t0
+  s.batch = jobs
+  const generation = s.generation
+  const trip = s.dispatch!.apply(undefined, [3, jobs.length, BATCH_SLACK_MS, fresh], { arguments: { copy: true }, timeout: timeoutMs }) as Promise<unknown>
+  s.inflight.add(trip)
+  const settled = trip.then((): TripEnd => ({ kind: 'returned' }), (error: unknown): TripEnd => ({ kind: 'threw', error }))
+  void settled.then(() => s.inflight.delete(trip))
+  let timer: NodeJS.Timeout | undefined
+  let end = await Promise.race([settled, new Promise<TripEnd>(resolve => { timer = setTimeout(resolve, timeoutMs + TIMER_SLACK_MS, { kind: 'timer' }) })])
+  clearTimeout(timer)
+  let alive = true
+  if (end.kind === 'timer') {
+    // The isolate did not honour its own timeout: keep it only if it answers.
+    alive = await probe(s)
+    let wait: NodeJS.Timeout | undefined
+    await Promise.race([settled, new Promise(resolve => { wait = setTimeout(resolve, PROBE_MS * 4) })])
+    clearTimeout(wait)
+  }
+  s.batch = undefined
+
+  const state = BOARD.slots * BOARD.state
+  const kinds = BOARD.slots * BOARD.kind
+  let kept: Job | undefined
+  let progressed = false
+  const later: Job[] = []
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!
+    job.slot = undefined
+    if (job.done) continue
+    const st = Atomics.load(ints, state + i)
+    if (st === SLOT.done) {
+      const kind = ints[kinds + i]!
+      if (kind === KIND.kept || kind === KIND.threw) { kept = job; continue }
+      progressed = true
+      batchedRuns++
+      finishBatched(s, job, kind, i)
+    } else if (st === SLOT.running) {
+      progressed = true
+      if (end.kind === 'timer') {
+        finish(job, false, wireError('TIME_LIMIT', `evaluation exceeded its wall-time limit of ${timeoutMs} ms` +
+          (alive ? '' : '; the isolate did not respond, so it was disposed and the session starts fresh'), 'Error'))
+      } else if (end.kind === 'threw') {
+        const error = end.error
+        if (generation !== s.generation && s.disposedBy === 'abort') finish(job, false, abortedRunning())
+        else finish(job, false, classify(s, error, job.limits, job.start))
+      }
+    } else if (st === SLOT.pending) {
+      if (ints[kinds + i] === KIND.declined) job.slowOnly = true
+      later.push(job)
+    }
+  }
+  if (!progressed && kept === undefined && end.kind !== 'returned' && later.length > 0) {
+    // Nothing ran: let the slow path run the first form and report what it meets.
+    later[0]!.slowOnly = true
+  }
+  requeue(s, later)
+  if (kept !== undefined) {
+    batchedRuns++
+    s.current = kept
+    try {
+      await execute(s, kept, timeout => s.dispatch!.apply(undefined, [4, 0], { result: { promise: true, copy: true }, timeout }) as Promise<unknown>)
+    } finally {
+      s.current = undefined
+    }
+  }
+}
+
+function requeue (s: Session, jobs: Job[]): void {
+  if (jobs.length === 0) return
+  s.queue.unshift(...jobs.filter(j => !j.done).map(job => ({ kind: 'job' as const, job })))
+}
+
+function finishBatched (s: Session, job: Job, kind: number, slot: number): void {
+  let value: unknown
+  let bound: number
+  switch (kind) {
+    case KIND.number: value = s.nums[slot]; bound = 16; break
+    case KIND.string: {
+      const off = s.ints[BOARD.slots * BOARD.strOff + slot]!
+      const len = s.ints[BOARD.slots * BOARD.strLen + slot]!
+      value = String.fromCharCode.apply(null, s.pool.subarray(off, off + len) as unknown as number[])
+      bound = 2 * len + 16
+      break
+    }
+    case KIND.undefined: value = undefined; bound = 16; break
+    case KIND.null: value = null; bound = 16; break
+    case KIND.true: value = true; bound = 16; break
+    case KIND.false: value = false; bound = 16; break
+    default:
+      finish(job, false, wireError('EVAL_ERROR', `sandbox failed to read a batched result (kind ${kind})`, 'Error'))
+      return
+  }
+  const { resultBytes } = job.limits
+  if (bound > resultBytes) {
+    const size = serialize(value).length
+    if (size > resultBytes) {
+      finish(job, false, wireError('RESULT_LIMIT', `result is ${size} bytes, over the result limit of ${resultBytes} bytes`, 'Error'))
+      return
+    }
+  }
+  finish(job, true, value)
 }
 
 /**
@@ -467,6 +702,9 @@ function classify (s: Session, err: unknown, limits: EvalLimits, start: number):
 
 // ---- messages from the parent -------------------------------------------------
 
+/** Sessions given work by the message being handled; pumped once it is all queued, so a batch sees it all. */
+const touched = new Set<Session>()
+
 function onRun (m: Extract<ToChild, { t: 'run' }>): void {
   const job: Job = {
     id: m.id,
@@ -487,13 +725,27 @@ function onRun (m: Extract<ToChild, { t: 'run' }>): void {
   }
   const s = sessionFor(m.session)
   s.queue.push({ kind: 'job', job })
-  void pump(s)
+  touched.add(s)
 }
 
 function onAbort (id: number): void {
   const job = jobs.get(id)
   if (job === undefined || job.done) return
   const s = sessions.get(job.session)
+  if (s !== undefined && job.slot !== undefined && s.batch?.[job.slot] === job) {
+    const at = BOARD.slots * BOARD.state + job.slot
+    // Not started yet: the runner will skip it, as a queued run is dropped.
+    if (Atomics.compareExchange(s.ints, at, SLOT.pending, SLOT.cancelled) === SLOT.pending) {
+      finish(job, false, wireError('ABORTED', 'evaluation was aborted before it started', 'Error'))
+      return
+    }
+    if (Atomics.load(s.ints, at) === SLOT.running) {
+      s.drop('abort')
+      finish(job, false, abortedRunning())
+    }
+    // Done: its result is already on the board, as a run that has just finished.
+    return
+  }
   if (s !== undefined && s.current === job) {
     s.drop('abort')
     finish(job, false, abortedRunning())
@@ -537,6 +789,8 @@ function onMessage (batch: unknown): void {
       case 'stop': void shutdown(0); break
     }
   }
+  for (const s of touched) void pump(s)
+  touched.clear()
 }
 
 /**
@@ -564,7 +818,7 @@ async function shutdown (code: number): Promise<void> {
 function fatal (reason: string): void {
   // V8 has lost the isolate; its thread may never return, and process.exit could hang.
   try {
-    process.send!({ sessions: sessions.size, msgs: [{ t: 'fatal', reason }] } satisfies ParentBatch, () => process.kill(process.pid, 'SIGKILL'))
+    process.send!({ sessions: sessions.size, batched: batchedRuns, msgs: [{ t: 'fatal', reason }] } satisfies ParentBatch, () => process.kill(process.pid, 'SIGKILL'))
   } catch { /* channel gone */ }
   setTimeout(() => process.kill(process.pid, 'SIGKILL'), 200).unref()
 }

@@ -50,7 +50,14 @@ export type SandboxResult =
   | { ok: true, value: unknown, output: string, outputTruncated: boolean, seconds: number }
   | { ok: false, error: WireError, output: string, outputTruncated: boolean, seconds: number }
 
-export interface SandboxStats { restarts: number, sessions: number, running: number, pid: number | undefined }
+export interface SandboxStats {
+  restarts: number
+  sessions: number
+  running: number
+  pid: number | undefined
+  /** Runs the current child served on the batch path (several queued forms in one trip into the isolate). */
+  batched: number
+}
 
 export interface Sandbox {
   start (): Promise<void>

@@ -39,8 +39,8 @@ export interface ChildInit {
   grants: string[]
 }
 
-/** One IPC message: a batch plus the child's live session count, for stats. */
-export interface ParentBatch { sessions: number, msgs: ToParent[] }
+/** One IPC message: a batch plus the child's live session count and batched-run count, for stats. */
+export interface ParentBatch { sessions: number, batched: number, msgs: ToParent[] }
 
 // Megatest command names carry ! ? > and / (csv->test-data, teststep-set-status!): allowed after the first character.
 const SEGMENT = /^[A-Za-z_$][\w$\-!?>/]*$/

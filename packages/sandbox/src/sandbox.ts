@@ -55,6 +55,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
   #restartTimer: NodeJS.Timeout | undefined
   #restarts = 0
   #sessions = 0
+  #batched = 0
 
   constructor (init: SandboxInit) {
     super()
@@ -69,7 +70,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
   }
 
   get stats (): SandboxStats {
-    return { restarts: this.#restarts, sessions: this.#sessions, running: this.#runs.size, pid: this.#child?.pid }
+    return { restarts: this.#restarts, sessions: this.#sessions, running: this.#runs.size, pid: this.#child?.pid, batched: this.#batched }
   }
 
   async start (): Promise<void> {
@@ -269,6 +270,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
   #onBatch (batch: ParentBatch): void {
     if (typeof batch !== 'object' || batch === null || !Array.isArray(batch.msgs)) return
     this.#sessions = batch.sessions
+    this.#batched = batch.batched
     this.#lastPong = Date.now()
     for (const m of batch.msgs) this.#onMessage(m)
   }
