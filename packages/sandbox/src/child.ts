@@ -11,7 +11,7 @@ import type { EvalLimits, WireError } from '@evalmesh/protocol'
 import { BOARD, BOOTSTRAP_SOURCE, KIND, SLOT, boardBytes } from './bootstrap.js'
 import { batchForm, MAY_DECLARE_LEXICALS, type BatchForm } from './batch-forms.js'
 import { evalError, isCloneFailure, userStack, wireError } from './errors.js'
-import type { ChildInit, ParentBatch, RunResult, ToChild, ToParent } from './ipc.js'
+import type { ChildInit, ParentBatch, RunMsg, ToChild, ToParent } from './ipc.js'
 
 const SNAPSHOT_FLAG = '--no-node-snapshot'
 if (!process.execArgv.includes(SNAPSHOT_FLAG) && !(process.env.NODE_OPTIONS ?? '').includes(SNAPSHOT_FLAG)) {
@@ -63,7 +63,6 @@ function flush (): void {
 
 interface Job {
   id: number
-  txn: string
   session: string
   form: string
   limits: EvalLimits
@@ -291,15 +290,9 @@ function finish (job: Job, ok: boolean, valueOrError: unknown): void {
   if (job.done) return
   job.done = true
   jobs.delete(job.id)
-  const result: RunResult = {
-    ok,
-    output: job.output.join(''),
-    outputTruncated: job.outputTruncated,
-    seconds: (performance.now() - job.start) / 1000
-  }
-  if (ok) result.value = valueOrError
-  else result.error = valueOrError as WireError
-  post({ t: 'result', id: job.id, result })
+  const seconds = (performance.now() - job.start) / 1000
+  if (ok && job.output.length === 0 && !job.outputTruncated) post([job.id, valueOrError, seconds])
+  else post([job.id, valueOrError, seconds, ok, job.output.join(''), job.outputTruncated])
 }
 
 async function pump (s: Session): Promise<void> {
@@ -705,13 +698,24 @@ function classify (s: Session, err: unknown, limits: EvalLimits, start: number):
 /** Sessions given work by the message being handled; pumped once it is all queued, so a batch sees it all. */
 const touched = new Set<Session>()
 
-function onRun (m: Extract<ToChild, { t: 'run' }>): void {
+let lastLimits: EvalLimits | undefined
+let lastLimitsOf: RunMsg | undefined
+
+/** Runs of one batch mostly share their limits: reuse the clamped object. */
+function limitsOf (m: RunMsg): EvalLimits {
+  const prev = lastLimitsOf
+  if (lastLimits !== undefined && prev !== undefined && prev[3] === m[3] && prev[4] === m[4] && prev[5] === m[5] && prev[6] === m[6]) return lastLimits
+  lastLimitsOf = m
+  lastLimits = clampLimits({ timeoutMs: m[3], memoryMb: m[4], resultBytes: m[5], outputBytes: m[6] })
+  return lastLimits
+}
+
+function onRun (m: RunMsg): void {
   const job: Job = {
-    id: m.id,
-    txn: m.txn,
-    session: m.session,
-    form: typeof m.form === 'string' ? m.form : String(m.form),
-    limits: clampLimits(m.limits),
+    id: m[0],
+    session: m[1],
+    form: typeof m[2] === 'string' ? m[2] : String(m[2]),
+    limits: limitsOf(m),
     done: false,
     start: performance.now(),
     output: [],
@@ -723,7 +727,7 @@ function onRun (m: Extract<ToChild, { t: 'run' }>): void {
     finish(job, false, wireError('SHUTTING_DOWN', 'the sandbox is shutting down', 'Error'))
     return
   }
-  const s = sessionFor(m.session)
+  const s = sessionFor(job.session)
   s.queue.push({ kind: 'job', job })
   touched.add(s)
 }
@@ -767,8 +771,8 @@ function onHostResult (m: Extract<ToChild, { t: 'host-result' }>): void {
 function onMessage (batch: unknown): void {
   if (!Array.isArray(batch)) return
   for (const m of batch as ToChild[]) {
+    if (Array.isArray(m)) { onRun(m); continue }
     switch (m.t) {
-      case 'run': onRun(m); break
       case 'abort': onAbort(m.id); break
       case 'host-result': onHostResult(m); break
       case 'grants':

@@ -1,21 +1,25 @@
-import type { EvalLimits, WireError } from '@evalmesh/protocol'
+import type { EvalLimits } from '@evalmesh/protocol'
 
 /**
  * Messages between the parent and the sandbox child. Both directions send one
  * array per flush (a batch per event-loop turn), so 64 runs queued in one tick
- * cost one IPC write, not 64.
+ * cost one IPC write, not 64. The messages of the hot path, a run and its result,
+ * are flat tuples: the structured-clone serializer then writes no property names.
  */
-export interface RunResult {
-  ok: boolean
-  value?: unknown
-  error?: WireError
-  output: string
-  outputTruncated: boolean
-  seconds: number
-}
+
+/** A run: id, session, form, then its clamped limits (timeoutMs, memoryMb, resultBytes, outputBytes). */
+export type RunMsg = [id: number, session: string, form: string, timeoutMs: number, memoryMb: number, resultBytes: number, outputBytes: number]
+
+/**
+ * A result. A success without output is [id, value, seconds]; anything else is
+ * [id, value or WireError, seconds, ok, output, outputTruncated].
+ */
+export type ResultMsg =
+  | [id: number, value: unknown, seconds: number]
+  | [id: number, valueOrError: unknown, seconds: number, ok: boolean, output: string, outputTruncated: boolean]
 
 export type ToChild =
-  | { t: 'run', id: number, txn: string, session: string, form: string, limits: EvalLimits }
+  | RunMsg
   | { t: 'abort', id: number }
   | { t: 'reset', rid: number, session: string }
   | { t: 'grants', grants: string[] }
@@ -26,7 +30,7 @@ export type ToChild =
 
 export type ToParent =
   | { t: 'ready', pid: number }
-  | { t: 'result', id: number, result: RunResult }
+  | ResultMsg
   | { t: 'host-call', cid: number, id: number, name: string, args: unknown[] }
   | { t: 'reset-done', rid: number }
   | { t: 'pong', n: number }

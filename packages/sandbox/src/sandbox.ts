@@ -2,9 +2,9 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { serialize } from 'node:v8'
-import { EvalMeshError, type EvalLimits } from '@evalmesh/protocol'
+import { EvalMeshError, type EvalLimits, type WireError } from '@evalmesh/protocol'
 import { wireError } from './errors.js'
-import { checkGrant, type ChildInit, type ParentBatch, type RunResult, type ToChild, type ToParent } from './ipc.js'
+import { checkGrant, type ChildInit, type ParentBatch, type ResultMsg, type ToChild, type ToParent } from './ipc.js'
 import type { Sandbox, SandboxInit, SandboxJob, SandboxResult, SandboxStats } from './index.js'
 
 const CHILD_PATH = fileURLToPath(new URL('./child.js', import.meta.url))
@@ -108,7 +108,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
       }
       if (track.ids.length === 0) track.headSince = pending.sentAt
       track.ids.push(id)
-      this.#send({ t: 'run', id, txn: job.txn, session: job.session, form: job.form, limits })
+      this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes])
     })
   }
 
@@ -190,7 +190,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     const how = signal !== null ? `signal ${signal}` : `code ${String(code)}`
     const reason = this.#killReason ?? this.#fatalReason ?? `the sandbox process exited (${how})`
     this.#settleAll('SANDBOX_LOST', `${reason}; the evaluation was lost and the sandbox restarted`)
-    this.#outbox = this.#outbox.filter(m => m.t === 'grants')
+    this.#outbox = this.#outbox.filter(m => !Array.isArray(m) && m.t === 'grants')
     if (this.#stopping !== undefined) return
     this.#restarts++
     this.emit('restart', { reason })
@@ -276,6 +276,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
   }
 
   #onMessage (m: ToParent): void {
+    if (Array.isArray(m)) { this.#onResult(m); return }
     switch (m.t) {
       case 'ready':
         this.#ready = true
@@ -285,7 +286,6 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
         this.#flush(true)
         for (const w of this.#readyWaiters.splice(0)) w.resolve()
         break
-      case 'result': this.#onResult(m.id, m.result); break
       case 'host-call': void this.#onHostCall(m.cid, m.id, m.name, m.args); break
       case 'reset-done': {
         const resolve = this.#resets.get(m.rid)
@@ -298,7 +298,8 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     }
   }
 
-  #onResult (id: number, r: RunResult): void {
+  #onResult (r: ResultMsg): void {
+    const id = r[0]
     const p = this.#runs.get(id)
     if (p === undefined) return
     this.#runs.delete(id)
@@ -310,8 +311,9 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
       if (at === 0) track.headSince = Date.now()
       if (track.ids.length === 0) this.#tracks.delete(p.job.session)
     }
-    const base = { output: r.output, outputTruncated: r.outputTruncated, seconds: r.seconds }
-    p.resolve(r.ok ? { ok: true, value: r.value, ...base } : { ok: false, error: r.error!, ...base })
+    if (r.length === 3) p.resolve({ ok: true, value: r[1], output: '', outputTruncated: false, seconds: r[2] })
+    else if (r[3]) p.resolve({ ok: true, value: r[1], output: r[4], outputTruncated: r[5], seconds: r[2] })
+    else p.resolve({ ok: false, error: r[1] as WireError, output: r[4], outputTruncated: r[5], seconds: r[2] })
   }
 
   async #onHostCall (cid: number, id: number, name: string, args: unknown[]): Promise<void> {
