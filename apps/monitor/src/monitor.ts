@@ -211,6 +211,8 @@ export function createMonitor (options: MonitorOptions): Monitor {
     footer.setContent(Date.now() < messageUntil ? ' ' + message : FOOTER)
     styleFocus()
     screen.render()
+    // blessed defers its write to setImmediate; flushing here keeps the terminal in step with the model.
+    ;(screen as unknown as { program: { flush: () => void } }).program.flush()
   }
 
   // ---- polling -----------------------------------------------------------------
