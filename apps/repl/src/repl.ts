@@ -211,8 +211,9 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
 /** A SyntaxError that more input could fix (an open brace, a half template...), or undefined. */
 function incompleteInput (code: string): SyntaxError | undefined {
   try {
-    // Parsed as an async function body, as the node runs it, so top-level await is fine.
-    new Script(`(async () => {\n${code}\n})`)
+    // Only "needs more input" errors matter here; anything else (a top-level await, a real
+    // mistake) goes to the node, which runs the form and reports its own errors.
+    new Script(code)
     return undefined
   } catch (err) {
     if (err instanceof SyntaxError && /Unexpected end of input|Unterminated template|missing \) after/.test(err.message)) return err
