@@ -24,7 +24,7 @@ export interface AreaServerOptions {
   idleTimeoutSeconds?: number
   /** Start no node once this many live ones are registered (default 1). */
   maxServers?: number
-  /** Run keys for a new area (default: the node's default, TARGET). */
+  /** Run keys for a new area (default TARGET); an existing area keeps its megatest.config. */
   keys?: string[]
   /** Give up after this long (default 30 000 ms). */
   timeoutMs?: number
@@ -123,7 +123,9 @@ function startNode (areaDir: string, area: string, opts: AreaServerOptions, logs
     '--idle-timeout', String(opts.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS),
     '--state-dir', opts.stateDir, '--name', opts.name ?? `area-${area}`
   ]
+  // A new area needs its run keys; Megatest's usual single key is the default.
   if (opts.keys !== undefined && opts.keys.length > 0) args.push('--keys', opts.keys.join(','))
+  else if (!existsSync(join(areaDir, 'megatest.config'))) args.push('--keys', 'TARGET')
   let exitCode: number | null = null
   // Detached with its own log, as tt:server-process-run does (`... >> logs/server-*.log 2>&1 &`):
   // the node outlives this client and stops by itself when idle.
