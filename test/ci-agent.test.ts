@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { Client, type BroadcastConfig } from '@evalmesh/client'
 import { createMeshKey } from '@evalmesh/trust'
 import { parseJob, readRuns, runJob, type CiEvent, type JobSpec, type RunSummary } from '@evalmesh/ci-agent'
-import { CLI, ROOT, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
+import { ROOT, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
 
 const mesh = tempDir('evalmesh-ci-mesh-')
 createMeshKey(mesh)
@@ -44,7 +44,6 @@ async function cli (args: string[], env: Record<string, string> = {}): Promise<{
     for (const c of [ci.ciCmd, ci.areaServerCmd]) if (!commands.some(x => x.name === c.name)) commands.push(c)
     process.exitCode = await main(process.argv.slice(1))
   `
-  void CLI
   const proc = spawn(process.execPath, ['--no-node-snapshot', '--input-type=module', '-e', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   let stdout = ''
   let stderr = ''
@@ -259,6 +258,32 @@ describe('a CI run across several nodes', () => {
     } finally {
       await reader.stop()
     }
+  })
+
+  test('on a terminal, ci run draws a progress bar', async () => {
+    const dir = tempDir()
+    const job = writeFile(dir, 'tty.json', JSON.stringify({
+      area: 'ci', target: { RELEASE: 'v3', PLATFORM: 'x86' }, runname: 'tty',
+      tests: [{ name: 't', items: ['1', '2', '3'], steps: [{ name: 's', form: '1' }] }]
+    }))
+    const runner = writeFile(dir, 'cli.mjs', `
+      const { main, commands } = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/main.js'))})
+      const ci = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/commands/ci.js'))})
+      for (const c of [ci.ciCmd]) if (!commands.some(x => x.name === c.name)) commands.push(c)
+      process.exitCode = await main(process.argv.slice(2))
+    `)
+    // script(1) gives the command a pseudo-terminal as stdout.
+    const cmd = [process.execPath, '--no-node-snapshot', runner, 'ci', 'run', job, '--host', areaNode.host, '--state-dir', clientDir].map(a => `'${a}'`).join(' ')
+    const proc = spawn('script', ['-qec', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    proc.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000)
+    const code = await new Promise<number | null>(resolve => proc.once('exit', resolve))
+    clearTimeout(timer)
+    assert.equal(code, 0, out)
+    assert.match(out, /\r\x1b\[K\[#*\.*\] [0-3]\/3 ended {2}\d+ running/, 'a bar redrawn in place')
+    assert.match(out, /\[#{30}\] 3\/3 ended/, 'full at the end')
+    assert.match(out, /COMPLETED\/PASS in [\d.]+ s; 3 PASS/)
   })
 
   test('bad job files are refused before anything is recorded, with the problem named', async () => {
