@@ -22,6 +22,10 @@
  * `const a = await f(); a.n` gives a.n); declarations in such a form are local to
  * it (assign `x = await f()` to keep x), and a last statement that is not an
  * expression (`if`, `for`, `try`) gives undefined.
+ * Queued forms of one session that provably run no code of their own (literals,
+ * operators and plain global variables holding primitives: `1+1`, `n = n + 1`)
+ * are evaluated together in one trip into the isolate, each with exactly the
+ * outcome it would have alone; every other form runs alone (see batch-forms.ts).
  * Every failure comes back as `ok: false` with a catalogue code (EVAL_ERROR,
  * TIME_LIMIT, MEMORY_LIMIT, RESULT_LIMIT, NOT_CLONEABLE, ABORTED, SANDBOX_LOST).
  */
