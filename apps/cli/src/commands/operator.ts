@@ -212,14 +212,17 @@ export const ctlCmd: Command = {
 
 async function interactive (session: ControlSession, path: string, historyFile: string): Promise<number> {
   const tty = process.stdin.isTTY === true
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, history: loadHistory(historyFile), historySize: 500, prompt: 'ctl> ' })
-  rl.on('history', (h: string[]) => saveHistory(historyFile, h))
+  const history = loadHistory(historyFile)
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, history: [...history], historySize: 500, prompt: 'ctl> ' })
   if (tty) console.log(`connected to ${path}; "help" lists commands, Ctrl-D quits`)
   rl.prompt()
   for await (const line of rl) {
     const text = line.trim()
     if (text === 'quit' || text === 'exit') break
     if (text !== '') {
+      // Kept by hand: readline only records history on a terminal, and piped sessions count too.
+      if (history[0] !== text) history.unshift(text)
+      saveHistory(historyFile, history.slice(0, 500))
       try {
         const reply = await session.send(text)
         console.log(tty ? JSON.stringify(reply, null, 2) : JSON.stringify(reply))

@@ -1,0 +1,282 @@
+/**
+ * The operator commands as a user runs them: `evalmesh trace`, `ctl`, `start` and
+ * `monitor` in child processes against real nodes; the monitor and `start` on a real
+ * terminal under tmux.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { Client } from '@evalmesh/client'
+import { startServer, type EvalServer } from '@evalmesh/server'
+
+const root = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'apps', 'cli', 'package.json'))) dir = dirname(dir)
+  return dir
+})()
+
+/**
+ * Runs the real `main()` of the CLI with the operator commands registered, whether or
+ * not main.ts lists them yet (they are pushed into its exported `commands` array).
+ */
+const HARNESS = `
+const [mainUrl, opUrl, ...argv] = process.argv.slice(2)
+const { main, commands } = await import(mainUrl)
+const { operatorCommands } = await import(opUrl)
+for (const c of operatorCommands) if (!commands.some(x => x.name === c.name)) commands.push(c)
+process.exitCode = await main(argv)
+`
+
+function harness (dir: string): string[] {
+  const file = join(dir, 'evalmesh-harness.mjs')
+  if (!existsSync(file)) writeFileSync(file, HARNESS)
+  return ['--no-node-snapshot', file,
+    pathToFileURL(join(root, 'apps/cli/dist/src/main.js')).href,
+    pathToFileURL(join(root, 'apps/cli/dist/src/commands/operator.js')).href]
+}
+
+interface Run { code: number | null, stdout: string, stderr: string }
+
+function evalmesh (dir: string, args: string[], input?: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...harness(dir), ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: dir } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', d => { stdout += d })
+    child.stderr.on('data', d => { stderr += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`evalmesh ${args.join(' ')} did not finish\n${stdout}\n${stderr}`)) }, 60_000)
+    child.on('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+    child.stdin.end(input ?? '')
+  })
+}
+
+async function waitFor<T> (what: string, probe: () => T | undefined | false, ms = 30_000, detail: () => string = () => ''): Promise<T> {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    const v = probe()
+    if (v !== undefined && v !== false) return v
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out waiting for ${what}\n${detail()}`)
+}
+
+interface Node { dir: string, server: EvalServer, host: string, client: Client }
+
+async function node (name = 'clinode'): Promise<Node> {
+  const dir = mkdtempSync(join(tmpdir(), 'em-cli-'))
+  const hold = async function (this: { signal: AbortSignal }): Promise<never> {
+    return await new Promise((_resolve, reject) => this.signal.addEventListener('abort', () => reject(this.signal.reason), { once: true }))
+  }
+  const server = await startServer({ stateDir: dir, name, port: 0, functions: { hold } })
+  return { dir, server, host: `127.0.0.1:${server.address.port}`, client: new Client({ stateDir: dir }) }
+}
+
+async function stopNode (n: Node): Promise<void> {
+  n.client.close()
+  await n.server.stop()
+  rmSync(n.dir, { recursive: true, force: true })
+}
+
+test('evalmesh trace: --on, events with time, kind, txn, peer and detail, --json, --clear, --off', async () => {
+  const n = await node()
+  try {
+    const off = await evalmesh(n.dir, ['trace', '--host', n.host])
+    assert.equal(off.code, 0, off.stderr)
+    assert.match(off.stderr, /tracing is off on .*--on turns it on/)
+
+    const on = await evalmesh(n.dir, ['trace', '--host', n.host, '--on'])
+    assert.equal(on.code, 0, on.stderr)
+    assert.match(on.stderr, /tracing is now on/)
+    assert.equal(n.server.trace.enabled, true)
+
+    assert.equal(await n.client.remoteEval('3 * 3', n.host), 9)
+    n.server.setPolicy({ gag: ['self'] })
+    await assert.rejects(n.client.remoteEval('4 * 4', n.host), /refused/)
+    n.server.setPolicy({ ungag: ['self'] })
+
+    const json = await evalmesh(n.dir, ['trace', '--host', n.host, '--json'])
+    assert.equal(json.code, 0, json.stderr)
+    const events = json.stdout.trim().split('\n').map(l => JSON.parse(l) as { kind: string, txn?: string, peer?: string, detail: string, time: number })
+    const served = events.find(e => e.kind === 'served' && e.detail.includes('3 * 3'))
+    assert.ok(served !== undefined, json.stdout)
+    assert.equal(served.peer, 'clinode')
+    assert.ok(events.some(e => e.kind === 'finished' && e.txn === served.txn))
+    assert.ok(events.some(e => e.kind === 'refused' && /gag self/.test(e.detail)), json.stdout)
+
+    const text = await evalmesh(n.dir, ['trace', '--host', n.host])
+    const line = text.stdout.split('\n').find(l => l.includes('served') && l.includes('3 * 3'))
+    assert.match(line ?? '', /^\d\d:\d\d:\d\d\.\d{3} served +…?\S+:\d+ clinode .*3 \* 3/)
+
+    const cleared = await evalmesh(n.dir, ['trace', '--host', n.host, '--clear', '--json'])
+    assert.equal(cleared.stdout.trim(), '')
+    const offAgain = await evalmesh(n.dir, ['trace', '--host', n.host, '--off'])
+    assert.match(offAgain.stderr, /tracing is now off/)
+    assert.equal(n.server.trace.enabled, false)
+
+    const bad = await evalmesh(n.dir, ['trace', '--host', n.host, '--on', '--off'])
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /give --on or --off, not both/)
+  } finally {
+    await stopNode(n)
+  }
+})
+
+test('evalmesh trace --follow prints new events as they happen and stops on Ctrl-C', async () => {
+  const n = await node()
+  let child: ChildProcess | undefined
+  try {
+    n.server.trace.enabled = true
+    child = spawn(process.execPath, [...harness(n.dir), 'trace', '--host', n.host, '--follow', '--interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: n.dir } })
+    let out = ''
+    child.stdout!.on('data', d => { out += d })
+    const exited = new Promise<number | null>(resolve => child!.once('exit', code => resolve(code)))
+    // Whether the eval lands before the first poll or after it, the follower prints it once.
+    await n.client.remoteEval('"followed-form"', n.host)
+    await waitFor('a followed event', () => out.includes('followed-form'), 30_000, () => out)
+    await n.client.remoteEval('"second-form"', n.host)
+    await waitFor('a later event', () => out.includes('second-form'), 30_000, () => out)
+    assert.equal(out.split('\n').filter(l => l.includes('served') && l.includes('followed-form')).length, 1, out)
+    await waitFor('its finish', () => out.split('\n').some(l => l.includes('finished')), 30_000, () => out)
+    child.kill('SIGINT')
+    assert.equal(await exited, 0)
+  } finally {
+    if (child !== undefined && child.exitCode === null) child.kill('SIGKILL')
+    await stopNode(n)
+  }
+})
+
+async function controlPortFor (server: EvalServer): Promise<{ path: string, close: () => Promise<void> }> {
+  const path = join(server.stateDir, 'control.sock')
+  if (existsSync(path)) return { path, close: async () => {} } // the node opened its own
+  const mod = await import(pathToFileURL(join(root, 'packages/server/dist/src/control-port.js')).href) as {
+    startControlPort: (s: EvalServer) => Promise<{ path: string, close: () => Promise<void> }>
+  }
+  return await mod.startControlPort(server)
+}
+
+test('evalmesh ctl: one command prints the JSON reply; the prompt keeps history; errors exit 1', async () => {
+  const n = await node()
+  const port = await controlPortFor(n.server)
+  try {
+    const time = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'time'])
+    assert.equal(time.code, 0, time.stderr)
+    assert.equal(typeof JSON.parse(time.stdout).time, 'number')
+
+    const txn = await n.client.remoteApply('hold', [], n.host, { wait: false }) as string
+    const tasks = JSON.parse((await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'status', 'tasks'])).stdout)
+    assert.deepEqual(tasks.running.map((r: { txn: string }) => r.txn), [txn])
+    const abort = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'abort', txn, 'from', 'the', 'ctl'])
+    assert.equal(JSON.parse(abort.stdout).aborted, true)
+    assert.equal(n.server.status('done', txn)[0]?.reason, 'from the ctl')
+
+    const bad = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'frobnicate'])
+    assert.equal(bad.code, 1)
+    assert.match(JSON.parse(bad.stdout).error, /unknown command "frobnicate"/)
+
+    // No command: a prompt reading lines (here from a pipe) on one connection.
+    const session = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir], 'gag mallory\nbogus\nstatus policy\n')
+    assert.equal(session.code, 0, session.stderr)
+    const replies = session.stdout.split('\n').map(l => l.replace(/^(ctl> )+/, '')).filter(l => l.startsWith('{')).map(l => JSON.parse(l))
+    assert.deepEqual(replies.map(r => r.ok), [true, false, true])
+    assert.deepEqual(replies[2].gags, ['mallory'])
+    const history = readFileSync(join(n.dir, 'ctl_history'), 'utf8')
+    assert.match(history, /gag mallory\n(.*\n)?status policy/)
+
+    const none = await evalmesh(n.dir, ['ctl', '--socket', join(n.dir, 'nothing.sock'), 'time'])
+    assert.equal(none.code, 1)
+    assert.match(none.stderr, /no control port at .*nothing\.sock/)
+  } finally {
+    await port.close()
+    await stopNode(n)
+  }
+})
+
+test('evalmesh start without a terminal runs the node like serve; SIGTERM stops it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'em-start-'))
+  const child = spawn(process.execPath, [...harness(dir), 'start', '--port', '0', '--name', 'started', '--state-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+  try {
+    let out = ''
+    let err = ''
+    child.stdout.on('data', d => { out += d })
+    child.stderr.on('data', d => { err += d })
+    const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
+    const m = await waitFor('the listening line', () => /evalmesh node "started" .* listening on 127\.0\.0\.1:(\d+)/.exec(out) ?? undefined, 60_000, () => out + err)
+    const client = new Client({ stateDir: dir })
+    assert.equal(await client.remoteEval('40 + 2', `127.0.0.1:${m[1]}`), 42)
+    client.close()
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+    assert.match(err, /evalmesh node "started" stopped/)
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+// ---- a real terminal: tmux ---------------------------------------------------
+
+const hasTmux = spawnSync('tmux', ['-V']).status === 0
+const tmuxSocket = `evalmesh-test-${process.pid}`
+const tmux = (...args: string[]): string => {
+  const r = spawnSync('tmux', ['-L', tmuxSocket, ...args], { encoding: 'utf8' })
+  return r.stdout
+}
+const capture = (session: string): string => tmux('capture-pane', '-p', '-t', session)
+
+function tmuxRun (session: string, dir: string, args: string[]): void {
+  const argv = [process.execPath, ...harness(dir), ...args].map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+  // The trailing echo and sleep keep the pane open after the command exits, so the test can read it.
+  const cmd = `NCURSES_NO_UTF8_ACS=1 TERM=xterm-256color EVALMESH_STATE_DIR='${dir}' ${argv}; echo "EXITED $?"; sleep 30`
+  spawnSync('tmux', ['-L', tmuxSocket, 'new-session', '-d', '-s', session, '-x', '120', '-y', '34', cmd])
+}
+
+test('evalmesh monitor on a real terminal (tmux): rows, d + y aborts, t traces, q restores the shell', { skip: hasTmux ? false : 'tmux is not installed (scripts/system-deps.sh installs it)' }, async () => {
+  const n = await node('tmuxnode')
+  try {
+    const txn = await n.client.remoteApply('hold', [], n.host, { wait: false }) as string
+    tmuxRun('mon', n.dir, ['monitor', '--host', n.host, '--refresh', '200'])
+    await waitFor('the running row', () => capture('mon').includes('hold()') && capture('mon').includes('running (1)'), 30_000, () => capture('mon'))
+    tmux('send-keys', '-t', 'mon', 'd')
+    await waitFor('the confirmation', () => capture('mon').includes(`Abort running ${txn}`), 30_000, () => capture('mon'))
+    tmux('send-keys', '-t', 'mon', 'y')
+    const record = await waitFor('the abort on the node', () => n.server.status('done', txn)[0], 30_000, () => capture('mon'))
+    assert.equal(record.howStopped, 'aborted')
+    await waitFor('the done row', () => capture('mon').includes('done (1)') && capture('mon').includes('aborted from the'), 30_000, () => capture('mon'))
+    tmux('send-keys', '-t', 'mon', 't')
+    await waitFor('trace on', () => n.server.trace.enabled, 30_000, () => capture('mon'))
+    tmux('resize-window', '-t', 'mon', '-x', '90', '-y', '26')
+    await waitFor('the window to fit 90 columns', () => {
+      const lines = capture('mon').split('\n')
+      return lines.some(l => /^┌─ running \(0\) ─+┐┌─ policy ─+┐$/.test(l) && l.length === 90)
+    }, 30_000, () => capture('mon'))
+    tmux('send-keys', '-t', 'mon', 'q')
+    const screen = await waitFor('the shell back', () => /EXITED 0/.test(capture('mon')) && capture('mon'), 30_000, () => capture('mon'))
+    // The alternate screen is gone: the pane shows the normal screen, not the window.
+    assert.doesNotMatch(screen, /running \(|┌─/)
+  } finally {
+    tmux('kill-session', '-t', 'mon')
+    await stopNode(n)
+  }
+})
+
+test('evalmesh start on a real terminal (tmux) opens the window on its node; q stops the node', { skip: hasTmux ? false : 'tmux is not installed (scripts/system-deps.sh installs it)' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'em-start-'))
+  try {
+    tmuxRun('start', dir, ['start', '--port', '0', '--name', 'startnode', '--state-dir', dir])
+    await waitFor('the window on the started node', () => /node startnode \(\w+\) at 127\.0\.0\.1:\d+ +connected/.test(capture('start')), 60_000, () => capture('start'))
+    tmux('send-keys', '-t', 'start', 'q')
+    const screen = await waitFor('the node to stop', () => /EXITED 0/.test(capture('start')) && capture('start'), 30_000, () => capture('start'))
+    assert.match(screen, /evalmesh node "startnode" stopped/)
+  } finally {
+    tmux('kill-session', '-t', 'start')
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('tmux server cleanup', { skip: !hasTmux }, () => {
+  tmux('kill-server')
+})
