@@ -1,12 +1,36 @@
 // `npm run bench`: every benchmark, each printing its numbers beside a baseline
-// measured in the same run. `--quick` shortens the runs; names select sections.
+// measured in the same run. `--quick` shortens the runs; names select sections:
+//   npm run bench -- directed broadcast discovery megatest [--quick]
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { benchDirected } from './directed.mjs'
+import { benchBroadcast, canRunLab } from './broadcast.mjs'
+import { ROOT } from './lib.mjs'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const only = args.filter(a => !a.startsWith('--'))
+
+async function benchDiscovery () {
+  const why = canRunLab()
+  if (why !== undefined) { console.log(`\nDiscovery of 32 hosts: skipped (${why})`); return }
+  console.log('\nDiscovery: time until all 32 hosts list each other (target: within 2 s of the last start)')
+  spawnSync(process.execPath, [join(ROOT, 'scripts', 'bench', 'discovery-bench.mjs'), '--hosts', '32', '--rounds', quick ? '1' : '3'], { stdio: 'inherit' })
+}
+
+async function benchMegatestIfPresent () {
+  const file = join(ROOT, 'scripts', 'bench', 'megatest.mjs')
+  if (!existsSync(file)) return
+  const { benchMegatest } = await import(file)
+  await benchMegatest({ quick })
+}
+
 const sections = [
-  ['directed', () => benchDirected({ quick })]
+  ['directed', () => benchDirected({ quick })],
+  ['broadcast', () => benchBroadcast({ quick })],
+  ['discovery', benchDiscovery],
+  ['megatest', benchMegatestIfPresent]
 ]
 console.log(`evalmesh benchmarks (${quick ? 'quick' : 'full'} run) on ${process.version}, ${new Date().toISOString()}`)
 for (const [name, run] of sections) {

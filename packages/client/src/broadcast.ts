@@ -40,8 +40,12 @@ export interface QueryHandle {
 
 export type QueryEvent = { kind: 'offer', offer: Offer } | { kind: 'decline', decline: Decline }
 
-/** Retransmit schedule of a query (ms after the first send): idempotent on the node side. */
-const RESEND_AT = [0, 40, 120, 280, 600, 1200, 2000, 3000, 4500, 6500]
+/**
+ * Retransmit schedule of a query (ms after the first send), for lost datagrams only:
+ * every resend makes every node answer again, so resending early on a loaded network
+ * makes it worse. Idempotent on the node side.
+ */
+const RESEND_AT = [0, 250, 750, 1750, 3250, 5250, 8250]
 
 /**
  * The client's half of the broker-free broadcast (PROTOCOL.md §5): multicast and
@@ -94,9 +98,10 @@ export class Broadcaster {
         onEvent(event)
       }
     })
-    const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'query', txn, mode })
     const send = (): void => {
       if (stopped) return
+      // Sealed afresh each time: a resend with the old nonce would be dropped as a replay.
+      const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'query', txn, mode })
       // A node that answers nothing (down, filtered) must not stop us asking the others.
       try {
         if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? BROADCAST_GROUP)
@@ -109,6 +114,20 @@ export class Broadcaster {
     }
     end = setTimeout(stop, Math.max(0, deadline - Date.now()))
     return { stop, quiet }
+  }
+
+  /**
+   * Tell every node that offered for `txn`, except `keep`, to free its slot: one datagram,
+   * sent where the query went (instead of one signed release per offer).
+   */
+  async releaseAll (txn: string, keep: string): Promise<void> {
+    if (this.#socket === undefined) return
+    const socket = await this.#open()
+    const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'release', txn, keep })
+    try {
+      if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? BROADCAST_GROUP)
+      for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
+    } catch { /* closed: the offers expire by themselves */ }
   }
 
   /** Tell a node we will not claim its offer, so it frees the slot now. */
@@ -134,6 +153,9 @@ export class Broadcaster {
       socket.once('error', reject)
       socket.bind(0, this.#config.interface ?? '127.0.0.1', () => {
         socket.off('error', reject)
+        // Every node answers every query: a burst of broadcasts on a large LAN brings
+        // hundreds of offers at once, more than the default buffer holds.
+        try { socket.setRecvBufferSize(4 * 1024 * 1024) } catch { /* capped by net.core.rmem_max */ }
         if (this.#config.interface !== undefined) socket.setMulticastInterface(this.#config.interface)
         socket.unref()
         resolve(socket)

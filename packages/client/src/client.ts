@@ -222,6 +222,11 @@ export class Client {
     return { txn: body.txn, outcomes, value }
   }
 
+  /** Counters of the broadcast datagrams this client received (accepted and dropped). */
+  broadcastCounters (): Broadcaster['counters'] | undefined {
+    return this.#broadcaster?.counters
+  }
+
   /** Close every pooled connection and the broadcast socket. */
   close (): void {
     for (const p of this.#pool.values()) p.then(c => c.close(), () => {})
@@ -287,7 +292,7 @@ export class Client {
         const best = Math.min(...candidates.map(load))
         const least = candidates.filter(o => load(o) === best)
         chosen = least[Math.floor(Math.random() * least.length)]!
-        for (const o of candidates) if (o !== chosen) void broadcaster.release(o)
+        void broadcaster.releaseAll(txn, chosen.node.id)
         resolve(chosen)
         // Stop asking, but listen a moment longer to release late offers.
         handle?.quiet()
@@ -296,7 +301,8 @@ export class Client {
       void broadcaster.query(txn, 'one', deadline, (event) => {
         if (event.kind !== 'offer') return
         const offer = event.offer
-        if (chosen !== undefined || skip.has(offer.node.id)) { void broadcaster.release(offer); return }
+        if (skip.has(offer.node.id)) { void broadcaster.release(offer); return }
+        if (chosen !== undefined) return // a late offer: the release already sent covers it
         candidates.push(offer)
         if (candidates.length === 1) setImmediate(choose)
       }, () => { if (chosen === undefined && candidates.length === 0) resolve(undefined) }).then(h => { handle = h; if (chosen !== undefined) h.quiet() })

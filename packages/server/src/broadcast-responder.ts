@@ -60,6 +60,7 @@ export class BroadcastResponder {
       socket.once('error', reject)
       socket.bind(this.#init.port, this.#init.bindAddress, () => { socket.off('error', reject); resolve() })
     })
+    try { socket.setRecvBufferSize(2 * 1024 * 1024) } catch { /* capped by net.core.rmem_max */ }
     if (this.#init.multicastInterface !== undefined) {
       socket.addMembership(this.#init.group ?? BROADCAST_GROUP, this.#init.multicastInterface)
       socket.setMulticastInterface(this.#init.multicastInterface)
@@ -145,10 +146,17 @@ export class BroadcastResponder {
     }, rinfo)
   }
 
+  /** A release names one offer by token, or every offer for the txn but the kept node's. */
   #onRelease (m: Record<string, unknown>, sender: DatagramSender): void {
-    const token = typeof m.token === 'string' ? m.token : undefined
+    if (typeof m.token === 'string') {
+      const offer = this.#offers.get(m.token)
+      if (offer !== undefined && offer.peerId === sender.id) this.#drop(offer)
+      return
+    }
+    if (typeof m.txn !== 'string' || m.keep === this.#server.id) return
+    const token = this.#byTxn.get(`${sender.id} ${m.txn}`)
     const offer = token === undefined ? undefined : this.#offers.get(token)
-    if (offer !== undefined && offer.peerId === sender.id) this.#drop(offer)
+    if (offer !== undefined) this.#drop(offer)
   }
 
   #send (message: Record<string, unknown>, rinfo: RemoteInfo): void {

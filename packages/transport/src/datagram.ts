@@ -116,11 +116,20 @@ function check (buf: Buffer, trust: TrustStore, replay: ReplayWindow): OpenResul
     return { ok: false, reason: 'malformed', detail: (err as Error).message }
   }
   const key = body.key as Uint8Array
+  if (key.length !== 32) return { ok: false, reason: 'malformed', detail: 'key must be 32 bytes' }
   const signed = Buffer.concat([Buffer.from(DATAGRAM_LABEL, 'ascii'), bodyBytes])
-  if (key.length !== 32 || !verifySignature(key, signed, sig)) return { ok: false, reason: 'forged', detail: 'signature does not verify' }
   const self = Buffer.compare(Buffer.from(key), Buffer.from(trust.self.publicKey)) === 0
   const mac = isBytes(outer.mac) ? outer.mac : undefined
-  const trustedBy = self ? 'self' : trust.isTrustedKey(key) ? 'key' : trust.checkMeshMac(signed, mac) ? 'mesh' : undefined
+  // Fast path: a valid mesh MAC proves the sender belongs to the mesh (2 µs, against
+  // ~100 µs for an Ed25519 check). Which member it is gets proven by the TCP handshake
+  // before anything runs, and the policy is checked again there (PROTOCOL.md §5.1).
+  let trustedBy: DatagramSender['trustedBy'] | undefined
+  if (trust.checkMeshMac(signed, mac)) {
+    trustedBy = self ? 'self' : 'mesh'
+  } else {
+    if (!verifySignature(key, signed, sig)) return { ok: false, reason: 'forged', detail: 'signature does not verify' }
+    trustedBy = self ? 'self' : trust.isTrustedKey(key) ? 'key' : undefined
+  }
   if (trustedBy === undefined) return { ok: false, reason: 'untrusted', detail: `sender ${nodeIdOf(key)} is not trusted` }
   const ts = body.ts as number
   if (Math.abs(Date.now() - ts) > DATAGRAM_WINDOW_MS) return { ok: false, reason: 'stale', detail: `timestamp ${ts} outside the ${DATAGRAM_WINDOW_MS} ms window` }

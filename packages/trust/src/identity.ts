@@ -107,10 +107,19 @@ export function ephemeralIdentity (name = 'ephemeral'): Identity {
 
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 
+// Building a KeyObject costs as much as a verification; peers are few, so keep them.
+const keyObjects = new Map<string, KeyObject>()
+
 export function verifySignature (publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== 32 || signature.length !== 64) return false
   try {
-    const key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' })
+    const id = Buffer.from(publicKey).toString('base64')
+    let key = keyObjects.get(id)
+    if (key === undefined) {
+      key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' })
+      if (keyObjects.size >= 4096) keyObjects.delete(keyObjects.keys().next().value as string)
+      keyObjects.set(id, key)
+    }
     return verify(null, data, key, signature)
   } catch {
     return false
