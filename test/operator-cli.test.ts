@@ -254,7 +254,7 @@ test('evalmesh monitor on a real terminal (tmux): rows, d + y aborts, t traces, 
       return lines.some(l => /^┌─ running \(0\) ─+┐┌─ policy ─+┐$/.test(l) && l.length === 90)
     }, 30_000, () => capture('mon'))
     tmux('send-keys', '-t', 'mon', 'q')
-    const screen = await waitFor('the shell back', () => /EXITED 0/.test(capture('mon')) && capture('mon'), 30_000, () => capture('mon'))
+    const screen = await waitFor('the shell back', () => /EXITED 0/.test(capture('mon')) && capture('mon'), 60_000, () => capture('mon'))
     // The alternate screen is gone: the pane shows the normal screen, not the window.
     assert.doesNotMatch(screen, /running \(|┌─/)
   } finally {
