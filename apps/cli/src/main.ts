@@ -3,9 +3,11 @@ import { errorJson, errorText } from './output.js'
 import { serve } from './commands/serve.js'
 import { abortCmd, applyCmd, describeCmd, evalCmd, peersCmd, pingCmd, policyCmd, resetCmd, resultCmd, statusCmd } from './commands/remote.js'
 import { keyCmd, trustCmd } from './commands/keys.js'
+import { operatorCommands } from './commands/operator.js'
 
 export const commands: Command[] = [
-  serve, evalCmd, applyCmd, abortCmd, statusCmd, resultCmd, describeCmd, pingCmd, resetCmd, policyCmd, peersCmd, keyCmd, trustCmd
+  serve, evalCmd, applyCmd, abortCmd, statusCmd, resultCmd, describeCmd, pingCmd, resetCmd, policyCmd, peersCmd,
+  ...operatorCommands, keyCmd, trustCmd
 ]
 
 function help (): string {

@@ -17,6 +17,7 @@ import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
 import { FUNCTION_NAME, loadFunctionsModule, type ApplyContext, type OperatorFunction } from './functions.js'
 import { BroadcastResponder } from './broadcast-responder.js'
+import { startControlPort, type ControlPort } from './control-port.js'
 
 /** A Megatest service the node serves (packages/megatest), seen through what the server needs. */
 export interface MegatestBinding {
@@ -70,6 +71,8 @@ export interface ServerInit {
   peersFile?: string
   /** mDNS record TTL in seconds (default 120): a vanished node leaves peers' tables this long after. */
   discoveryTtl?: number
+  /** Open the control port, a Unix socket `<stateDir>/control.sock` (default true). */
+  controlPort?: boolean
 }
 
 /** What a running node writes to `<stateDir>/node.json`, so that local clients find it. */
@@ -141,6 +144,7 @@ export class EvalServer extends EventEmitter {
   #sandbox!: Sandbox
   #listener!: Listener
   #responder: BroadcastResponder | undefined
+  #control: ControlPort | undefined
   #discovery: Discovery | undefined
   #peers: PeerTable | undefined
   #purgeTimer: NodeJS.Timeout | undefined
@@ -179,6 +183,9 @@ export class EvalServer extends EventEmitter {
   get connections (): ServerConnection[] { return [...this.#listener.connections] }
   get sandboxStats (): Sandbox['stats'] { return this.#sandbox.stats }
   get broadcast (): BroadcastResponder | undefined { return this.#responder }
+  get controlPort (): ControlPort | undefined { return this.#control }
+  /** Why the control port could not be opened, if it could not. */
+  controlPortError: string | undefined
 
   /** The peer table: nodes found by mDNS (on a LAN) and static seeds. */
   peers (): Peer[] {
@@ -225,7 +232,18 @@ export class EvalServer extends EventEmitter {
     this.#listener.on('connection', (conn: ServerConnection) => this.#onConnection(conn))
     try {
       await this.#startMesh()
+      if (this.#init.controlPort !== false) {
+        // Another live node on the same state dir owns the socket: serve without one.
+        try {
+          this.#control = await startControlPort(this)
+        } catch (err) {
+          this.controlPortError = (err as Error).message
+          this.trace.record('error', `no control port: ${this.controlPortError}`)
+        }
+      }
     } catch (err) {
+      await this.#responder?.stop()
+      await this.#discovery?.stop()
       await this.#listener.close()
       await this.#sandbox.stop()
       throw err
@@ -366,6 +384,7 @@ export class EvalServer extends EventEmitter {
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer)
     this.trace.record('error', `node stopping: ${reason}`)
     const closing = this.#listener.close()
+    await this.#control?.close()
     await this.#responder?.stop()
     await this.#discovery?.stop()
     const locator = readNodeLocator(this.stateDir)

@@ -136,6 +136,7 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
       `  policy:    hosts [${server.policy.state.hosts.join(', ')}], gags [${server.policy.state.gags.join(', ')}]`,
       ...(megatest === undefined ? [] : [`  megatest:  ${megatest.areas().map(a => `${a.name} (${a.dir}${a.readOnly ? ', read-only' : ''})`).join(', ')}`]),
       `  try:       evalmesh eval '1 + 1' --host ${where}`,
+      server.controlPort !== undefined ? `  control:   evalmesh ctl --state-dir ${server.stateDir}` : `  control:   none (${server.controlPortError ?? 'disabled'})`,
       init.minutes !== undefined ? `  stops after ${init.minutes} minute(s); Ctrl-C stops it now` : '  stop with Ctrl-C'
     ]
     console.log(lines.join('\n'))
