@@ -23,35 +23,40 @@ export function localNodeOf (p: Parsed): string {
 }
 
 /**
- * A client with this user's key, resolving node names through `<state-dir>/peers`
- * (static seeds: `name host:port [id]` lines).
+ * Where this user's broadcasts go: the local node and the peers file by unicast, and on a
+ * LAN (the local node's, or --lan ADDR / $EVALMESH_LAN) the multicast group too.
  */
+export function broadcastConfigFor (p: Parsed): BroadcastConfig {
+  const stateDir = stateDirOf(p)
+  const peersFile = join(stateDir, 'peers')
+  const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
+  const local = readNodeLocator(stateDir)
+  const config: BroadcastConfig = { targets: [] }
+  const lan = str(p, 'lan') ?? process.env.EVALMESH_LAN ?? local?.lan ?? undefined
+  if (lan !== undefined && lan !== '') config.interface = lan
+  if (local !== undefined) config.targets!.push(local.udp)
+  for (const s of seeds) {
+    config.targets!.push({ address: s.address, port: s.port })
+    if (s.port !== BROADCAST_PORT) config.targets!.push({ address: s.address, port: BROADCAST_PORT })
+  }
+  if (local === undefined && config.interface === undefined && seeds.length === 0) {
+    config.targets!.push({ address: '127.0.0.1', port: BROADCAST_PORT })
+  }
+  return config
+}
+
+/** A client with this user's key, resolving node names through `<state-dir>/peers`. */
 export function clientFor (p: Parsed): Client {
   const stateDir = stateDirOf(p)
   const peersFile = join(stateDir, 'peers')
   const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
-  // Broadcasts reach the local node and the seeds by unicast; on a LAN (the local node's,
-  // or --lan ADDR / $EVALMESH_LAN) they are also multicast from that interface.
-  const local = readNodeLocator(stateDir)
-  const broadcast: BroadcastConfig = { targets: [] }
-  const lan = str(p, 'lan') ?? process.env.EVALMESH_LAN ?? local?.lan ?? undefined
-  if (lan !== undefined && lan !== '') broadcast.interface = lan
-  if (local !== undefined) broadcast.targets!.push(local.udp)
-  for (const s of seeds) {
-    broadcast.targets!.push({ address: s.address, port: s.port })
-    if (s.port !== BROADCAST_PORT) broadcast.targets!.push({ address: s.address, port: BROADCAST_PORT })
-  }
-  if (local === undefined && broadcast.interface === undefined && seeds.length === 0) {
-    broadcast.targets!.push({ address: '127.0.0.1', port: BROADCAST_PORT })
-  }
-  const client = new Client({
+  return new Client({
     stateDir,
-    broadcast,
+    broadcast: broadcastConfigFor(p),
     lookup: (name) => {
       const s = seeds.find(x => x.name === name)
       if (s === undefined) return undefined
       return s.id !== undefined && s.id !== '' ? { address: s.address, port: s.port, id: s.id } : { address: s.address, port: s.port }
     }
   })
-  return client
 }

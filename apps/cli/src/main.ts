@@ -4,10 +4,11 @@ import { serve } from './commands/serve.js'
 import { abortCmd, applyCmd, describeCmd, evalCmd, peersCmd, pingCmd, policyCmd, resetCmd, resultCmd, statusCmd } from './commands/remote.js'
 import { keyCmd, trustCmd } from './commands/keys.js'
 import { operatorCommands } from './commands/operator.js'
+import { areaServerCmd, ciCmd } from './commands/ci.js'
 
 export const commands: Command[] = [
   serve, evalCmd, applyCmd, abortCmd, statusCmd, resultCmd, describeCmd, pingCmd, resetCmd, policyCmd, peersCmd,
-  ...operatorCommands, keyCmd, trustCmd
+  ...operatorCommands, ciCmd, areaServerCmd, keyCmd, trustCmd
 ]
 
 function help (): string {

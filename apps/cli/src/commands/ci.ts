@@ -1,36 +1,14 @@
-import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { findOrStartAreaServer, readJobFile, readRuns, runJob, type CiEvent, type RunReport, type RunSummary } from '@evalmesh/ci-agent'
 import type { BroadcastConfig, Client } from '@evalmesh/client'
-import { readSeedsFile } from '@evalmesh/discovery'
-import { BROADCAST_PORT } from '@evalmesh/protocol'
-import { readNodeLocator } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
-import { clientFor, localNodeOf, stateDirOf } from '../context.js'
+import { broadcastConfigFor, clientFor, localNodeOf, stateDirOf } from '../context.js'
 import { table, toJson } from '../output.js'
 
 /**
  * `evalmesh ci run|status` (the CI agent) and `evalmesh area-server` (Megatest's
  * connect-and-start): export names ciCmd and areaServerCmd.
  */
-
-/** The broadcast targets clientFor uses (local node, peers file, LAN), so the claimer asks the same nodes. */
-function broadcastConfigOf (p: Parsed): BroadcastConfig {
-  const stateDir = stateDirOf(p)
-  const peersFile = join(stateDir, 'peers')
-  const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
-  const local = readNodeLocator(stateDir)
-  const config: BroadcastConfig = { targets: [] }
-  const lan = str(p, 'lan') ?? process.env.EVALMESH_LAN ?? local?.lan ?? undefined
-  if (lan !== undefined && lan !== '') config.interface = lan
-  if (local !== undefined) config.targets!.push(local.udp)
-  for (const s of seeds) {
-    config.targets!.push({ address: s.address, port: s.port })
-    if (s.port !== BROADCAST_PORT) config.targets!.push({ address: s.address, port: BROADCAST_PORT })
-  }
-  if (local === undefined && config.interface === undefined && seeds.length === 0) config.targets!.push({ address: '127.0.0.1', port: BROADCAST_PORT })
-  return config
-}
 
 function addTarget (config: BroadcastConfig, host: string): void {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(host)
@@ -149,7 +127,7 @@ async function ciRun (p: Parsed, jobFile: string | undefined): Promise<number> {
   if (concurrency !== undefined && concurrency < 1) throw new UsageError('--concurrency must be at least 1')
   const json = p.values.json === true
   const client = clientFor(p)
-  const broadcast = broadcastConfigOf(p)
+  const broadcast = broadcastConfigFor(p)
   const controller = new AbortController()
   let interrupts = 0
   const onSigint = (): void => {

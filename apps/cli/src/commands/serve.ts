@@ -1,6 +1,7 @@
 import { networkInterfaces } from 'node:os'
-import { basename, resolve } from 'node:path'
-import { createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
+import { existsSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
+import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
 import { DEFAULT_PORT } from '@evalmesh/protocol'
 import { startServer, type EvalServer, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
@@ -53,7 +54,9 @@ function areasFrom (p: Parsed): AreaInit[] {
     const dir = resolve(eq < 0 ? spec : spec.slice(eq + 1))
     const area: AreaInit = { name: eq < 0 ? basename(dir) : spec.slice(0, eq), dir }
     if (p.values['read-only'] === true) area.readOnly = true
-    if (keys !== undefined) area.keys = keys
+    // A new area needs its run keys; Megatest's usual single key is TARGET.
+    area.keys = keys ?? (existsSync(join(dir, CONFIG_FILE)) ? undefined : ['TARGET'])
+    if (area.keys === undefined) delete area.keys
     return area
   })
 }
@@ -113,7 +116,8 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
   let server: EvalServer | undefined
   let megatest: MegatestService | undefined
   if (areas.length > 0) {
-    const opts: Parameters<typeof createMegatestService>[0] = { areas, onKillServer: () => { void server?.stop('kill-server from a Megatest client') } }
+    // kill-server stops the node after its reply has gone out, not inside the call.
+    const opts: Parameters<typeof createMegatestService>[0] = { areas, onKillServer: () => { setTimeout(() => { void server?.stop('kill-server from a Megatest client') }, 100) } }
     const limit = int(p, 'megatest-load-limit'); if (limit !== undefined) opts.loadLimit = limit
     megatest = createMegatestService(opts)
     init.megatest = megatest
