@@ -3,6 +3,9 @@ import type { Client } from '@evalmesh/client'
 import type { TxnRecord } from '@evalmesh/protocol'
 import { parseGagEdit, peerLines, tableLines, traceLine, type ListName, type TraceEventView } from './format.js'
 
+/** Records fetched per refresh: the window shows a screenful, and a busy node keeps many done records. */
+const MAX_ROWS = 500
+
 type Body = Parameters<Client['request']>[1]
 
 export interface MonitorOptions {
@@ -223,7 +226,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
       const t0 = Date.now()
       const [describe, records, trace] = await Promise.all([
         request({ kind: 'describe' }) as Promise<Record<string, unknown>>,
-        request({ kind: 'status', which: 'all' }) as Promise<TxnRecord[]>,
+        request({ kind: 'status', which: 'all', limit: MAX_ROWS }) as Promise<TxnRecord[]>,
         request({ kind: 'trace', since: traceSeq }) as Promise<{ on: boolean, events: TraceEventView[], lastSeq: number }>
       ])
       const t1 = Date.now()

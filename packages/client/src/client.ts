@@ -17,7 +17,7 @@ export interface ClientInit {
   /** Resolves node names to addresses (peer table). */
   lookup?: PeerLookup
   connectTimeoutMs?: number
-  /** How many times a BUSY refusal is retried, honouring its retry-after hint (default 5). */
+  /** How many times a BUSY (or MEGATEST_BUSY) refusal is retried, backing off (default 8). */
   busyRetries?: number
   /** Where broadcasts go (no host given). Without it, a call with no host is an error. */
   broadcast?: BroadcastConfig
@@ -132,10 +132,11 @@ export class Client {
     return await this.request(host, body, options.timeoutMs) as EvalOutcome
   }
 
-  async status (host: string, options: { which?: StatusWhich, id?: string | number } = {}): Promise<TxnRecord[]> {
+  async status (host: string, options: { which?: StatusWhich, id?: string | number, limit?: number } = {}): Promise<TxnRecord[]> {
     const body: RequestBody = { kind: 'status' }
     if (options.which !== undefined) body.which = options.which
     if (options.id !== undefined) body.txn = options.id
+    if (options.limit !== undefined) body.limit = options.limit
     return await this.request(host, body) as TxnRecord[]
   }
 
@@ -312,7 +313,7 @@ export class Client {
   async #submit (body: RequestBody & { txn: string }, host: string | null | undefined, options: EvalOptions): Promise<unknown> {
     if (host === undefined || host === null || host === '') return await this.#broadcastSubmit(body, options)
     const endpoint = this.resolve(host)
-    const retries = this.#init.busyRetries ?? 5
+    const retries = this.#init.busyRetries ?? 8
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs
     for (let attempt = 0; ; attempt++) {
       try {
@@ -321,13 +322,15 @@ export class Client {
       } catch (err) {
         // BUSY is a refusal before admission, so a retry with the same txn id is safe.
         if (err instanceof RemoteEvalError && err.code === 'BUSY' && attempt < retries) {
-          const wait = Math.min(Number(err.data.retryAfterMs ?? 100) * (attempt + 1), 10_000)
+          const wait = jitter(Math.min(Number(err.data.retryAfterMs ?? 100), 10_000))
           if (Date.now() + wait < deadline) { await sleep(wait); continue }
         }
-        // A Megatest area past its load limit did nothing but was recorded as a failed
-        // transaction: back off by its wait hint (seconds) and retry under a new txn id.
+        // A Megatest area past its load limit did nothing, but the node recorded a failed
+        // transaction: retry under a new txn id. Megatest's hint (requests over the limit,
+        // as seconds) is only a ceiling: back off exponentially from 25 ms below it.
         if (err instanceof RemoteEvalError && err.code === 'MEGATEST_BUSY' && attempt < retries) {
-          const wait = Math.min(Math.max(50, Number(err.data.wait ?? 0) * 1000) * (attempt + 1), 10_000)
+          const ceiling = Math.max(25, Number(err.data.wait ?? 1) * 1000)
+          const wait = jitter(Math.min(ceiling, 25 * 2 ** attempt, 5000))
           if (Date.now() + wait < deadline) { await sleep(wait); body.txn = this.nextTxn(); continue }
         }
         if (err instanceof EvalMeshError && (err.code === 'LOST' || err.code === 'CLIENT_TIMEOUT')) {
@@ -338,6 +341,11 @@ export class Client {
       }
     }
   }
+}
+
+/** Spread retries of clients that were refused together: 50% to 150% of `ms`. */
+function jitter (ms: number): number {
+  return Math.round(ms * (0.5 + Math.random()))
 }
 
 function sleep (ms: number): Promise<void> {

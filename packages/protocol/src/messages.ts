@@ -112,6 +112,8 @@ export interface StatusRequest extends RequestBase {
   kind: 'status'
   which?: StatusWhich
   txn?: string | number
+  /** At most this many records (running first, then input, then done newest first). */
+  limit?: number
 }
 
 export interface ResultRequest extends RequestBase {
@@ -312,6 +314,8 @@ export function parseRequest (value: unknown): Request {
       if (which !== undefined) r.which = which
       const txn = field(m, 'txn', isTxnOrSeq, 'a transaction id or a sequence number', true)
       if (txn !== undefined) r.txn = txn
+      const limit = field(m, 'limit', isUint, 'an unsigned integer', true)
+      if (limit !== undefined) r.limit = limit
       return r
     }
     case 'result': {

@@ -304,8 +304,8 @@ export class EvalServer extends EventEmitter {
 
   // ---- the operator's API (also what the control port and the monitor use) ----
 
-  status (which: StatusWhich = 'all', id?: string | number): TxnRecord[] {
-    return this.table.list(which, id)
+  status (which: StatusWhich = 'all', id?: string | number, limit?: number): TxnRecord[] {
+    return this.table.list(which, id, limit)
   }
 
   setPolicy (change: Omit<PolicyRequest, 'kind' | 'id'>, by = 'local operator'): PolicyState {
@@ -420,7 +420,7 @@ export class EvalServer extends EventEmitter {
         conn.reply(req.id, await this.#remoteAbort(req, peer))
         return
       case 'status':
-        conn.reply(req.id, this.status(req.which ?? 'all', req.txn))
+        conn.reply(req.id, this.status(req.which ?? 'all', req.txn, req.limit))
         return
       case 'result':
         this.#result(conn, req.id, req.txn, req.wait === true)
@@ -460,11 +460,10 @@ export class EvalServer extends EventEmitter {
     if (nodeIdOfClient(client) !== peer.id) {
       throw new EvalMeshError('CLIENT_ID_MISMATCH', `transaction ${req.txn} names client ${client}, but this connection is ${peer.id}`)
     }
-    const fingerprint = req.kind === 'eval' ? `eval\0${req.session ?? ''}\0${req.form}` : `apply\0${req.fn}\0${safeJson(req.args)}`
     const existing = this.table.get(req.txn)
     if (existing !== undefined) {
       // A retransmit: never run twice; answer from the record.
-      if (existing.fingerprint !== fingerprint) throw new EvalMeshError('TXN_CONFLICT', `transaction ${req.txn} was already used for a different request`, { txn: req.txn })
+      if (fingerprint(existing.request) !== fingerprint(req)) throw new EvalMeshError('TXN_CONFLICT', `transaction ${req.txn} was already used for a different request`, { txn: req.txn })
       if (req.wait) this.#whenSettled(existing, s => this.#replySettled(conn, req.id, existing, s))
       else conn.reply(req.id, this.#ack(existing))
       return
@@ -497,13 +496,13 @@ export class EvalServer extends EventEmitter {
     const t: Txn = {
       record: {
         txn: req.txn, client, clientName: peer.name, seq, kind: req.kind,
-        summary: req.kind === 'eval' ? summarize(req.form) : summarize(`${req.fn}(${safeJson(req.args).slice(1, -1)})`),
+        summary: req.kind === 'eval' ? summarize(req.form) : `${req.fn}(${summarizeArgs(req.args)})`,
         mode: peer.self ? 'self' : mode, state: 'input', queuedAt: Date.now()
       },
-      fingerprint, peerId: peer.id, waiters: [], keptBytes: 0
+      request: req, peerId: peer.id, waiters: [], keptBytes: 0
     }
     this.table.add(t)
-    this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
+    if (this.trace.enabled) this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
     if (req.wait) this.#whenSettled(t, s => this.#replySettled(conn, req.id, t, s))
     const run = req.kind === 'eval'
       ? async (): Promise<Settled> => await this.#sandbox.run({ txn: t.record.txn, session: sessionKey(peer.id, req.session), form: req.form, limits })
@@ -519,7 +518,7 @@ export class EvalServer extends EventEmitter {
       const t = this.table.nextInput()!
       const run = runners.get(t)!
       runners.delete(t)
-      this.trace.record('started', `started: ${t.record.summary}`, t.record.txn, t.record.clientName)
+      if (this.trace.enabled) this.trace.record('started', `started: ${t.record.summary}`, t.record.txn, t.record.clientName)
       run().then(
         settled => this.#finish(t, settled),
         err => this.#finish(t, { ok: false, error: toWireError(err), output: '', outputTruncated: false, seconds: secondsSince(t.record.startedAt) })
@@ -537,7 +536,7 @@ export class EvalServer extends EventEmitter {
     this.table.finish(t, settled)
     const how = t.record.howStopped!
     this.counters[how === 'completed' ? 'completed' : how]++
-    this.trace.record(how === 'completed' ? 'finished' : how === 'aborted' ? 'aborted' : how === 'lost' ? 'lost' : 'failed',
+    if (this.trace.enabled) this.trace.record(how === 'completed' ? 'finished' : how === 'aborted' ? 'aborted' : how === 'lost' ? 'lost' : 'failed',
       `${how} in ${(t.record.seconds ?? 0).toFixed(3)} s` + (settled.ok ? '' : `: ${settled.error.code} ${settled.error.message}`), t.record.txn, t.record.clientName)
     const waiters = t.waiters
     t.waiters = []
@@ -699,6 +698,23 @@ function abortError (t: Txn, reason: string): WireError {
 
 function withData (error: WireError, data: Record<string, unknown>): WireError {
   return { ...error, data: { ...data, ...(error.data ?? {}) } }
+}
+
+/** What makes a retransmit the same request; computed only when a txn id comes again. */
+function fingerprint (req: EvalRequest | ApplyRequest): string {
+  return req.kind === 'eval' ? `eval\0${req.session ?? ''}\0${req.form}` : `apply\0${req.fn}\0${safeJson(req.args)}`
+}
+
+/** A short, cheap picture of apply arguments for status lists: no full serialization. */
+function summarizeArgs (args: unknown[]): string {
+  const parts = args.slice(0, 6).map(a => {
+    if (typeof a === 'string') return JSON.stringify(a.length > 24 ? a.slice(0, 21) + '...' : a)
+    if (typeof a === 'number' || typeof a === 'boolean' || a === null || a === undefined) return String(a)
+    if (typeof a === 'bigint') return `${a}n`
+    return Array.isArray(a) ? `[${a.length}]` : '{...}'
+  })
+  const text = parts.join(', ') + (args.length > 6 ? ', ...' : '')
+  return text.length > 72 ? text.slice(0, 69) + '...' : text
 }
 
 function summarize (text: string): string {

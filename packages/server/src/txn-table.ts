@@ -1,4 +1,4 @@
-import { EvalMeshError, encodeValue, type HowStopped, type StatusWhich, type TxnRecord, type WireError } from '@evalmesh/protocol'
+import { EvalMeshError, encodeValue, type ApplyRequest, type EvalRequest, type HowStopped, type StatusWhich, type TxnRecord, type WireError } from '@evalmesh/protocol'
 
 /** How a transaction ended, as kept for its waiters and for re-fetch. */
 export type Settled =
@@ -8,7 +8,7 @@ export type Settled =
 export interface Txn {
   readonly record: TxnRecord
   /** What was asked, to tell an idempotent retransmit from a conflicting reuse of the id. */
-  readonly fingerprint: string
+  readonly request: EvalRequest | ApplyRequest
   readonly peerId: string
   waiters: Array<(settled: Settled) => void>
   settled?: Settled
@@ -113,22 +113,25 @@ export class TxnTable {
     return out
   }
 
-  list (which: StatusWhich = 'all', id?: string | number): TxnRecord[] {
+  list (which: StatusWhich = 'all', id?: string | number, limit = Infinity): TxnRecord[] {
     const now = Date.now()
+    let room = limit
     const pick = (ts: Iterable<Txn>): TxnRecord[] => {
       const out: TxnRecord[] = []
       for (const t of ts) {
+        if (room <= 0) break
         if (id !== undefined && (typeof id === 'string' ? t.record.txn !== id : t.record.seq !== id)) continue
         const r = { ...t.record }
         if (r.state === 'running' && r.startedAt !== undefined) r.seconds = (now - r.startedAt) / 1000
         out.push(r)
+        room--
       }
       return out
     }
     const out: TxnRecord[] = []
     if (which === 'running' || which === 'all') out.push(...pick(this.running))
     if (which === 'input' || which === 'all') out.push(...pick(this.input))
-    if (which === 'done' || which === 'all') out.push(...pick([...this.#done.values()].reverse()))
+    if (which === 'done' || which === 'all') out.push(...pick(newestFirst(this.#done)))
     return out
   }
 
@@ -173,6 +176,11 @@ export class TxnTable {
       t.record.resultKept = false
     }
   }
+}
+
+function * newestFirst (done: Map<string, Txn>): Generator<Txn> {
+  const all = [...done.values()]
+  for (let i = all.length - 1; i >= 0; i--) yield all[i]!
 }
 
 /** Encoded size for objects; a cheap estimate for primitives, which dominate the hot path. */
