@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { createMeshKey } from '@evalmesh/trust'
 import { canUseNamespaces, createLab, repoRoot, skipUnlessNamespaces, type Lab } from './support/netlab.js'
-import { CLI, busyFor } from './support/node.js'
+import { CLI, busyFor, eventually } from './support/node.js'
 
 const DRIVER = join(repoRoot, 'test', 'fixtures', 'lan-driver.mjs')
 const HOSTS = 9 // eight start at once; the ninth starts late
@@ -60,16 +60,6 @@ class Driver {
       this.proc.stdin!.write(JSON.stringify({ id, ...cmd }) + '\n')
     })
   }
-}
-
-async function eventually<T> (fn: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    const v = await fn()
-    if (v !== undefined && v !== false) return v
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
-  throw new Error(`timed out: ${what}`)
 }
 
 test('broadcast on a simulated LAN', { skip: skipUnlessNamespaces(canUseNamespaces()), timeout: 300_000 }, async (t) => {
@@ -156,7 +146,7 @@ test('broadcast on a simulated LAN', { skip: skipUnlessNamespaces(canUseNamespac
           if (s.records?.length > 0) return n
         }
         return undefined
-      }, 'the long evaluation to start somewhere')
+      }, 'the long evaluation to start somewhere', 20_000)
       victim.proc.kill('SIGKILL')
       const r = await long
       assert.equal(r.code, 'LOST', JSON.stringify(r))
@@ -171,11 +161,11 @@ test('broadcast on a simulated LAN', { skip: skipUnlessNamespaces(canUseNamespac
       const late = await startLabNode(lab, HOSTS - 1, meshDir)
       nodes.push(late)
       const watcher = nodes[0]!
-      await eventually(async () => (await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === late.name), `${watcher.name} to discover ${late.name}`)
+      await eventually(async () => (await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === late.name), `${watcher.name} to discover ${late.name}`, 20_000)
       const all = await driver.send({ op: 'all', form: '1', timeout: 4000 })
       assert.ok(all.outcomes.some((o: any) => o.node === late.name && o.status === 'ok'), `${late.name} took part in the fan-out`)
       late.proc.kill('SIGTERM')
-      await eventually(async () => !(await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === late.name), `${late.name} to leave ${watcher.name}'s peer table`)
+      await eventually(async () => !(await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === late.name), `${late.name} to leave ${watcher.name}'s peer table`, 20_000)
       nodes.pop()
     })
 

@@ -71,13 +71,13 @@ export function writeFile (dir: string, name: string, text: string): string {
 }
 
 /** Poll `fn` until it returns a truthy value or the deadline passes (no timing assertions). */
-export async function eventually<T> (fn: () => Promise<T> | T, what: string, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
     try {
       const v = await fn()
-      if (v) return v
+      if (v) return v as T
     } catch (err) { last = err }
     await new Promise(resolve => setTimeout(resolve, 50))
   }
