@@ -4,6 +4,9 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { join } from 'node:path'
 import { Client, RemoteEvalError } from '@evalmesh/client'
 import { ClientConnection } from '@evalmesh/transport'
 import { busyFor, eventually, localClient, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
@@ -251,4 +254,40 @@ test('--minutes stops the node by itself, cleanly', async () => {
   const code = await new Promise<number | null>(resolve => node.proc.once('exit', resolve))
   assert.equal(code, 0)
   assert.match(node.output(), /stopped/)
+})
+
+test('`node bin/evalmesh.js serve` without flags: the pid started is the node, its isolates work, SIGTERM to it stops it', async () => {
+  const node = await startNode([], { nodeFlags: [] })
+  const client = localClient(node)
+  try {
+    assert.equal(await client.remoteEval('[1, 2].map(x => x * 21).at(-1)', node.host), 42)
+    const locator = JSON.parse(readFileSync(join(node.stateDir, 'node.json'), 'utf8'))
+    assert.equal(locator.pid, node.proc.pid, 'no wrapper process between the user and the node')
+  } finally {
+    client.close()
+  }
+  assert.equal(await node.stop('SIGTERM'), 0)
+  const refused = await new Promise<boolean>(resolve => {
+    const s = connect(node.port, '127.0.0.1')
+    s.once('connect', () => { s.destroy(); resolve(false) })
+    s.once('error', () => resolve(true))
+  })
+  assert.ok(refused, 'the port is closed once the pid the user started has exited')
+})
+
+test('a second node started with the same state dir leaves the first as its local node', async () => {
+  const first = await startNode([], { name: 'first' })
+  const second = await startNode([], { stateDir: first.stateDir, name: 'second' })
+  const locator = (): { port: number, name: string } | undefined => {
+    try { return JSON.parse(readFileSync(join(first.stateDir, 'node.json'), 'utf8')) } catch { return undefined }
+  }
+  try {
+    assert.equal(locator()?.port, first.port)
+    assert.equal(await second.stop(), 0)
+    assert.equal(locator()?.name, 'first', 'the second node, stopping, does not remove the first one\'s locator')
+  } finally {
+    await second.stop()
+    await first.stop()
+  }
+  assert.equal(locator(), undefined, 'the first node removes its locator when it stops')
 })

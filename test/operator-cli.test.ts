@@ -19,31 +19,16 @@ const root = (() => {
   return dir
 })()
 
-/**
- * Runs the real `main()` of the CLI with the operator commands registered, whether or
- * not main.ts lists them yet (they are pushed into its exported `commands` array).
- */
-const HARNESS = `
-const [mainUrl, opUrl, ...argv] = process.argv.slice(2)
-const { main, commands } = await import(mainUrl)
-const { operatorCommands } = await import(opUrl)
-for (const c of operatorCommands) if (!commands.some(x => x.name === c.name)) commands.push(c)
-process.exitCode = await main(argv)
-`
-
-function harness (dir: string): string[] {
-  const file = join(dir, 'evalmesh-harness.mjs')
-  if (!existsSync(file)) writeFileSync(file, HARNESS)
-  return ['--no-node-snapshot', file,
-    pathToFileURL(join(root, 'apps/cli/dist/src/main.js')).href,
-    pathToFileURL(join(root, 'apps/cli/dist/src/commands/operator.js')).href]
+/** The evalmesh command exactly as a user runs it. */
+function cli (): string[] {
+  return ['--no-node-snapshot', join(root, 'apps', 'cli', 'bin', 'evalmesh.js')]
 }
 
 interface Run { code: number | null, stdout: string, stderr: string }
 
 function evalmesh (dir: string, args: string[], input?: string): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...harness(dir), ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: dir } })
+    const child = spawn(process.execPath, [...cli(), ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: dir } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', d => { stdout += d })
@@ -130,7 +115,7 @@ test('evalmesh trace --follow prints new events as they happen and stops on Ctrl
   let child: ChildProcess | undefined
   try {
     n.server.trace.enabled = true
-    child = spawn(process.execPath, [...harness(n.dir), 'trace', '--host', n.host, '--follow', '--interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: n.dir } })
+    child = spawn(process.execPath, [...cli(), 'trace', '--host', n.host, '--follow', '--interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: n.dir } })
     let out = ''
     child.stdout!.on('data', d => { out += d })
     const exited = new Promise<number | null>(resolve => child!.once('exit', code => resolve(code)))
@@ -197,7 +182,7 @@ test('evalmesh ctl: one command prints the JSON reply; the prompt keeps history;
 
 test('evalmesh start without a terminal runs the node like serve; SIGTERM stops it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'em-start-'))
-  const child = spawn(process.execPath, [...harness(dir), 'start', '--port', '0', '--name', 'started', '--state-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...cli(), 'start', '--port', '0', '--name', 'started', '--state-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
   try {
     let out = ''
     let err = ''
@@ -228,7 +213,7 @@ const tmux = (...args: string[]): string => {
 const capture = (session: string): string => tmux('capture-pane', '-p', '-t', session)
 
 function tmuxRun (session: string, dir: string, args: string[]): void {
-  const argv = [process.execPath, ...harness(dir), ...args].map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+  const argv = [process.execPath, ...cli(), ...args].map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
   // The trailing echo and sleep keep the pane open after the command exits, so the test can read it.
   const cmd = `NCURSES_NO_UTF8_ACS=1 TERM=xterm-256color EVALMESH_STATE_DIR='${dir}' ${argv}; echo "EXITED $?"; sleep 30`
   spawnSync('tmux', ['-L', tmuxSocket, 'new-session', '-d', '-s', session, '-x', '120', '-y', '34', cmd])

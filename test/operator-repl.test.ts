@@ -101,7 +101,9 @@ test('a remote error prints as the remote error, with its remote stack', async (
     await type(s, 'inner()')
     const text = await waitFor('the error', () => s.out().includes('--- remote stack ---') && s.out(), s)
     assert.match(text, /Remote error on replnode \(txn [^)]+\): TypeError: Cannot read properties of null \(reading 'boom'\)/)
-    assert.match(text.slice(text.indexOf('--- remote stack ---')), /at inner/)
+    const stack = text.slice(text.indexOf('--- remote stack ---'))
+    assert.match(stack, /at inner/)
+    assert.doesNotMatch(stack, /TypeError/, 'the stack shows frames, not the message a second time')
     // From a helper too.
     await type(s, '.host')
     await type(s, 'await remoteEval("notDefinedHere + 1")')

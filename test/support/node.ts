@@ -27,10 +27,10 @@ export function tempDir (prefix = 'evalmesh-test-'): string {
 }
 
 /** Start `evalmesh serve` with extra args; resolves once it prints where it listens. */
-export async function startNode (args: string[] = [], opts: { stateDir?: string, name?: string } = {}): Promise<TestNode> {
+export async function startNode (args: string[] = [], opts: { stateDir?: string, name?: string, nodeFlags?: string[] } = {}): Promise<TestNode> {
   const stateDir = opts.stateDir ?? tempDir()
   const name = opts.name ?? 'testnode'
-  const proc = spawn(process.execPath, ['--no-node-snapshot', CLI, 'serve', '--port', '0', '--state-dir', stateDir, '--name', name, ...args], {
+  const proc = spawn(process.execPath, [...(opts.nodeFlags ?? ['--no-node-snapshot']), CLI, 'serve', '--port', '0', '--state-dir', stateDir, '--name', name, ...args], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os'
 import { EvalMeshError, RemoteEvalError, type BroadcastConfig, type Client } from '@evalmesh/client'
 import { STATUS_RANK } from '@evalmesh/megatest'
 import { Claimer } from './claim.js'
@@ -165,7 +166,7 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
     throw new EvalMeshError('BAD_MESSAGE', `job target does not match area ${area}'s keys (${keys.join(', ')}):${missing.length > 0 ? ` missing ${missing.join(', ')}` : ''}${extra.length > 0 ? ` unknown ${extra.join(', ')}` : ''}`)
   }
   const target = keys.map(k => job.target[k]).join('/')
-  const user = job.user ?? process.env.USER ?? 'ci'
+  const user = job.user ?? currentUser()
   const runId = await mt('register-run', keys.map(k => [k, job.target[k]]), job.runname, 'new', 'n/a', user, job.contour ?? '') as number
   await mt('set-state-status-and-roll-up-run', runId, 'RUNNING', 'n/a')
   const taskKey = `ci-${runId}-${process.pid}-${Date.now()}`
@@ -384,4 +385,10 @@ async function runStep (client: Client, step: StepSpec, t: TestSpec, job: JobSpe
     const why = `${code} during step ${step.name}: ${message}`
     return { ...base, status: 'DEAD', comment: oneLine(why), logfile: '', data: null, kill: { state: 'COMPLETED', status: 'DEAD', comment: oneLine(why) } }
   }
+}
+
+/** Who runs the job, as Megatest records a run's owner: $USER, else the login name. */
+function currentUser (): string {
+  if (process.env.USER !== undefined && process.env.USER !== '') return process.env.USER
+  try { return userInfo().username } catch { return 'ci' }
 }

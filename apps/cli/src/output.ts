@@ -51,13 +51,18 @@ export function table (headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n')
 }
 
+/** `text` cut to `width` characters, with an ellipsis when cut. */
+function clip (text: string, width: number): string {
+  return text.length <= width ? text : text.slice(0, width - 1).trimEnd() + '…'
+}
+
 export function recordRows (records: TxnRecord[]): string {
   if (records.length === 0) return '(no transactions)'
   return table(
     ['LIST', 'TXN', 'CLIENT', 'MODE', 'SECONDS', 'HOW STOPPED', 'FORM'],
     records.map(r => [
       r.state.toUpperCase(), r.txn, r.clientName, r.mode, (r.seconds ?? 0).toFixed(3),
-      r.howStopped === undefined ? '' : r.howStopped + (r.reason !== undefined ? ` (${r.reason.slice(0, 40)})` : ''),
+      r.howStopped === undefined ? '' : r.howStopped + (r.reason !== undefined ? ` (${clip(r.reason, 40)})` : ''),
       r.summary
     ])
   )

@@ -229,7 +229,11 @@ function readable (err: unknown): Error {
     const where = err.node !== undefined ? ` on ${err.node}` : ''
     const txn = err.txn !== undefined ? ` (txn ${err.txn})` : ''
     const head = err.code === 'EVAL_ERROR' ? `${err.remoteName}: ${err.message}` : `${err.code}: ${err.message}`
-    text = `Remote error${where}${txn}: ${head}` + (err.remoteStack !== undefined ? `\n--- remote stack ---\n${err.remoteStack}` : '')
+    // The remote stack's first line repeats name and message (already in the head); only
+    // its frames follow. (Node's REPL prefixes the first line that looks like an error
+    // with "Uncaught", so a repeated "TypeError: ..." line would read as a second error.)
+    const frames = err.remoteStack?.split('\n').slice(1).join('\n') ?? ''
+    text = `Remote error${where}${txn}: ${head}` + (frames !== '' ? `\n--- remote stack ---\n${frames}` : '')
     if (err.output !== '') text = `${err.output.replace(/\n$/, '')}\n${text}`
   } else if (err instanceof EvalMeshError) {
     text = `${err.code}: ${err.message}`

@@ -295,7 +295,15 @@ export class EvalServer extends EventEmitter {
       name: this.name, id: this.id, pid: process.pid, host: responderInit.tcpAddress, port,
       udp: { address: lan ?? host, port: udpPort }, lan: lan ?? null, startedAt: this.startedAt
     }
-    writePrivateFile(join(this.stateDir, NODE_FILE), JSON.stringify(locator, null, 2) + '\n')
+    // The first live node of a state dir stays its local node (as it keeps the control
+    // port): a second node started with the same dir must not redirect that user's
+    // clients, nor leave them with no locator when it stops.
+    const current = readNodeLocator(this.stateDir)
+    if (current === undefined || current.pid === process.pid) {
+      writePrivateFile(join(this.stateDir, NODE_FILE), JSON.stringify(locator, null, 2) + '\n')
+    } else {
+      this.trace.record('error', `${NODE_FILE}: the local node of ${this.stateDir} stays ${current.name} (pid ${current.pid}) on port ${current.port}`)
+    }
   }
 
   #capabilities (): string[] {
