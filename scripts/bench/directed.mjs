@@ -2,9 +2,11 @@
 // measured in the same run: round trip p50/p99 on an open connection, and throughput
 // with 64 requests in flight. Client in this process; node and echo server in their own.
 import { fork } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { Client } from '../../packages/client/dist/src/index.js'
+import { createSandbox } from '../../packages/sandbox/dist/src/index.js'
 import { ROOT, fmt, latency, printTable, startNode, throughput } from './lib.mjs'
 
 async function echoClient (port) {
@@ -27,9 +29,34 @@ async function echoClient (port) {
   }
 }
 
+/**
+ * The hops a remoteEval cannot avoid while the isolate lives in its own killable
+ * process (issue 2): an IPC round trip to a child and an async isolated-vm call (async so
+ * that the sandbox process stays free to take an abort), each measured alone.
+ */
+async function whereTheTimeGoes (echoProc, { count }) {
+  const message = [1, 'session', '1+1', 30000, 128, 16777216, 65536]
+  const ipc = await latency(() => new Promise(resolve => { echoProc.once('message', resolve); echoProc.send(message) }), { count })
+  const ivm = createRequire(join(ROOT, 'packages', 'sandbox', 'package.json'))('isolated-vm')
+  const isolate = new ivm.Isolate({ memoryLimit: 128 })
+  const context = isolate.createContextSync()
+  const ivmLat = await latency(() => context.eval('1+1', { timeout: 30000 }), { count })
+  isolate.dispose()
+  const limits = { timeoutMs: 30000, memoryMb: 128, resultBytes: 16777216, outputBytes: 65536 }
+  const sandbox = createSandbox({ limits, grants: [], hostCall: async () => undefined })
+  await sandbox.start()
+  let seq = 0
+  const sandboxLat = await latency(async () => {
+    const r = await sandbox.run({ txn: `bench:${++seq}`, session: 'bench', form: '1+1', limits })
+    if (!r.ok) throw new Error(`sandbox.run failed: ${r.error.code} ${r.error.message}`)
+  }, { count })
+  await sandbox.stop()
+  return { ipc, ivm: ivmLat, sandbox: sandboxLat }
+}
+
 export async function benchDirected ({ quick = false } = {}) {
   const n = quick ? 0.2 : 1
-  const echoProc = fork(join(ROOT, 'scripts', 'bench', 'echo-server.mjs'), [], { stdio: 'ignore' })
+  const echoProc = fork(join(ROOT, 'scripts', 'bench', 'echo-server.mjs'), [], { stdio: 'ignore', serialization: 'advanced' })
   const echoPort = await new Promise(resolve => echoProc.once('message', m => resolve(m.port)))
   const node = await startNode(['--concurrency', '64'])
   const client = new Client({ stateDir: node.stateDir })
@@ -49,7 +76,17 @@ export async function benchDirected ({ quick = false } = {}) {
       ['round trip p99 (µs)', fmt(echoLat.p99, 1), fmt(evalLat.p99, 1), fmt(evalLat.p99 / echoLat.p99, 2) + 'x', ''],
       ['throughput, 64 in flight (/s)', fmt(echoTp.perSecond), fmt(evalTp.perSecond), fmt(evalTp.perSecond / echoTp.perSecond, 3) + 'x', '>= 30,000/s']
     ])
-    return { echoLat, evalLat, echoTp, evalTp }
+    const parts = await whereTheTimeGoes(echoProc, { count: 5000 * n })
+    const floor = echoLat.p50 + parts.ipc.p50 + parts.ivm.p50
+    printTable('Where a remoteEval round trip goes (p50, µs, same run)', ['hop', 'p50 (µs)', 'x raw echo'], [
+      ['client <-> node over TCP (the raw echo)', fmt(echoLat.p50, 1), '1.00x'],
+      ['node <-> sandbox process over IPC (echo)', fmt(parts.ipc.p50, 1), fmt(parts.ipc.p50 / echoLat.p50, 2) + 'x'],
+      ['isolated-vm async call into an isolate', fmt(parts.ivm.p50, 1), fmt(parts.ivm.p50 / echoLat.p50, 2) + 'x'],
+      ['floor: the three above, nothing else', fmt(floor, 1), fmt(floor / echoLat.p50, 2) + 'x'],
+      ['sandbox.run("1+1") from this process', fmt(parts.sandbox.p50, 1), fmt(parts.sandbox.p50 / echoLat.p50, 2) + 'x'],
+      ['remoteEval("1+1"), all of it', fmt(evalLat.p50, 1), fmt(evalLat.p50 / echoLat.p50, 2) + 'x']
+    ])
+    return { echoLat, evalLat, echoTp, evalTp, parts }
   } finally {
     client.close()
     await node.stop()

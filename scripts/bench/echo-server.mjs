@@ -18,4 +18,7 @@ const server = createServer({ noDelay: true }, (socket) => {
   socket.on('error', () => {})
 })
 server.listen(0, '127.0.0.1', () => process.send?.({ port: server.address().port }))
+// The second baseline: the same process echoes IPC messages, the hop a node makes to
+// its sandbox process (Node's IPC channel, advanced serialization, as packages/sandbox).
+process.on('message', (m) => { if (m !== 'port?') process.send(m) })
 process.on('disconnect', () => process.exit(0))
