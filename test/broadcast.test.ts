@@ -36,6 +36,19 @@ describe('broadcast between nodes on loopback', () => {
       if (recs.length > 0) { holders.push(n.name); assert.equal(recs[0]!.mode, 'broadcast') }
     }
     assert.deepEqual(holders, [r.node])
+    // The outcome says where it ran, so a caller can send follow-up work there.
+    const ran = nodes.find(n => n.name === r.node)!
+    assert.equal(r.host, ran.host)
+    assert.equal(await client.remoteEval('"again"', r.host), 'again')
+  })
+
+  test('a per-call broadcastTimeoutMs bounds the wait for a willing node', async () => {
+    const quiet = new Client({ stateDir: clientDir, broadcast: { targets: [{ address: '127.0.0.1', port: 9 }] } })
+    try {
+      await assert.rejects(quiet.remoteEval('1', undefined, { broadcastTimeoutMs: 300 }), (err: Error & { code?: string }) => err.code === 'NO_WILLING_SERVER' && /within 300 ms/.test(err.message))
+    } finally {
+      quiet.close()
+    }
   })
 
   test('busy nodes answer later, so work spreads; gagged nodes never offer', async () => {

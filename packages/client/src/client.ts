@@ -44,6 +44,14 @@ export interface EvalOptions {
   limits?: Partial<EvalLimits>
   /** Give up waiting after this long (CLIENT_TIMEOUT). The transaction keeps running remotely. */
   timeoutMs?: number
+  /** With no host: how long to wait for a willing node (default: the client's broadcastTimeoutMs). */
+  broadcastTimeoutMs?: number
+}
+
+/** An eval/apply outcome as the node sent it; after a broadcast, also where it ran. */
+export type EvalResult = (EvalOutcome | EvalAck) & {
+  /** host:port of the node that took a broadcast request (absent for a directed one). */
+  host?: string
 }
 
 export interface AbortOptions { reason?: string, mustExist?: boolean }
@@ -94,11 +102,11 @@ export class Client {
   }
 
   /** As remoteEval, but resolves with the whole outcome: value, console output, seconds, node, txn. */
-  async evalDetailed (form: string, host?: string | null, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
+  async evalDetailed (form: string, host?: string | null, options: EvalOptions = {}): Promise<EvalResult> {
     const body: RequestBody = { kind: 'eval', txn: this.nextTxn(), form, wait: options.wait ?? true }
     if (options.session !== undefined) body.session = options.session
     if (options.limits !== undefined) body.limits = options.limits
-    return await this.#submit(body, host, options) as EvalOutcome | EvalAck
+    return await this.#submit(body, host, options) as EvalResult
   }
 
   /** REMOTEAPPLY: call the function the node registered under `fn`. */
@@ -107,10 +115,10 @@ export class Client {
     return 'value' in r ? r.value : r.txn
   }
 
-  async applyDetailed (fn: string, args: unknown[], host?: string | null, options: EvalOptions = {}): Promise<EvalOutcome | EvalAck> {
+  async applyDetailed (fn: string, args: unknown[], host?: string | null, options: EvalOptions = {}): Promise<EvalResult> {
     const body: RequestBody = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: options.wait ?? true }
     if (options.limits !== undefined) body.limits = options.limits
-    return await this.#submit(body, host, options) as EvalOutcome | EvalAck
+    return await this.#submit(body, host, options) as EvalResult
   }
 
   /**
@@ -250,7 +258,7 @@ export class Client {
    */
   async #broadcastSubmit (body: RequestBody & { txn: string }, options: EvalOptions): Promise<unknown> {
     const broadcaster = this.#requireBroadcaster()
-    const waitMs = this.#init.broadcastTimeoutMs ?? 3000
+    const waitMs = options.broadcastTimeoutMs ?? this.#init.broadcastTimeoutMs ?? 3000
     const deadline = Date.now() + waitMs
     const tried = new Set<string>()
     while (true) {
@@ -265,7 +273,9 @@ export class Client {
         continue // nothing was sent: another node may take it
       }
       try {
-        return await conn.request({ ...body, claim: offer.token } as RequestBody, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs })
+        const r = await conn.request({ ...body, claim: offer.token } as RequestBody, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) as EvalResult
+        r.host = offer.address.includes(':') ? `[${offer.address}]:${offer.port}` : `${offer.address}:${offer.port}`
+        return r
       } catch (err) {
         // Refused or busy at admission means it did not run there: safe to ask again.
         if (err instanceof RemoteEvalError && (err.code === 'REFUSED' || err.code === 'BUSY') && Date.now() < deadline) continue
