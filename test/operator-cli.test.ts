@@ -212,8 +212,8 @@ const tmux = (...args: string[]): string => {
 }
 const capture = (session: string): string => tmux('capture-pane', '-p', '-t', session)
 
-function tmuxRun (session: string, dir: string, args: string[]): void {
-  const argv = [process.execPath, ...cli(), ...args].map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+function tmuxRun (session: string, dir: string, args: string[], nodeFlags: string[] = []): void {
+  const argv = [process.execPath, ...nodeFlags, ...cli(), ...args].map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
   // The trailing echo and sleep keep the pane open after the command exits, so the test can read it.
   const cmd = `NCURSES_NO_UTF8_ACS=1 TERM=xterm-256color EVALMESH_STATE_DIR='${dir}' ${argv}; echo "EXITED $?"; sleep 30`
   spawnSync('tmux', ['-L', tmuxSocket, 'new-session', '-d', '-s', session, '-x', '120', '-y', '34', cmd])
@@ -244,6 +244,45 @@ test('evalmesh monitor on a real terminal (tmux): rows, d + y aborts, t traces, 
     assert.doesNotMatch(screen, /running \(|┌─/)
   } finally {
     tmux('kill-session', '-t', 'mon')
+    await stopNode(n)
+  }
+})
+
+/** The pid of the program a tmux pane runs under its `sh -c` (the pane's own pid). */
+function panePid (session: string): number | undefined {
+  const shell = Number(tmux('display', '-p', '-t', session, '#{pane_pid}').trim())
+  try {
+    const kids = readFileSync(`/proc/${shell}/task/${shell}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+    return kids[0]
+  } catch { return undefined }
+}
+
+test('evalmesh monitor restores the terminal when stopped by SIGTERM and when it crashes', { skip: hasTmux ? false : 'tmux is not installed (scripts/system-deps.sh installs it)' }, async () => {
+  const n = await node('exitpaths')
+  try {
+    // SIGTERM, as a session manager or `kill PID` sends it.
+    tmuxRun('term', n.dir, ['monitor', '--host', n.host, '--refresh', '200'])
+    await waitFor('the window', () => capture('term').includes('running (0)'), 30_000, () => capture('term'))
+    assert.equal(tmux('display', '-p', '-t', 'term', '#{alternate_on}').trim(), '1', 'the window is on the alternate screen')
+    const pid = await waitFor('the monitor pid', () => panePid('term'), 10_000)
+    process.kill(pid, 'SIGTERM')
+    const screen = await waitFor('the shell back', () => /EXITED \d+/.test(capture('term')) && capture('term'), 30_000, () => capture('term'))
+    assert.doesNotMatch(screen, /running \(|┌─/)
+    assert.equal(tmux('display', '-p', '-t', 'term', '#{alternate_on}').trim(), '0', 'left the alternate screen')
+    assert.equal(tmux('display', '-p', '-t', 'term', '#{cursor_flag}').trim(), '1', 'the cursor is visible again')
+
+    // A crash: an exception nobody catches, thrown in the monitor's process 2 s in.
+    const boom = 'data:text/javascript,setTimeout(() => { throw new Error("injected crash") }, 2000)'
+    tmuxRun('crash', n.dir, ['monitor', '--host', n.host, '--refresh', '200'], ['--import', boom])
+    await waitFor('the window', () => capture('crash').includes('running (0)'), 30_000, () => capture('crash'))
+    const after = await waitFor('the crash', () => /EXITED 1/.test(capture('crash')) && capture('crash'), 30_000, () => capture('crash'))
+    assert.match(after, /injected crash/, 'the error is printed on the restored terminal')
+    assert.doesNotMatch(after, /running \(|┌─/)
+    assert.equal(tmux('display', '-p', '-t', 'crash', '#{alternate_on}').trim(), '0', 'left the alternate screen')
+    assert.equal(tmux('display', '-p', '-t', 'crash', '#{cursor_flag}').trim(), '1', 'the cursor is visible again')
+  } finally {
+    tmux('kill-session', '-t', 'term')
+    tmux('kill-session', '-t', 'crash')
     await stopNode(n)
   }
 })
