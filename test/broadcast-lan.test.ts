@@ -26,10 +26,10 @@ function stateDirWith (meshDir: string, name: string): string {
   return dir
 }
 
-async function startLabNode (lab: Lab, i: number, meshDir: string): Promise<LabNode> {
+async function startLabNode (lab: Lab, i: number, meshDir: string, name?: string): Promise<LabNode> {
   const h = lab.hosts[i]!
   const stateDir = stateDirWith(meshDir, h.name)
-  const proc = lab.exec(h, [process.execPath, '--no-node-snapshot', CLI, 'serve', '--listen', h.address, '--name', h.name,
+  const proc = lab.exec(h, [process.execPath, '--no-node-snapshot', CLI, 'serve', '--listen', h.address, '--name', name ?? h.name,
     '--state-dir', stateDir, '--discovery-ttl', '4', '--concurrency', '8'])
   const output: string[] = []
   await new Promise<void>((resolve, reject) => {
@@ -38,7 +38,7 @@ async function startLabNode (lab: Lab, i: number, meshDir: string): Promise<LabN
     createInterface({ input: proc.stderr! }).on('line', (line) => output.push(line))
     proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${h.name} exited ${code}:\n${output.join('\n')}`)) })
   })
-  return { name: h.name, address: h.address, host: `${h.address}:6680`, stateDir, proc, output }
+  return { name: name ?? h.name, address: h.address, host: `${h.address}:6680`, stateDir, proc, output }
 }
 
 /** The client process: send a command, await the answer with the same id. */
@@ -166,6 +166,26 @@ test('broadcast on a simulated LAN', { skip: skipUnlessNamespaces(canUseNamespac
       assert.ok(all.outcomes.some((o: any) => o.node === late.name && o.status === 'ok'), `${late.name} took part in the fan-out`)
       late.proc.kill('SIGTERM')
       await eventually(async () => !(await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === late.name), `${late.name} to leave ${watcher.name}'s peer table`, 20_000)
+      nodes.pop()
+    })
+
+    await t.test('a node whose name is taken on the LAN says so and is advertised as NAME-2', async () => {
+      const owner = nodes[0]!
+      const twin = await startLabNode(lab, HOSTS - 1, meshDir, owner.name)
+      nodes.push(twin)
+      const warning = `warning: mDNS: the name ${owner.name} is taken on this LAN (by ${owner.address}); advertising this node as ${owner.name}-2`
+      await eventually(() => twin.output.includes(warning), `the warning, in:\n${twin.output.join('\n')}`, 20_000)
+      const watcher = nodes[1]!
+      const peers = await eventually(async () => {
+        const list = (await driver.send({ op: 'peers', host: watcher.host })).peers as Array<{ name: string, address: string }>
+        return list.some(p => p.name === `${owner.name}-2`) && list
+      }, `${watcher.name} to list ${owner.name}-2`, 20_000)
+      assert.equal(peers.find(p => p.name === `${owner.name}-2`)?.address, twin.address)
+      assert.equal(peers.find(p => p.name === owner.name)?.address, owner.address, 'the owner keeps its name')
+      twin.proc.kill('SIGTERM')
+      await eventually(async () => !(await driver.send({ op: 'peers', host: watcher.host })).peers.some((p: any) => p.name === `${owner.name}-2`), `${owner.name}-2 to leave`, 20_000)
+      const after = (await driver.send({ op: 'peers', host: watcher.host })).peers as Array<{ name: string }>
+      assert.ok(after.some(p => p.name === owner.name), 'the twin\'s goodbye did not take the owner with it')
       nodes.pop()
     })
 

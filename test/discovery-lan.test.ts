@@ -290,6 +290,22 @@ test('discovery on a simulated LAN', { skip: skipUnlessNamespaces(canUseNamespac
       assert.equal(n4.exited, false)
       assert.ok(n1.lines.some(l => l.ev === 'warning'), 'undecodable packets are reported as warnings')
     })
+
+    await t.test('a node asking for a taken name advertises as name-2; its goodbye leaves the owner listed', async () => {
+      const twin = new Node('twin', lab.exec(h2, [process.execPath, RUNNER, '--address', h2.address, '--name', 'n4', '--ttl', '3', '--id', 'id-twin', '--port', '6680']))
+      nodes.push(twin)
+      await twin.waitFor('the conflict', () => twin.lines.some(l => l.ev === 'conflict'))
+      const conflict = twin.lines.find(l => l.ev === 'conflict')!.conflict
+      assert.deepEqual(conflict, { name: 'n4', address: h4.address, renamedTo: 'n4-2' })
+      await n1.waitPeers(['n4', 'n4-2', 'n5'])
+      assert.equal(n1.peers.get('n4')?.id, 'id-n4')
+      assert.equal(n1.peers.get('n4-2')?.id, 'id-twin')
+      assert.equal(n1.peers.get('n4-2')?.address, h2.address)
+      twin.child.kill('SIGTERM')
+      await twin.waitFor('a clean stop', () => twin.lines.some(l => l.ev === 'stopped'))
+      await n1.waitPeers(['n4', 'n5'])
+      assert.ok(!n1.lines.some(l => l.ev === 'disappear' && l.peer?.name === 'n4'), 'n4 itself never left n1\'s table')
+    })
   } finally {
     for (const n of nodes) if (!n.exited && n.child.pid !== undefined) n.child.kill('SIGKILL')
     lab.destroy()

@@ -6,7 +6,7 @@ import makeMdns from 'multicast-dns'
 import type { Question } from 'dns-packet'
 import {
   ANNOUNCE_COUNT, ANNOUNCE_INTERVAL_MS, BROWSE_FIRST_INTERVAL_MS, BROWSE_MAX_INTERVAL_MS, DEFAULT_HOST_TTL,
-  MAX_INSTANCES, MDNS_PORT, OWN_PACKET_WINDOW_MS, PROBE_COUNT, PROBE_INTERVAL_MS, REFRESH_POINTS, SERVICE_TYPE,
+  MAX_INSTANCES, MAX_LABEL_BYTES, MDNS_PORT, OWN_PACKET_WINDOW_MS, PROBE_COUNT, PROBE_INTERVAL_MS, REFRESH_POINTS, SERVICE_TYPE,
   RECV_BUFFER_BYTES, SHARED_DELAY_MAX_MS, SHARED_DELAY_MIN_MS, TICK_MS
 } from './constants.js'
 import { PeerTable, type Peer } from './peer-table.js'
@@ -27,7 +27,8 @@ export interface DiscoveryInit {
 
 /**
  * mDNS / DNS-SD on one interface. Events: 'appear', 'update', 'disappear' (Peer);
- * 'conflict' ({name, address}) when another host answers for our name;
+ * 'conflict' ({name, address, renamedTo?}) when another host answers for our name:
+ *   while probing, the node then advertises as `renamedTo` (`name-2`, `name-3`...);
  * 'warning' (Error) for undecodable packets and socket trouble. Never 'error'.
  */
 export interface Discovery extends EventEmitter {
@@ -44,6 +45,8 @@ export interface Discovery extends EventEmitter {
   peer (nameOrId: string): Peer | undefined
   /** The underlying table (seeds can be added to it directly). */
   readonly table: PeerTable
+  /** The name advertised: the one asked for, or `name-2`... after a conflict on the LAN. */
+  readonly advertisedName: string | undefined
 }
 
 interface Timed { ttl: number, receivedAt: number }
@@ -103,7 +106,10 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
   #own: OwnRecords | undefined
   #phase: 'idle' | 'probing' | 'announced' | 'conflict' = 'idle'
   #generation = 0
-  #announcedOnce = false
+  /** The name asked for, once a conflict made us advertise under another. */
+  #baseName: string | undefined
+  #renames = 0
+  #conflictTimes: number[] = []
 
   // Browsing
   #browsing = false
@@ -201,7 +207,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     this.#generation++
     const mdns = this.#mdns
     if (mdns !== undefined) {
-      if (this.#announcedOnce && this.#info !== undefined) {
+      if (this.#phase === 'announced' && this.#info !== undefined) {
         // Goodbye (RFC 6762 §10.1): same records, TTL 0, so peers drop us now, not at expiry.
         const bye = ownRecords(this.#info, this.#address, this.#ttl, true)
         await this.#send({ type: 'response', answers: allRecords(bye) })
@@ -217,16 +223,21 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     if (bad !== undefined) throw new TypeError(`cannot advertise: ${bad}`)
     if (this.#state === 'stopping' || this.#state === 'stopped') throw new Error('discovery was stopped')
     const prev = this.#info
-    this.#info = { name: info.name, id: info.id, port: info.port, version: info.version, caps: [...info.caps] }
-    this.table.setSelf(info.name, info.id)
+    // Re-advertising (new caps) under the name asked for keeps the one a conflict gave us.
+    const keepRename = prev !== undefined && info.name === this.#baseName
+    const name = keepRename ? prev.name : info.name
+    if (!keepRename) { this.#baseName = undefined; this.#renames = 0 }
+    this.#info = { name, id: info.id, port: info.port, version: info.version, caps: [...info.caps] }
+    this.table.setSelf(name, info.id)
     if (this.#state !== 'running') return
-    if (prev !== undefined && prev.name === info.name && this.#phase === 'announced') {
+    if (prev !== undefined && prev.name === name && this.#phase === 'announced') {
       // Same name, new data: no need to probe again, just tell everyone (RFC 6762 §8.4).
       this.#own = ownRecords(this.#info, this.#address, this.#ttl)
       this.#announce(this.#generation)
       return
     }
-    if (prev !== undefined && this.#announcedOnce) {
+    if (prev !== undefined && this.#phase === 'announced') {
+      // Goodbye for the old name, which was ours (never for one we were still probing).
       void this.#send({ type: 'response', answers: allRecords(ownRecords(prev, this.#address, this.#ttl, true)) })
     }
     this.#beginAdvertising()
@@ -319,20 +330,39 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
 
   #announce (gen: number, n = 0): void {
     if (gen !== this.#generation || this.#phase !== 'announced' || this.#own === undefined) return
-    this.#announcedOnce = true
     void this.#send({ type: 'response', answers: allRecords(this.#own) })
     if (n + 1 < ANNOUNCE_COUNT) this.#later(ANNOUNCE_INTERVAL_MS, () => this.#announce(gen, n + 1))
   }
 
   #conflict (from: string): void {
     if (this.#phase === 'conflict') return
-    const name = this.#info?.name ?? ''
-    if (this.#phase === 'probing') {
-      // Someone already owns the name: stay silent rather than fight over it.
-      this.#phase = 'conflict'
-      this.#generation++
+    const info = this.#info
+    const name = info?.name ?? ''
+    if (this.#phase !== 'probing' || info === undefined) {
+      // We own the name already; the other host should have probed. Keep it.
+      this.emit('conflict', { name, address: from })
+      return
     }
-    this.emit('conflict', { name, address: from })
+    // Someone already owns the name: take the next one and probe again, as avahi does
+    // (RFC 6762 §9). Past 15 conflicts in 10 s, wait 5 s between tries (§8.1).
+    const now = Date.now()
+    this.#conflictTimes = [...this.#conflictTimes.filter(t => now - t < 10_000), now]
+    this.#renames++
+    const base = this.#baseName ?? name
+    this.#baseName = base
+    const suffix = `-${this.#renames + 1}`
+    const renamedTo = base.slice(0, MAX_LABEL_BYTES - suffix.length) + suffix
+    this.#info = { ...info, name: renamedTo }
+    this.table.setSelf(renamedTo, info.id)
+    this.#phase = 'conflict'
+    this.#generation++
+    this.emit('conflict', { name, address: from, renamedTo })
+    this.#later(this.#conflictTimes.length > 15 ? 5000 : 0, () => { if (this.#state === 'running' && this.#phase === 'conflict') this.#beginAdvertising() })
+  }
+
+  /** The name this node is advertised under: its own, or the one taken after a conflict. */
+  get advertisedName (): string | undefined {
+    return this.#info?.name
   }
 
   #onQuery (packet: Record<string, unknown>, rinfo: RemoteInfo): void {

@@ -280,6 +280,13 @@ export class EvalServer extends EventEmitter {
       if (this.#init.discoveryTtl !== undefined) init.ttl = this.#init.discoveryTtl
       this.#discovery = createDiscovery(init)
       this.#discovery.on('warning', (err: Error) => this.trace.record('error', `discovery: ${err.message}`))
+      this.#discovery.on('conflict', (c: { name: string, address: string, renamedTo?: string }) => {
+        const message = c.renamedTo !== undefined
+          ? `mDNS: the name ${c.name} is taken on this LAN (by ${c.address}); advertising this node as ${c.renamedTo}`
+          : `mDNS: ${c.address} also claims the name ${c.name} on this LAN`
+        this.trace.record('error', message)
+        this.emit('warning', message)
+      })
       for (const ev of ['appear', 'disappear'] as const) {
         this.#discovery.on(ev, (p: Peer) => { this.trace.record('connect', `peer ${p.name} ${ev === 'appear' ? 'appeared' : 'disappeared'} at ${p.address}:${p.port}`); this.emit('peers') })
       }
@@ -370,6 +377,7 @@ export class EvalServer extends EventEmitter {
       versions: [...SUPPORTED_VERSIONS],
       capabilities: this.#capabilities(),
       lan: this.#init.lan ?? null,
+      advertisedAs: this.#discovery?.advertisedName ?? null,
       broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
       limits: this.limits,
       functions: this.functionNames(),

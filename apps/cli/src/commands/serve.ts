@@ -123,6 +123,7 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
     init.megatest = megatest
   }
   server = await startServer(init)
+  server.on('warning', (message: string) => console.error(`warning: ${message}`))
   if (megatest !== undefined) manageAreas(server, megatest, int(p, 'idle-timeout'))
   else if (int(p, 'idle-timeout') !== undefined) throw new UsageError('--idle-timeout applies to nodes serving Megatest areas (--area)')
   const { host, port } = server.address
