@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Client, EvalMeshError } from '@evalmesh/client'
+import { Client, EvalMeshError, formatHost } from '@evalmesh/client'
 import { areaSignature, cleanStaleServers, explainStartDecision, listServers, type ServerRegistration } from '@evalmesh/megatest'
 
 /**
@@ -62,7 +62,7 @@ const lastStarts = new Map<string, number>()
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
 function hostOf (r: ServerRegistration): string {
-  return r.host.includes(':') ? `[${r.host}]:${r.port}` : `${r.host}:${r.port}`
+  return formatHost(r.host, r.port)
 }
 
 const LOCAL_HOSTS = new Set(['127.0.0.1', '::1', 'localhost', '0.0.0.0', '::'])

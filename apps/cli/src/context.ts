@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { Client, type BroadcastConfig } from '@evalmesh/client'
+import { Client, formatHost, type BroadcastConfig } from '@evalmesh/client'
 import { readSeedsFile } from '@evalmesh/discovery'
 import { BROADCAST_PORT } from '@evalmesh/protocol'
 import { readNodeLocator } from '@evalmesh/server'
@@ -19,7 +19,7 @@ export const LOCAL_NODE = '127.0.0.1:6680'
 export function localNodeOf (p: Parsed): string {
   const n = readNodeLocator(stateDirOf(p))
   if (n === undefined) return LOCAL_NODE
-  return n.host.includes(':') ? `[${n.host}]:${n.port}` : `${n.host}:${n.port}`
+  return formatHost(n.host, n.port)
 }
 
 /**

@@ -5,7 +5,7 @@ import {
 } from '@evalmesh/protocol'
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
 import { ClientConnection, type RequestBody } from '@evalmesh/transport'
-import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
+import { formatHost, resolveHost, type Endpoint, type PeerLookup } from './host.js'
 import { Broadcaster, noWillingServer, type BroadcastConfig, type Offer, type QueryHandle } from './broadcast.js'
 import { fanOut, type FanOutOptions, type NodeOutcome } from './fanout.js'
 
@@ -274,7 +274,7 @@ export class Client {
       }
       try {
         const r = await conn.request({ ...body, claim: offer.token } as RequestBody, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) as EvalResult
-        r.host = offer.address.includes(':') ? `[${offer.address}]:${offer.port}` : `${offer.address}:${offer.port}`
+        r.host = formatHost(offer.address, offer.port)
         return r
       } catch (err) {
         // Refused or busy at admission means it did not run there: safe to ask again.

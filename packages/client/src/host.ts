@@ -35,6 +35,11 @@ export function resolveHost (spec: string, lookup?: PeerLookup): Endpoint {
   throw new EvalMeshError('UNKNOWN_HOST', `"${text}" is neither host:port nor a known peer name (peers come from the peers file and discovery)`, { host: text })
 }
 
+/** The inverse of resolveHost for an address: `host:port`, or `[v6]:port`. */
+export function formatHost (address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
+}
+
 function port (text: string | undefined, spec: string): number {
   if (text === undefined) return DEFAULT_PORT
   const n = Number(text)

@@ -13,5 +13,5 @@
 export { Client, type ClientInit, type EvalOptions, type EvalResult, type AbortOptions, type PolicyChange, type EvalAllOptions, type EvalAllResult } from './client.js'
 export { Broadcaster, type BroadcastConfig, type Offer } from './broadcast.js'
 export type { NodeOutcome, FanOutOptions } from './fanout.js'
-export { resolveHost, type Endpoint, type PeerLookup } from './host.js'
+export { resolveHost, formatHost, type Endpoint, type PeerLookup } from './host.js'
 export { RemoteEvalError, EvalMeshError } from '@evalmesh/protocol'

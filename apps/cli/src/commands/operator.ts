@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync, chmodSync } from 'node:fs'
 import { createConnection, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { Client } from '@evalmesh/client'
+import { Client, formatHost } from '@evalmesh/client'
 import { readSeedsFile } from '@evalmesh/discovery'
 import { createMonitor, traceLine, type TraceEventView } from '@evalmesh/monitor'
 import { startRepl } from '@evalmesh/repl'
@@ -256,7 +256,7 @@ export const startCmd: Command = {
       const { host, port } = server.address
       const connectTo = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
       const client = new Client({ stateDir: server.stateDir, identity: server.identity, trust: server.trust })
-      const monitor = createMonitor({ client, host: connectTo.includes(':') ? `[${connectTo}]:${port}` : `${connectTo}:${port}` })
+      const monitor = createMonitor({ client, host: formatHost(connectTo, port) })
       // The node stopping (a signal, --minutes) closes the window; closing the window stops the node.
       void server.whenStopped.then(() => monitor.quit())
       await monitor.closed

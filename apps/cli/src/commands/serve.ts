@@ -2,6 +2,7 @@ import { networkInterfaces } from 'node:os'
 import { existsSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
+import { formatHost } from '@evalmesh/client'
 import { DEFAULT_PORT } from '@evalmesh/protocol'
 import { startServer, type EvalServer, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
@@ -127,7 +128,7 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
   if (megatest !== undefined) manageAreas(server, megatest, int(p, 'idle-timeout'))
   else if (int(p, 'idle-timeout') !== undefined) throw new UsageError('--idle-timeout applies to nodes serving Megatest areas (--area)')
   const { host, port } = server.address
-  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+  const where = formatHost(host, port)
   const scope = init.lan === undefined ? ' (loopback only; --lan or --listen ADDR joins a LAN)' : ` (LAN ${init.lan}: broadcast and mDNS on)`
   const stop = (signal: string): void => { void server.stop(`signal ${signal}`) }
   process.once('SIGINT', () => stop('SIGINT'))
