@@ -1,0 +1,197 @@
+/**
+ * What each request is answered with (PROTOCOL.md §3), as one map from request kind to
+ * reply value, after vscode-jsonrpc's typed requests: a client's `request({ kind: K })`
+ * resolves to `ReplyOf<K>`, and a server's handlers are checked against the same map
+ * (`RequestHandlers`), so the two sides cannot drift apart silently.
+ *
+ * Adding a request kind to `Request` (messages.ts) without a line here fails to compile:
+ * `ReplyOf` indexes this map with every `RequestKind`.
+ */
+import type {
+  EvalAck, EvalOutcome, NodeLimits, Request, RequestKind, TxnRecord, TxnState
+} from './messages.js'
+
+/** abort (§3.5). `aborted: false` with `txn: null` and state "none": nothing matched. */
+export interface AbortResult {
+  /** The transaction matched, or null when none did. */
+  txn: string | null
+  aborted: boolean
+  /** Its state after the abort; "none" when nothing matched. */
+  state: TxnState | 'none'
+  /** The reason recorded, or why nothing was aborted ("no such transaction", "already done"...). */
+  reason: string
+}
+
+/** ping (§3.8). */
+export interface PingReply {
+  /** The node's clock, epoch milliseconds. */
+  time: number
+  name: string
+  id: string
+}
+
+/** reset (§3.8). */
+export interface ResetReply { reset: true, session: string }
+
+/** policy (§3.8): the policy after the change (or as it is, with no change asked). */
+export interface PolicyState { hosts: string[], gags: string[] }
+
+export type TraceEventKind =
+  | 'served' | 'refused' | 'declined' | 'busy' | 'queued' | 'started' | 'finished' | 'failed'
+  | 'aborted' | 'lost' | 'policy' | 'connect' | 'disconnect' | 'offer' | 'error'
+
+/** One trace event (§3.8), as the node records it and sends it. */
+export interface TraceEvent {
+  seq: number
+  /** Epoch milliseconds on the node's clock. */
+  time: number
+  kind: TraceEventKind
+  txn?: string
+  peer?: string
+  detail: string
+}
+
+/** trace (§3.8). */
+export interface TraceReply {
+  on: boolean
+  events: TraceEvent[]
+  /** The newest sequence number recorded; lower than a client's `since` after a restart. */
+  lastSeq: number
+}
+
+/** One row of a node's peer table (§3.8 peers, §5.5). */
+export interface PeerEntry {
+  name: string
+  /** Node id; '' when a seed line gave none. */
+  id: string
+  address: string
+  port: number
+  /** Protocol version; 0 when unknown (seeds). */
+  version: number
+  caps: string[]
+  /** Epoch milliseconds when last heard from (or loaded, for seeds). */
+  lastSeen: number
+  source: 'mdns' | 'seed'
+}
+
+/** Transaction counters a node keeps since it started. */
+export interface NodeCounters {
+  served: number
+  refused: number
+  busy: number
+  declined: number
+  completed: number
+  failed: number
+  aborted: number
+  lost: number
+}
+
+/** A node's broadcast responder: offer statistics and the datagram counters of §5.1. */
+export interface BroadcastStats {
+  queries: number
+  offers: number
+  declined: number
+  busy: number
+  claimed: number
+  expired: number
+  /** Offers holding a slot now. */
+  held: number
+  datagrams: {
+    received: number
+    accepted: number
+    dropped: Record<'malformed' | 'forged' | 'untrusted' | 'replayed' | 'stale', number>
+  }
+}
+
+/** describe (§3.8). */
+export interface DescribeReply {
+  name: string
+  id: string
+  version: number
+  versions: number[]
+  capabilities: string[]
+  /** The LAN interface address, or null on loopback. */
+  lan: string | null
+  /** The name the node advertises over mDNS (`NAME-2` after a conflict), or null. */
+  advertisedAs: string | null
+  broadcast: BroadcastStats | null
+  limits: NodeLimits
+  functions: string[]
+  policy: PolicyState
+  /** Whether tracing is on. */
+  trace: boolean
+  uptimeSeconds: number
+  counters: NodeCounters
+  lists: { input: number, running: number, done: number }
+  megatestAreas: string[]
+}
+
+/**
+ * The reply value of each request kind. eval and apply answer with the outcome when
+ * `wait` is true and with the acknowledgement when it is false.
+ */
+export interface ReplyMap {
+  eval: EvalOutcome | EvalAck
+  apply: EvalOutcome | EvalAck
+  abort: AbortResult
+  status: TxnRecord[]
+  result: EvalOutcome
+  describe: DescribeReply
+  ping: PingReply
+  reset: ResetReply
+  policy: PolicyState
+  trace: TraceReply
+  peers: PeerEntry[]
+}
+
+/** The request of kind K, as the server receives it (with its connection-local id). */
+export type RequestOf<K extends RequestKind> = Extract<Request, { kind: K }>
+
+/** The reply value a request of kind K resolves to. */
+export type ReplyOf<K extends RequestKind> = ReplyMap[K]
+
+/** A request as a client writes it: without the connection-local id, which the connection assigns. */
+export type RequestBody<K extends RequestKind = RequestKind> = K extends RequestKind ? Omit<RequestOf<K>, 'id'> : never
+
+/**
+ * A server's request handlers, one per kind, checked against the map: a handler that
+ * answers the wrong shape, or a kind without a handler, does not compile.
+ *
+ * ```ts
+ * const handlers: RequestHandlers<ServerConnection> = {
+ *   ping: async () => ({ time: Date.now(), name, id }),
+ *   ...
+ * }
+ * ```
+ */
+export type RequestHandlers<Context = void> = {
+  [K in RequestKind]: (request: RequestOf<K>, context: Context) => Promise<ReplyOf<K>>
+}
+
+// ---- streams --------------------------------------------------------------------
+
+/**
+ * `subscribe` (issue 10, point 4): the node streams events on the request's id, one
+ * `{kind: "event", id, event}` frame each, until the connection closes. Declared here so
+ * that both sides share the shape; a node that does not offer it answers UNKNOWN_KIND.
+ */
+export interface SubscribeRequest {
+  kind: 'subscribe'
+  id: number
+  /** Replay events with seq greater than this first (default: only new events). */
+  since?: number
+}
+
+/** Requests answered by a stream of event frames instead of one reply. */
+export interface StreamMap {
+  subscribe: TraceEvent
+}
+
+export type StreamKind = keyof StreamMap
+
+/** One frame of a stream, sent on the id of the request that opened it. */
+export interface EventFrame<K extends StreamKind = StreamKind> {
+  kind: 'event'
+  id: number
+  event: StreamMap[K]
+}
