@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { homedir, hostname } from 'node:os'
 import { join } from 'node:path'
+import { assertPrivateDir, assertStateDirSafe } from './permissions.js'
 
 /**
  * A node's identity: an Ed25519 key pair kept in its state directory. The node id
@@ -39,8 +40,13 @@ export function nodeIdOf (publicKey: Uint8Array): string {
   return createHash('sha256').update(publicKey).digest('hex').slice(0, 16)
 }
 
-/** Make the state directory owner-only, creating it if needed. */
+/**
+ * Make the state directory owner-only, creating it if needed. An existing directory
+ * that others may write, or read while it holds the key, is refused (UnsafePermissionsError),
+ * not quietly fixed: what it holds may already be another user's.
+ */
 export function ensureStateDir (dir: string): void {
+  if (existsSync(dir)) assertPrivateDir(dir, { holdsKey: existsSync(join(dir, KEY_FILE)) })
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   chmodSync(dir, 0o700)
 }
@@ -62,11 +68,14 @@ export interface LoadIdentityOptions {
 
 /**
  * Load the identity in `stateDir`, creating it on first use when `create` is set.
- * The private key file is PKCS#8 PEM, mode 0600, in a 0700 directory.
+ * The private key file is PKCS#8 PEM, mode 0600, in a 0700 directory. A state dir or
+ * key that another local user may read or write is refused with an UnsafePermissionsError
+ * naming the path and the chmod that fixes it (servers and clients alike).
  */
 export function loadIdentity (stateDir: string, options: LoadIdentityOptions = {}): Identity {
   const keyPath = join(stateDir, KEY_FILE)
   const namePath = join(stateDir, NAME_FILE)
+  assertStateDirSafe(stateDir)
   let privateKey: KeyObject
   if (existsSync(keyPath)) {
     privateKey = createPrivateKey(readFileSync(keyPath))

@@ -7,3 +7,4 @@
  */
 export * from './identity.js'
 export * from './trust-store.js'
+export * from './permissions.js'
