@@ -2,14 +2,17 @@ import { EventEmitter } from 'node:events'
 import { connect as netConnect } from 'node:net'
 import {
   DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, RemoteEvalError,
-  parseServerMessage, parseWireError, type NodeLimits, type Request
+  parseServerMessage, parseWireError, type NodeLimits, type ReplyOf, type RequestBody, type RequestKind
 } from '@evalmesh/protocol'
 import type { Identity, TrustStore } from '@evalmesh/trust'
 import { FramedSocket } from './framed-socket.js'
 import { clientHandshake, type PeerInfo } from './handshake.js'
 
-/** A request body: any request without its connection-local id. */
-export type RequestBody = Request extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never
+export type { RequestBody }
+
+/** Liveness defaults (PROTOCOL.md §8 "Liveness"): ping after 1 s of silence, LOST after 5 s. */
+export const HEARTBEAT_INTERVAL_MS = 1000
+export const HEARTBEAT_TIMEOUT_MS = 5000
 
 export interface ConnectOptions {
   host: string
@@ -20,6 +23,18 @@ export interface ConnectOptions {
   connectTimeoutMs?: number
   /** The node id the server must prove, when known (from the peer table). */
   expectId?: string
+  /**
+   * While requests wait, send a `ping` after this long without a byte from the node
+   * (default 1000 ms; 0 turns the heartbeat off).
+   */
+  heartbeatIntervalMs?: number
+  /**
+   * Declare the connection LOST when nothing at all has arrived for this long while
+   * requests wait, despite the pings (default 5000 ms). A node answers ping from its
+   * event loop while evaluations run in its sandbox process, so a long evaluation on a
+   * live node never trips it.
+   */
+  heartbeatTimeoutMs?: number
 }
 
 export interface RequestOptions {
@@ -28,15 +43,20 @@ export interface RequestOptions {
 }
 
 interface Pending {
-  resolve: (value: unknown) => void
+  resolve: (value: never) => void
   reject: (err: Error) => void
   timer: NodeJS.Timeout | undefined
+  /** What the caller waits for, for its own error: "txn T" or "the status reply". */
+  what: string
+  txn: string | undefined
 }
 
 /**
  * One authenticated connection to a node. Requests are multiplexed by id; replies
  * are matched in one map. When the connection closes, every pending request is
- * rejected at once with LOST, so a waiting caller never hangs.
+ * rejected at once, each with its own LOST error naming what it waited for, so a
+ * waiting caller never hangs; a heartbeat notices a node that went silent without
+ * closing (stopped, hung, a dead link without a reset).
  *
  * Events: 'close' (error | undefined).
  */
@@ -45,16 +65,32 @@ export class ClientConnection extends EventEmitter {
   readonly limits: NodeLimits
   readonly version: number
   readonly #framed: FramedSocket
+  readonly #where: string
+  readonly #heartbeat: { intervalMs: number, timeoutMs: number }
   #nextId = 1
   #pending = new Map<number, Pending>()
-  #closeError: EvalMeshError | undefined
+  /** Why the connection closed: a fatal error frame, a local decision, or the socket's error. */
+  #closeCause: Error | undefined
+  #closed = false
+  // Heartbeat state, live only while requests wait: a byte arrived since the last tick;
+  // when the unanswered ping went out; when the last tick ran (to notice our own stalls).
+  #timer: NodeJS.Timeout | undefined
+  #heard = false
+  #pingSentAt: number | undefined
+  #lastTick = 0
 
-  private constructor (framed: FramedSocket, peer: PeerInfo, limits: NodeLimits, version: number) {
+  private constructor (framed: FramedSocket, peer: PeerInfo, limits: NodeLimits, version: number, opts: ConnectOptions) {
     super()
     this.#framed = framed
     this.peer = peer
     this.limits = limits
     this.version = version
+    this.#where = `${peer.name} at ${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`
+    const intervalMs = opts.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS
+    this.#heartbeat = { intervalMs, timeoutMs: Math.max(opts.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS, 2 * intervalMs) }
+    // Any byte counts as a sign of life, not only whole frames: a large reply can take
+    // longer than the timeout to arrive on a slow link.
+    framed.socket.on('data', () => { this.#heard = true })
     framed.on('message', (value) => this.#onMessage(value))
     framed.on('close', (err?: EvalMeshError) => this.#onClose(err))
   }
@@ -72,31 +108,38 @@ export class ClientConnection extends EventEmitter {
     if (opts.expectId !== undefined) handshake.expectId = opts.expectId
     const result = await clientHandshake(framed, handshake)
     framed.setLimits({ ...DEFAULT_DECODE_LIMITS, maxFrameBytes: Math.max(result.limits.maxFrameBytes ?? 0, DEFAULT_DECODE_LIMITS.maxFrameBytes) })
-    return new ClientConnection(framed, result.peer, result.limits, result.version)
+    return new ClientConnection(framed, result.peer, result.limits, result.version, opts)
   }
 
-  get closed (): boolean { return this.#framed.closed }
+  get closed (): boolean { return this.#closed || this.#framed.closed }
   get pendingCount (): number { return this.#pending.size }
 
-  /** Send one request; resolves with the reply's value or rejects with a RemoteEvalError. */
-  request (body: RequestBody, options: RequestOptions = {}): Promise<unknown> {
-    if (this.closed) {
-      return Promise.reject(this.#closeError ?? new EvalMeshError('LOST', `connection to ${this.peer.name} is closed`))
-    }
+  /**
+   * Send one request; resolves with the reply value of its kind (ReplyOf<K>), or rejects
+   * with a RemoteEvalError (the node's error), LOST or CLIENT_TIMEOUT.
+   */
+  request<K extends RequestKind> (body: RequestBody & { kind: K }, options: RequestOptions = {}): Promise<ReplyOf<K>> {
+    const txn = typeof (body as { txn?: unknown }).txn === 'string' ? (body as { txn: string }).txn : undefined
+    const what = txn !== undefined ? `txn ${txn}` : `the ${body.kind} reply`
+    if (this.closed) return Promise.reject(this.#lost(what, txn))
     const id = this.#nextId++
-    return new Promise((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: undefined }
+    return new Promise<ReplyOf<K>>((resolve, reject) => {
+      const pending: Pending = { resolve: resolve as (value: never) => void, reject, timer: undefined, what, txn }
       if (options.timeoutMs !== undefined) {
         pending.timer = setTimeout(() => {
-          this.#pending.delete(id)
-          reject(new EvalMeshError('CLIENT_TIMEOUT', `no reply from ${this.peer.name} within ${options.timeoutMs} ms`))
+          this.#settled(id)
+          const data: Record<string, unknown> = { node: this.peer.name }
+          if (txn !== undefined) data.txn = txn
+          reject(new EvalMeshError('CLIENT_TIMEOUT', `no reply from ${this.#where} within ${options.timeoutMs} ms for ${what}` +
+            (txn !== undefined ? ' (it may still run there: fetchResult re-fetches it by txn)' : ''), data))
         }, options.timeoutMs)
       }
       this.#pending.set(id, pending)
+      if (this.#pending.size === 1) this.#startHeartbeat()
       try {
         this.#framed.send({ ...body, id })
       } catch (err) {
-        this.#pending.delete(id)
+        this.#settled(id)
         if (pending.timer !== undefined) clearTimeout(pending.timer)
         reject(err)
       }
@@ -111,34 +154,96 @@ export class ClientConnection extends EventEmitter {
     try {
       msg = parseServerMessage(value)
     } catch (err) {
+      this.#closeCause ??= err as Error
       this.#framed.destroy(new EvalMeshError('LOST', `node ${this.peer.name} sent a bad message: ${(err as Error).message}`))
       return
     }
     if (msg.kind === 'error') {
-      const wire = parseWireError(msg.error)
-      this.#closeError = new RemoteEvalError(wire, { node: this.peer.name })
+      this.#closeCause ??= new RemoteEvalError(parseWireError(msg.error), { node: this.peer.name })
       this.#framed.destroy()
       return
     }
     const pending = this.#pending.get(msg.id)
-    if (pending === undefined) return // a reply after our own timeout
-    this.#pending.delete(msg.id)
+    if (pending === undefined) return // a heartbeat's pong, or a reply after our own timeout
+    this.#settled(msg.id)
     if (pending.timer !== undefined) clearTimeout(pending.timer)
-    if (msg.ok) pending.resolve(msg.value)
+    if (msg.ok) pending.resolve(msg.value as never)
     else pending.reject(new RemoteEvalError(parseWireError(msg.error), { node: this.peer.name }))
   }
 
+  #settled (id: number): void {
+    this.#pending.delete(id)
+    if (this.#pending.size === 0) this.#stopHeartbeat()
+  }
+
+  /**
+   * A fresh LOST error for one caller: its own message naming what it waited for, its own
+   * data, and the reason the connection closed as `cause` (never one shared, edited object).
+   */
+  #lost (what: string, txn: string | undefined): EvalMeshError {
+    const cause = this.#closeCause
+    const data: Record<string, unknown> = { node: this.peer.name }
+    if (txn !== undefined) data.txn = txn
+    const why = cause === undefined ? '' : `: ${cause instanceof EvalMeshError ? `${cause.code} ` : ''}${cause.message}`
+    const hint = txn !== undefined ? '; the node keeps its outcome, fetch its result later with fetchResult (a "result" request)' : ''
+    return new EvalMeshError('LOST', `lost the connection to ${this.#where} while waiting for ${what}${why}${hint}`, data, cause === undefined ? undefined : { cause })
+  }
+
   #onClose (err?: EvalMeshError): void {
-    const cause = this.#closeError ?? err
-    const lost = cause instanceof RemoteEvalError
-      ? cause
-      : new EvalMeshError('LOST', `connection to ${this.peer.name} was lost` + (cause !== undefined ? `: ${cause.message}` : ''))
-    this.#closeError = lost
-    for (const [, p] of this.#pending) {
-      if (p.timer !== undefined) clearTimeout(p.timer)
-      p.reject(lost)
-    }
+    this.#closed = true
+    this.#stopHeartbeat()
+    this.#closeCause ??= err
+    const pending = [...this.#pending.values()]
     this.#pending.clear()
-    this.emit('close', lost)
+    for (const p of pending) {
+      if (p.timer !== undefined) clearTimeout(p.timer)
+      p.reject(this.#lost(p.what, p.txn))
+    }
+    this.emit('close', this.#lost('replies', undefined))
+  }
+
+  // ---- heartbeat -------------------------------------------------------------------
+
+  #startHeartbeat (): void {
+    const { intervalMs } = this.#heartbeat
+    if (intervalMs <= 0 || this.#timer !== undefined) return
+    // The silence is counted from the moment something waits, not from the last reply
+    // of an idle connection.
+    this.#heard = false
+    this.#pingSentAt = undefined
+    this.#lastTick = Date.now()
+    this.#timer = setInterval(() => this.#tick(), intervalMs)
+    // A waiting request's socket keeps the process alive; the heartbeat alone must not.
+    this.#timer.unref()
+  }
+
+  #stopHeartbeat (): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+
+  #tick (): void {
+    const { intervalMs, timeoutMs } = this.#heartbeat
+    const now = Date.now()
+    const late = now - this.#lastTick > 2 * intervalMs
+    this.#lastTick = now
+    if (this.#heard || late) {
+      // Heard from the node, or this process itself was stalled (a long synchronous task,
+      // a debugger) and could neither send pings nor read replies: start counting afresh.
+      this.#heard = false
+      this.#pingSentAt = undefined
+      return
+    }
+    if (this.#pingSentAt === undefined) {
+      this.#pingSentAt = now
+      try { this.#framed.send({ kind: 'ping', id: this.#nextId++ }) } catch { /* closing: #onClose reports it */ }
+      return
+    }
+    // The ping went out after one silent interval; the rest of the timeout is its grace.
+    if (now - this.#pingSentAt >= timeoutMs - intervalMs) {
+      const silent = now - this.#pingSentAt + intervalMs
+      this.#closeCause ??= new EvalMeshError('LOST', `no reply to ping from ${this.#where} for ${silent} ms (heartbeat timeout ${timeoutMs} ms): the node is stopped, hung or unreachable`)
+      this.#framed.destroy()
+    }
   }
 }
