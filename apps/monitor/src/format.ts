@@ -1,4 +1,12 @@
-import type { TxnRecord } from '@evalmesh/protocol'
+import { printable, type TxnRecord } from '@evalmesh/protocol'
+
+/*
+ * Everything shown here that a peer chose (client names, forms, reasons, trace details,
+ * peer names and addresses) goes through printable(): control characters, escape
+ * sequences, newlines and bidi overrides appear as visible escapes (\x1b, \n, \u202e)
+ * and never act on the terminal. monitor.ts uses it too for what it shows directly.
+ */
+export { printable }
 
 /** A trace event as the node sends it (packages/server TraceEvent). */
 export interface TraceEventView {
@@ -12,12 +20,11 @@ export interface TraceEventView {
 
 export type ListName = 'running' | 'input' | 'done'
 
-/** Pad or cut `text` to exactly `width` columns (one line; control characters become spaces). */
+/** Pad or cut `text` to exactly `width` columns: one line, unsafe characters shown as escapes (printable). */
 export function fit (text: string, width: number): string {
   if (width <= 0) return ''
-  const clean = text.replace(/[\x00-\x1f\x7f]/g, ' ')
-  if (clean.length <= width) return clean.padEnd(width)
-  return width === 1 ? '…' : clean.slice(0, width - 1) + '…'
+  const clean = printable(text, width)
+  return clean.padEnd(width)
 }
 
 /**
@@ -82,11 +89,11 @@ function clock (ms: number): string {
 
 /** One trace event as a line: time, kind, txn, peer, detail. */
 export function traceLine (e: TraceEventView): string {
-  const parts = [clock(e.time), e.kind.padEnd(10)]
-  if (e.txn !== undefined) parts.push(shortTxn(e.txn, 14))
-  if (e.peer !== undefined) parts.push(e.peer)
-  parts.push(e.detail)
-  return parts.join(' ').replace(/[\x00-\x1f\x7f]/g, ' ')
+  const parts = [clock(e.time), printable(String(e.kind), 20).padEnd(10)]
+  if (e.txn !== undefined) parts.push(shortTxn(printable(String(e.txn), 80), 14))
+  if (e.peer !== undefined) parts.push(printable(String(e.peer), 63))
+  parts.push(printable(String(e.detail), 2000))
+  return parts.join(' ')
 }
 
 /** Parse the gag editor's input: "+name" (or "name") gags, "-name" ungags. */
@@ -110,11 +117,11 @@ export function peerLines (value: unknown): string[] {
       : []
   if (list.length === 0) return ['(no peers known)']
   return list.map(p => {
-    if (typeof p !== 'object' || p === null) return String(p)
+    if (typeof p !== 'object' || p === null) return printable(String(p), 200)
     const o = p as Record<string, unknown>
-    const name = String(o.name ?? o.id ?? '?')
-    const where = o.address !== undefined ? ` ${String(o.address)}${o.port !== undefined ? ':' + String(o.port) : ''}` : ''
-    const extra = o.load !== undefined ? ` load ${String(o.load)}` : o.source !== undefined ? ` (${String(o.source)})` : ''
+    const name = printable(String(o.name ?? o.id ?? '?'), 63)
+    const where = o.address !== undefined ? ` ${printable(String(o.address), 64)}${o.port !== undefined ? ':' + printable(String(o.port), 8) : ''}` : ''
+    const extra = o.load !== undefined ? ` load ${printable(String(o.load), 40)}` : o.source !== undefined ? ` (${printable(String(o.source), 20)})` : ''
     return `${name}${where}${extra}`
   })
 }
