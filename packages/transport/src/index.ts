@@ -6,8 +6,8 @@
  */
 export { FramedSocket } from './framed-socket.js'
 export { serverHandshake, clientHandshake, transcript, type PeerInfo } from './handshake.js'
-export { ClientConnection, type ConnectOptions, type RequestOptions, type RequestBody } from './client-connection.js'
-export { Listener, ServerConnection, type ListenOptions } from './server-listener.js'
+export { ClientConnection, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, type ConnectOptions, type RequestOptions, type RequestBody } from './client-connection.js'
+export { Listener, ServerConnection, type ListenOptions, type ListenerCounters } from './server-listener.js'
 export {
   sealDatagram, openDatagram, ReplayWindow, newDatagramCounters, DATAGRAM_LABEL, DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES,
   type DatagramSender, type DatagramCounters, type DropReason, type OpenResult

@@ -77,22 +77,55 @@ export interface ListenOptions {
   identity: Identity
   trust: TrustStore
   limits: NodeLimits
-  /** Handshake must finish within this; default 5000 ms. */
+  /**
+   * The whole handshake must finish within this (default 2000 ms). An honest peer needs
+   * one and a half round trips; a stranger holding a socket open is cut off this soon.
+   */
   handshakeTimeoutMs?: number
-  /** Most connections at once (authenticated or not); beyond it new sockets are closed. */
+  /** Most connections at once, authenticated or not (default 1024); beyond it new sockets are closed. */
   maxConnections?: number
+  /**
+   * Most sockets still in their handshake at once (default a quarter of maxConnections).
+   * The rest of the cap is reserved for authenticated peers, which strangers cannot take.
+   */
+  maxUnauthenticated?: number
+  /** Most sockets in their handshake from one remote address (default 16). */
+  maxUnauthenticatedPerAddress?: number
+}
+
+/** What the listener turned away before authentication (for describe and tests). */
+export interface ListenerCounters {
+  /** Closed at once: the connection cap was reached, with no handshake to make room. */
+  refusedFull: number
+  /** Closed at once: that address already had its share of handshakes in progress. */
+  refusedPerAddress: number
+  /** Handshakes cut short to make room for a newer socket (the oldest goes first). */
+  evicted: number
+  /** Handshakes that did not finish in time. */
+  timedOut: number
 }
 
 /**
  * The TCP listener: accepts sockets, runs the handshake with small frame limits,
  * then hands each authenticated connection to 'connection' listeners.
+ *
+ * Strangers cannot lock trusted peers out (PROTOCOL.md §2.3): sockets that have not
+ * authenticated are held to a short deadline, to a per-address share, and to a part of
+ * the connection cap; when that part is full a new socket displaces the oldest
+ * handshake, since an honest handshake takes a round trip and one still open after
+ * the others is the likeliest to be a stranger holding it.
+ *
  * Events: 'connection' (ServerConnection), 'rejected' ({ address, error }).
  */
 export class Listener extends EventEmitter {
   readonly #server: Server
   readonly #opts: ListenOptions
   readonly connections = new Set<ServerConnection>()
+  readonly counters: ListenerCounters = { refusedFull: 0, refusedPerAddress: 0, evicted: 0, timedOut: 0 }
   readonly #sockets = new Set<Socket>()
+  /** Sockets in their handshake and their remote address, oldest first (insertion order). */
+  readonly #handshaking = new Map<Socket, string>()
+  readonly #perAddress = new Map<string, number>()
   #nextId = 1
 
   private constructor (server: Server, opts: ListenOptions) {
@@ -118,6 +151,9 @@ export class Listener extends EventEmitter {
     return { host: a.address, port: a.port }
   }
 
+  /** Sockets still in their handshake. */
+  get unauthenticated (): number { return this.#handshaking.size }
+
   async close (): Promise<void> {
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve())
@@ -126,21 +162,47 @@ export class Listener extends EventEmitter {
   }
 
   #onSocket (socket: Socket): void {
-    if (this.#sockets.size >= (this.#opts.maxConnections ?? 1024)) {
+    const maxConnections = this.#opts.maxConnections ?? 1024
+    const maxUnauthenticated = Math.max(1, Math.min(maxConnections, this.#opts.maxUnauthenticated ?? Math.ceil(maxConnections / 4)))
+    const perAddress = this.#opts.maxUnauthenticatedPerAddress ?? 16
+    const address = socket.remoteAddress ?? ''
+    // One address cannot take more than its share, nor push out others' handshakes.
+    if ((this.#perAddress.get(address) ?? 0) >= perAddress) {
+      this.counters.refusedPerAddress++
       socket.destroy()
       return
     }
+    if (this.#handshaking.size >= maxUnauthenticated || this.#sockets.size >= maxConnections) {
+      const oldest = this.#handshaking.keys().next().value
+      if (oldest === undefined) {
+        this.counters.refusedFull++
+        socket.destroy()
+        return
+      }
+      this.counters.evicted++
+      this.#endHandshake(oldest)
+      oldest.destroy()
+    }
     this.#sockets.add(socket)
-    socket.on('close', () => this.#sockets.delete(socket))
+    this.#handshaking.set(socket, address)
+    this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1)
+    socket.on('close', () => { this.#sockets.delete(socket); this.#endHandshake(socket) })
     socket.on('error', () => { /* reported through 'close' */ })
     socket.setKeepAlive(true, 30_000)
+    const timeoutMs = this.#opts.handshakeTimeoutMs ?? 2000
+    // One deadline for the whole handshake, not one per message: a peer that trickles
+    // its frames must not hold the socket for several timeouts.
+    const deadline = setTimeout(() => { this.counters.timedOut++; socket.destroy() }, timeoutMs)
+    deadline.unref()
     const framed = new FramedSocket(socket, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
     serverHandshake(framed, {
       identity: this.#opts.identity,
       trust: this.#opts.trust,
       limits: this.#opts.limits,
-      timeoutMs: this.#opts.handshakeTimeoutMs ?? 5000
+      timeoutMs
     }).then((peer) => {
+      clearTimeout(deadline)
+      this.#endHandshake(socket)
       framed.setLimits({
         maxFrameBytes: this.#opts.limits.maxFrameBytes,
         maxDepth: this.#opts.limits.maxDepth,
@@ -152,8 +214,19 @@ export class Listener extends EventEmitter {
       conn.on('close', () => this.connections.delete(conn))
       this.emit('connection', conn)
     }, (err: unknown) => {
-      this.emit('rejected', { address: socket.remoteAddress ?? '', error: err instanceof EvalMeshError ? err : new EvalMeshError('HANDSHAKE_FAILED', String(err)) })
+      clearTimeout(deadline)
+      this.emit('rejected', { address, error: err instanceof EvalMeshError ? err : new EvalMeshError('HANDSHAKE_FAILED', String(err)) })
     })
   }
-}
 
+  /** The socket is no longer in its handshake (authenticated, failed or closed); idempotent. */
+  #endHandshake (socket: Socket): void {
+    // The address is the one recorded at accept: a closed socket no longer knows its peer.
+    const address = this.#handshaking.get(socket)
+    if (address === undefined) return
+    this.#handshaking.delete(socket)
+    const n = (this.#perAddress.get(address) ?? 1) - 1
+    if (n <= 0) this.#perAddress.delete(address)
+    else this.#perAddress.set(address, n)
+  }
+}
