@@ -1,12 +1,12 @@
-import { Client, EvalMeshError, RemoteEvalError, type BroadcastConfig } from '@evalmesh/client'
+import { Broadcaster, Client, EvalMeshError, claimOne, type BroadcastConfig } from '@evalmesh/client'
 
 /**
  * Claim a willing node for one test: broadcast a small form (it sets up the test's
  * session) and keep the address of the node that took it, so the test's steps can
- * then run there, in order, as directed requests. The broadcast itself is the
- * client's (`evalDetailed` with no host: offers, the least loaded claimed, the rest
- * released); this adds rounds until the test's claim deadline, because all nodes
- * being busy is normal in CI: tests queue for nodes.
+ * then run there, in order, as directed requests. The offer -> claim -> release
+ * sequence and the "it did not run, ask again" decision are the client's claim
+ * primitive (claimOne); this only asks in rounds until the test's claim deadline,
+ * because all nodes being busy is normal in CI: tests queue for nodes.
  */
 
 export interface Claimed {
@@ -17,11 +17,9 @@ export interface Claimed {
   value: unknown
 }
 
-const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
-
 export class Claimer {
   readonly #client: Client
-  readonly #config: BroadcastConfig
+  readonly #broadcaster: Broadcaster
   readonly #roundMs: number
 
   /**
@@ -31,8 +29,8 @@ export class Claimer {
   constructor (client: Client, config: BroadcastConfig, roundMs = 2000) {
     // Same key, so the same sessions on the nodes: the steps the agent's client sends
     // later see what the claim form set up.
-    this.#client = new Client({ identity: client.identity, trust: client.trust, broadcast: config })
-    this.#config = config
+    this.#client = new Client({ identity: client.identity, trust: client.trust })
+    this.#broadcaster = new Broadcaster(client.identity, client.trust, config)
     this.#roundMs = roundMs
   }
 
@@ -42,26 +40,22 @@ export class Claimer {
    * retried elsewhere: at most one node runs a broadcast.
    */
   async claim (form: string, session: string, deadline: number, signal?: AbortSignal): Promise<Claimed> {
-    while (true) {
-      if (signal?.aborted === true) throw new EvalMeshError('ABORTED', 'the run was interrupted before this test found a node')
-      const waitMs = Math.max(1, Math.min(this.#roundMs, deadline - Date.now()))
-      try {
-        const r = await this.#client.evalDetailed(form, null, { session, broadcastTimeoutMs: waitMs })
-        return { host: r.host!, node: { name: r.node }, txn: r.txn, value: 'value' in r ? r.value : undefined }
-      } catch (err) {
-        // No offer, or refused/busy at claim time: the form did not run, ask again.
-        const notRun = (err instanceof EvalMeshError && err.code === 'NO_WILLING_SERVER') ||
-          (err instanceof RemoteEvalError && (err.code === 'REFUSED' || err.code === 'BUSY'))
-        if (!notRun) throw err
+    const body = { kind: 'eval' as const, txn: this.#client.nextTxn(), form, session, wait: true }
+    const options: Parameters<typeof claimOne>[3] = { deadline, roundMs: this.#roundMs }
+    if (signal !== undefined) options.signal = signal
+    try {
+      const { reply, host, offer } = await claimOne(this.#client, this.#broadcaster, body, options)
+      return { host, node: { name: offer.node.name }, txn: reply.txn, value: 'value' in reply ? reply.value : undefined }
+    } catch (err) {
+      if (err instanceof EvalMeshError && err.code === 'ABORTED' && signal?.aborted === true) {
+        throw new EvalMeshError('ABORTED', 'the run was interrupted before this test found a node', err.data, { cause: err })
       }
-      if (Date.now() >= deadline) {
-        throw new EvalMeshError('NO_WILLING_SERVER', `no willing node took the test before its claim deadline (${this.#config.targets?.length ?? 0} node(s) asked by unicast${this.#config.interface !== undefined ? ', and the LAN' : ''})`)
-      }
-      await sleep(100)
+      throw err
     }
   }
 
   close (): void {
+    this.#broadcaster.close()
     this.#client.close()
   }
 }

@@ -1,13 +1,16 @@
 import { randomBytes } from 'node:crypto'
 import {
   EvalMeshError, RemoteEvalError, formatTxn,
-  type EvalAck, type EvalLimits, type EvalOutcome, type StatusWhich, type TxnRecord
+  type AbortResult, type DescribeReply, type EvalAck, type EvalLimits, type EvalOutcome, type PingReply, type PolicyState,
+  type ReplyOf, type RequestBody, type RequestKind, type StatusWhich, type TraceReply, type TxnRecord
 } from '@evalmesh/protocol'
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
-import { ClientConnection, type RequestBody } from '@evalmesh/transport'
-import { formatHost, resolveHost, type Endpoint, type PeerLookup } from './host.js'
-import { Broadcaster, noWillingServer, type BroadcastConfig, type Offer, type QueryHandle } from './broadcast.js'
+import { ClientConnection } from '@evalmesh/transport'
+import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
+import { Broadcaster, type BroadcastConfig } from './broadcast.js'
+import { claimOne, type ClaimBody } from './claim.js'
 import { fanOut, type FanOutOptions, type NodeOutcome } from './fanout.js'
+import { retryOf } from './retry.js'
 
 export interface ClientInit {
   /** Where this client's key lives (default ~/.evalmesh or $EVALMESH_STATE_DIR). */
@@ -17,6 +20,13 @@ export interface ClientInit {
   /** Resolves node names to addresses (peer table). */
   lookup?: PeerLookup
   connectTimeoutMs?: number
+  /**
+   * Liveness (PROTOCOL.md §8): while calls wait on a connection, ping the node after this
+   * long without a byte from it (default 1000 ms; 0 turns the heartbeat off)...
+   */
+  heartbeatIntervalMs?: number
+  /** ...and fail the waiting calls with LOST after this long with nothing at all (default 5000 ms). */
+  heartbeatTimeoutMs?: number
   /** How many times a BUSY (or MEGATEST_BUSY) refusal is retried, backing off (default 8). */
   busyRetries?: number
   /** Where broadcasts go (no host given). Without it, a call with no host is an error. */
@@ -103,10 +113,10 @@ export class Client {
 
   /** As remoteEval, but resolves with the whole outcome: value, console output, seconds, node, txn. */
   async evalDetailed (form: string, host?: string | null, options: EvalOptions = {}): Promise<EvalResult> {
-    const body: RequestBody = { kind: 'eval', txn: this.nextTxn(), form, wait: options.wait ?? true }
+    const body: ClaimBody = { kind: 'eval', txn: this.nextTxn(), form, wait: options.wait ?? true }
     if (options.session !== undefined) body.session = options.session
     if (options.limits !== undefined) body.limits = options.limits
-    return await this.#submit(body, host, options) as EvalResult
+    return await this.#submit(body, host, options)
   }
 
   /** REMOTEAPPLY: call the function the node registered under `fn`. */
@@ -116,66 +126,66 @@ export class Client {
   }
 
   async applyDetailed (fn: string, args: unknown[], host?: string | null, options: EvalOptions = {}): Promise<EvalResult> {
-    const body: RequestBody = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: options.wait ?? true }
+    const body: ClaimBody = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: options.wait ?? true }
     if (options.limits !== undefined) body.limits = options.limits
-    return await this.#submit(body, host, options) as EvalResult
+    return await this.#submit(body, host, options)
   }
 
   /**
    * REMOTEABORT: abort `txn` on `host`. A bare sequence number is taken as one of this
    * client's transactions, as EVALSERVER consed the local host onto a bare id.
    */
-  async remoteAbort (txn: string | number, host: string, options: AbortOptions = {}): Promise<{ txn: string | null, aborted: boolean, state: string, reason: string }> {
-    const body: RequestBody = { kind: 'abort', txn }
+  async remoteAbort (txn: string | number, host: string, options: AbortOptions = {}): Promise<AbortResult> {
+    const body: RequestBody<'abort'> = { kind: 'abort', txn }
     if (typeof txn === 'number') body.client = this.clientId
     if (options.reason !== undefined) body.reason = options.reason
     if (options.mustExist !== undefined) body.mustExist = options.mustExist
-    return await this.request(host, body) as { txn: string | null, aborted: boolean, state: string, reason: string }
+    return await this.request(host, body)
   }
 
   /** Re-fetch the result of a transaction by id (e.g. after a lost connection or wait: false). */
   async fetchResult (txn: string, host: string, options: { wait?: boolean, timeoutMs?: number } = {}): Promise<EvalOutcome> {
-    const body: RequestBody = { kind: 'result', txn }
+    const body: RequestBody<'result'> = { kind: 'result', txn }
     if (options.wait !== undefined) body.wait = options.wait
-    return await this.request(host, body, options.timeoutMs) as EvalOutcome
+    return await this.request(host, body, options.timeoutMs)
   }
 
   async status (host: string, options: { which?: StatusWhich, id?: string | number, limit?: number } = {}): Promise<TxnRecord[]> {
-    const body: RequestBody = { kind: 'status' }
+    const body: RequestBody<'status'> = { kind: 'status' }
     if (options.which !== undefined) body.which = options.which
     if (options.id !== undefined) body.txn = options.id
     if (options.limit !== undefined) body.limit = options.limit
-    return await this.request(host, body) as TxnRecord[]
+    return await this.request(host, body)
   }
 
-  async describe (host: string): Promise<Record<string, unknown>> {
-    return await this.request(host, { kind: 'describe' }) as Record<string, unknown>
+  async describe (host: string): Promise<DescribeReply> {
+    return await this.request(host, { kind: 'describe' })
   }
 
-  async ping (host: string): Promise<{ time: number, name: string, id: string }> {
-    return await this.request(host, { kind: 'ping' }) as { time: number, name: string, id: string }
+  async ping (host: string): Promise<PingReply> {
+    return await this.request(host, { kind: 'ping' })
   }
 
   /** Forget this client's persistent context on `host`. */
   async reset (host: string, session?: string): Promise<void> {
-    const body: RequestBody = { kind: 'reset' }
+    const body: RequestBody<'reset'> = { kind: 'reset' }
     if (session !== undefined) body.session = session
     await this.request(host, body)
   }
 
-  async policy (host: string, change: PolicyChange = {}): Promise<{ hosts: string[], gags: string[] }> {
-    return await this.request(host, { kind: 'policy', ...change }) as { hosts: string[], gags: string[] }
+  async policy (host: string, change: PolicyChange = {}): Promise<PolicyState> {
+    return await this.request(host, { kind: 'policy', ...change })
   }
 
-  async trace (host: string, options: { on?: boolean, since?: number, clear?: boolean } = {}): Promise<{ on: boolean, events: unknown[], lastSeq: number }> {
-    return await this.request(host, { kind: 'trace', ...options }) as { on: boolean, events: unknown[], lastSeq: number }
+  async trace (host: string, options: { on?: boolean, since?: number, clear?: boolean } = {}): Promise<TraceReply> {
+    return await this.request(host, { kind: 'trace', ...options })
   }
 
-  /** Send any request to `host` over a pooled connection. */
-  async request (host: string | Endpoint, body: RequestBody, timeoutMs?: number): Promise<unknown> {
+  /** Send any request to `host` over a pooled connection; resolves with the reply of its kind. */
+  async request<K extends RequestKind> (host: string | Endpoint, body: RequestBody & { kind: K }, timeoutMs?: number): Promise<ReplyOf<K>> {
     const endpoint = typeof host === 'string' ? this.resolve(host) : host
     const conn = await this.connection(endpoint)
-    return await conn.request(body, timeoutMs === undefined ? {} : { timeoutMs })
+    return await conn.request<K>(body, timeoutMs === undefined ? {} : { timeoutMs })
   }
 
   /** The pooled, authenticated connection to an endpoint (opened on first use). */
@@ -187,6 +197,8 @@ export class Client {
         host: endpoint.host, port: endpoint.port, identity: this.identity, trust: this.trust,
         connectTimeoutMs: this.#init.connectTimeoutMs ?? 5000
       }
+      if (this.#init.heartbeatIntervalMs !== undefined) opts.heartbeatIntervalMs = this.#init.heartbeatIntervalMs
+      if (this.#init.heartbeatTimeoutMs !== undefined) opts.heartbeatTimeoutMs = this.#init.heartbeatTimeoutMs
       if (endpoint.id !== undefined) opts.expectId = endpoint.id
       p = ClientConnection.open(opts)
       this.#pool.set(key, p)
@@ -201,26 +213,26 @@ export class Client {
    * (ok with the value, error, refused, timeout or lost); `reduce` folds the values.
    */
   async remoteEvalAll (form: string, options: EvalAllOptions = {}): Promise<EvalAllResult> {
-    const body: RequestBody & { txn: string } = { kind: 'eval', txn: this.nextTxn(), form, wait: true }
+    const body: ClaimBody = { kind: 'eval', txn: this.nextTxn(), form, wait: true }
     if (options.session !== undefined) body.session = options.session
     if (options.limits !== undefined) body.limits = options.limits
     return await this.#collect(body, options)
   }
 
   async remoteApplyAll (fn: string, args: unknown[], options: EvalAllOptions = {}): Promise<EvalAllResult> {
-    const body: RequestBody & { txn: string } = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: true }
+    const body: ClaimBody = { kind: 'apply', txn: this.nextTxn(), fn, args, wait: true }
     if (options.limits !== undefined) body.limits = options.limits
     return await this.#collect(body, options)
   }
 
   /** The outcomes of a fan-out as an async iterable, in the order they arrive. */
   evalAllStream (form: string, options: FanOutOptions = {}): AsyncGenerator<NodeOutcome> {
-    const body: RequestBody & { txn: string } = { kind: 'eval', txn: this.nextTxn(), form, wait: true }
+    const body: ClaimBody = { kind: 'eval', txn: this.nextTxn(), form, wait: true }
     if (options.session !== undefined) body.session = options.session
     return fanOut(this, this.#requireBroadcaster(), body, options)
   }
 
-  async #collect (body: RequestBody & { txn: string }, options: EvalAllOptions): Promise<EvalAllResult> {
+  async #collect (body: ClaimBody, options: EvalAllOptions): Promise<EvalAllResult> {
     const outcomes: NodeOutcome[] = []
     let value = options.initial
     for await (const o of fanOut(this, this.#requireBroadcaster(), body, options)) {
@@ -252,75 +264,20 @@ export class Client {
   }
 
   /**
-   * Broadcast: take the first offer (the least loaded node answers first), claim it over
-   * TCP, release the rest. Once the claimed request is sent the txn is bound to that node:
-   * a lost connection is reported, never retried elsewhere, so at most one node runs it.
+   * Broadcast (the claim primitive, claim.ts): once the claimed request is sent the txn is
+   * bound to that node: a lost connection is reported, never retried elsewhere, so at most
+   * one node runs it.
    */
-  async #broadcastSubmit (body: RequestBody & { txn: string }, options: EvalOptions): Promise<unknown> {
+  async #broadcastSubmit (body: ClaimBody, options: EvalOptions): Promise<EvalResult> {
     const broadcaster = this.#requireBroadcaster()
     const waitMs = options.broadcastTimeoutMs ?? this.#init.broadcastTimeoutMs ?? 3000
-    const deadline = Date.now() + waitMs
-    const tried = new Set<string>()
-    while (true) {
-      const offer = await this.#firstOffer(broadcaster, body.txn, deadline, tried)
-      if (offer === undefined) throw noWillingServer(body.txn, waitMs, broadcaster.config)
-      tried.add(offer.node.id)
-      let conn
-      try {
-        conn = await this.connection({ host: offer.address, port: offer.port, id: offer.node.id, label: offer.node.name })
-      } catch {
-        void broadcaster.release(offer)
-        continue // nothing was sent: another node may take it
-      }
-      try {
-        const r = await conn.request({ ...body, claim: offer.token } as RequestBody, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) as EvalResult
-        r.host = formatHost(offer.address, offer.port)
-        return r
-      } catch (err) {
-        // Refused or busy at admission means it did not run there: safe to ask again.
-        if (err instanceof RemoteEvalError && (err.code === 'REFUSED' || err.code === 'BUSY') && Date.now() < deadline) continue
-        if (err instanceof EvalMeshError && (err.code === 'LOST' || err.code === 'CLIENT_TIMEOUT')) {
-          err.data.txn = body.txn
-          err.data.node = offer.node.name
-          err.message += ` (txn ${body.txn} on ${offer.node.name} at ${offer.address}:${offer.port}; fetch its result later with fetchResult)`
-        }
-        throw err
-      }
-    }
+    const claimOptions: Parameters<typeof claimOne>[3] = { deadline: Date.now() + waitMs }
+    if (options.timeoutMs !== undefined) claimOptions.timeoutMs = options.timeoutMs
+    const { reply, host } = await claimOne(this, broadcaster, body, claimOptions)
+    return { ...reply, host }
   }
 
-  /**
-   * The offer to claim: of those that arrive in the same I/O turn as the first, the least
-   * loaded one, ties broken at random (so a burst of broadcasts spreads over idle nodes).
-   */
-  async #firstOffer (broadcaster: Broadcaster, txn: string, deadline: number, skip: Set<string>): Promise<Offer | undefined> {
-    return await new Promise<Offer | undefined>((resolve) => {
-      const candidates: Offer[] = []
-      let chosen: Offer | undefined
-      let handle: QueryHandle | undefined
-      const choose = (): void => {
-        const load = (o: Offer): number => (o.load.running + o.load.queued + (o.load.held ?? 0)) / Math.max(1, o.load.concurrency)
-        const best = Math.min(...candidates.map(load))
-        const least = candidates.filter(o => load(o) === best)
-        chosen = least[Math.floor(Math.random() * least.length)]!
-        void broadcaster.releaseAll(txn, chosen.node.id)
-        resolve(chosen)
-        // Stop asking, but listen a moment longer to release late offers.
-        handle?.quiet()
-        setTimeout(() => handle?.stop(), 250).unref()
-      }
-      void broadcaster.query(txn, 'one', deadline, (event) => {
-        if (event.kind !== 'offer') return
-        const offer = event.offer
-        if (skip.has(offer.node.id)) { void broadcaster.release(offer); return }
-        if (chosen !== undefined) return // a late offer: the release already sent covers it
-        candidates.push(offer)
-        if (candidates.length === 1) setImmediate(choose)
-      }, () => { if (chosen === undefined && candidates.length === 0) resolve(undefined) }).then(h => { handle = h; if (chosen !== undefined) h.quiet() })
-    })
-  }
-
-  async #submit (body: RequestBody & { txn: string }, host: string | null | undefined, options: EvalOptions): Promise<unknown> {
+  async #submit (body: ClaimBody, host: string | null | undefined, options: EvalOptions): Promise<EvalResult> {
     if (host === undefined || host === null || host === '') return await this.#broadcastSubmit(body, options)
     const endpoint = this.resolve(host)
     const retries = this.#init.busyRetries ?? 8
@@ -330,24 +287,20 @@ export class Client {
         const remaining = deadline === Infinity ? undefined : Math.max(1, deadline - Date.now())
         return await this.request(endpoint, body, remaining)
       } catch (err) {
-        // BUSY is a refusal before admission, so a retry with the same txn id is safe.
-        if (err instanceof RemoteEvalError && err.code === 'BUSY' && attempt < retries) {
-          const wait = jitter(Math.min(Number(err.data.retryAfterMs ?? 100), 10_000))
-          if (Date.now() + wait < deadline) { await sleep(wait); continue }
-        }
-        // A Megatest area past its load limit did nothing, but the node recorded a failed
-        // transaction: retry under a new txn id. Megatest's hint (requests over the limit,
-        // as seconds) is only a ceiling: back off exponentially from 25 ms below it.
-        if (err instanceof RemoteEvalError && err.code === 'MEGATEST_BUSY' && attempt < retries) {
-          const ceiling = Math.max(25, Number(err.data.wait ?? 1) * 1000)
-          const wait = jitter(Math.min(ceiling, 25 * 2 ** attempt, 5000))
-          if (Date.now() + wait < deadline) { await sleep(wait); body.txn = this.nextTxn(); continue }
-        }
-        if (err instanceof EvalMeshError && (err.code === 'LOST' || err.code === 'CLIENT_TIMEOUT')) {
-          err.data.txn = body.txn
-          err.message += ` (txn ${body.txn}; fetch its result later with fetchResult)`
-        }
-        throw err
+        if (!(err instanceof RemoteEvalError) || attempt >= retries) throw err
+        const retry = retryOf(err.code)
+        // BUSY: refused before admission, retried with the same txn after the node's hint.
+        // MEGATEST_BUSY: the node recorded a failed transaction but did nothing, so a new
+        // txn; Megatest's hint (requests over the limit, as seconds) is only a ceiling: back
+        // off exponentially from 25 ms below it. REFUSED is 'same-txn' too, but a directed
+        // refusal is the policy's answer: asking the same node again would not change it.
+        let wait: number
+        if (retry === 'same-txn' && err.code === 'BUSY') wait = jitter(Math.min(Number(err.data.retryAfterMs ?? 100), 10_000))
+        else if (retry === 'new-txn') wait = jitter(Math.min(Math.max(25, Number(err.data.wait ?? 1) * 1000), 25 * 2 ** attempt, 5000))
+        else throw err
+        if (Date.now() + wait >= deadline) throw err
+        await sleep(wait)
+        if (retry === 'new-txn') body.txn = this.nextTxn()
       }
     }
   }
@@ -361,4 +314,3 @@ function jitter (ms: number): number {
 function sleep (ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms))
 }
-

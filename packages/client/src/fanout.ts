@@ -1,7 +1,6 @@
-import { EvalMeshError, RemoteEvalError, type EvalOutcome } from '@evalmesh/protocol'
-import type { RequestBody } from '@evalmesh/transport'
+import { EvalMeshError, RemoteEvalError } from '@evalmesh/protocol'
 import type { Broadcaster, Offer } from './broadcast.js'
-import type { Client } from './client.js'
+import { claimOffer, endpointOf, type ClaimBody, type Connections } from './claim.js'
 
 /** One node's answer to a fan-out (remoteEvalAll). */
 export interface NodeOutcome {
@@ -35,7 +34,7 @@ export interface FanOutOptions {
  * Run one request on every willing node: query with mode "all", claim every offer
  * (up to `limit`) over TCP as it arrives, and yield each node's outcome as it lands.
  */
-export async function * fanOut (client: Client, broadcaster: Broadcaster, body: RequestBody & { txn: string }, opts: FanOutOptions): AsyncGenerator<NodeOutcome> {
+export async function * fanOut (connections: Connections, broadcaster: Broadcaster, body: ClaimBody, opts: FanOutOptions): AsyncGenerator<NodeOutcome> {
   const timeout = opts.timeout ?? 5000
   const deadline = Date.now() + timeout
   const gatherUntil = Date.now() + (opts.gatherMs ?? Math.min(timeout / 2, 300))
@@ -56,9 +55,10 @@ export async function * fanOut (client: Client, broadcaster: Broadcaster, body: 
     const finish = (o: NodeOutcome): void => { if (!entry.done) { entry.done = true; push(o) } }
     void (async () => {
       try {
-        const conn = await client.connection({ host: offer.address, port: offer.port, id: offer.node.id, label: offer.node.name })
-        const r = await conn.request({ ...body, claim: offer.token } as RequestBody, { timeoutMs: Math.max(1, deadline - Date.now()) }) as EvalOutcome
-        finish({ ...base, status: 'ok', value: r.value, output: r.output, seconds: r.seconds })
+        const { reply: r } = await claimOffer(connections, broadcaster, offer, body, Math.max(1, deadline - Date.now()))
+        // The request waits (wait: true), so the reply is the outcome, not an acknowledgement.
+        if ('value' in r) finish({ ...base, status: 'ok', value: r.value, output: r.output, seconds: r.seconds })
+        else finish({ ...base, status: 'ok' })
       } catch (err) {
         const e = err instanceof EvalMeshError ? err : new EvalMeshError('LOST', String(err))
         const status = e.code === 'REFUSED' || e.code === 'BUSY' ? 'refused'
@@ -98,7 +98,7 @@ export async function * fanOut (client: Client, broadcaster: Broadcaster, body: 
     for (const { offer, done } of running.values()) {
       if (done) continue
       const reason = okCount >= (opts.quorum ?? Infinity) ? 'quorum reached' : 'fan-out deadline passed'
-      void client.remoteAbort(body.txn, `${offer.address}:${offer.port}`, { reason }).catch(() => {})
+      void connections.connection(endpointOf(offer)).then(c => c.request({ kind: 'abort', txn: body.txn, reason })).catch(() => {})
     }
   }
 }

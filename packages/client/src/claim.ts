@@ -1,0 +1,126 @@
+import { EvalMeshError, type ReplyOf, type RequestBody } from '@evalmesh/protocol'
+import type { ClientConnection } from '@evalmesh/transport'
+import { noWillingServer, type Broadcaster, type Offer, type QueryHandle } from './broadcast.js'
+import { formatHost, type Endpoint } from './host.js'
+import { didNotRun } from './retry.js'
+
+/**
+ * The claim primitive (PROTOCOL.md §5.4): offer -> connect -> claim -> release, written
+ * once for broadcast (claimOne), fan-out (claimOffer per offer) and the CI agent.
+ */
+
+/** What a claim needs from the client: its pool of authenticated connections. */
+export interface Connections {
+  connection: (endpoint: Endpoint) => Promise<ClientConnection>
+}
+
+/** A request that can follow a broadcast offer: eval or apply, with its txn. */
+export type ClaimBody = (RequestBody<'eval'> | RequestBody<'apply'>) & { txn: string }
+
+export interface Claimed {
+  reply: ReplyOf<'eval' | 'apply'>
+  offer: Offer
+  /** host:port of the node that took it, to send follow-up work there. */
+  host: string
+}
+
+/** Where the node that made an offer listens, and the id it must prove. */
+export function endpointOf (offer: Offer): Endpoint {
+  return { host: offer.address, port: offer.port, id: offer.node.id, label: offer.node.name }
+}
+
+/**
+ * Claim one offer: connect to the node that made it (it must prove the id it offered
+ * with) and send `body` with the offer's token. When the connection cannot be opened
+ * nothing was sent: the offer is released and CONNECT_FAILED thrown, which may be
+ * retried with the same txn elsewhere. Once sent, the txn is bound to that node: what
+ * comes back is its outcome, its error (REFUSED or BUSY mean it did not admit the claim),
+ * or LOST / CLIENT_TIMEOUT, after which the outcome is re-fetched there, never elsewhere.
+ */
+export async function claimOffer (connections: Connections, broadcaster: Broadcaster, offer: Offer, body: ClaimBody, timeoutMs?: number): Promise<Claimed> {
+  let conn: ClientConnection
+  try {
+    conn = await connections.connection(endpointOf(offer))
+  } catch (err) {
+    void broadcaster.release(offer)
+    if (err instanceof EvalMeshError && err.code === 'CONNECT_FAILED') throw err
+    throw new EvalMeshError('CONNECT_FAILED', `cannot claim ${body.txn} on ${offer.node.name} at ${formatHost(offer.address, offer.port)}: ${(err as Error).message}`,
+      { txn: body.txn, node: offer.node.name }, { cause: err })
+  }
+  const reply = await conn.request({ ...body, claim: offer.token }, timeoutMs === undefined ? {} : { timeoutMs })
+  return { reply, offer, host: formatHost(offer.address, offer.port) }
+}
+
+export interface ClaimOneOptions {
+  /** Give up (NO_WILLING_SERVER) at this time, epoch ms. */
+  deadline: number
+  /**
+   * Ask in rounds of this long until the deadline (default: one round). All nodes
+   * being busy is normal in CI; each round asks every node afresh.
+   */
+  roundMs?: number
+  /** Per-request timeout of the claimed request (CLIENT_TIMEOUT). */
+  timeoutMs?: number
+  /** Stops asking between rounds (ABORTED). */
+  signal?: AbortSignal
+}
+
+/**
+ * Broadcast: at most one willing node runs `body`. Take the first offer (the least
+ * loaded of those that arrive together), claim it, release the rest. A claim that did
+ * not run (no connection, REFUSED, BUSY) is tried on another offer with the same txn;
+ * once a node admitted it, its outcome or its error is the answer.
+ */
+export async function claimOne (connections: Connections, broadcaster: Broadcaster, body: ClaimBody, opts: ClaimOneOptions): Promise<Claimed> {
+  const started = Date.now()
+  while (true) {
+    if (opts.signal?.aborted === true) throw new EvalMeshError('ABORTED', `stopped looking for a node to run ${body.txn}`, { txn: body.txn })
+    const roundEnd = Math.min(opts.deadline, Date.now() + (opts.roundMs ?? Infinity))
+    // Within a round a node that did not admit the claim is not asked again.
+    const tried = new Set<string>()
+    while (true) {
+      const offer = await firstOffer(broadcaster, body.txn, roundEnd, tried)
+      if (offer === undefined) break
+      tried.add(offer.node.id)
+      try {
+        return await claimOffer(connections, broadcaster, offer, body, opts.timeoutMs)
+      } catch (err) {
+        if (!didNotRun(err) || Date.now() >= opts.deadline) throw err
+      }
+    }
+    if (Date.now() >= opts.deadline) throw noWillingServer(body.txn, opts.deadline - started, broadcaster.config)
+    await new Promise(resolve => setTimeout(resolve, Math.min(100, Math.max(0, opts.deadline - Date.now()))))
+  }
+}
+
+/**
+ * The offer to claim: of those that arrive in the same I/O turn as the first, the least
+ * loaded one, ties broken at random (so a burst of broadcasts spreads over idle nodes).
+ * The others are released with one datagram; undefined if none came by `deadline`.
+ */
+async function firstOffer (broadcaster: Broadcaster, txn: string, deadline: number, skip: Set<string>): Promise<Offer | undefined> {
+  return await new Promise<Offer | undefined>((resolve) => {
+    const candidates: Offer[] = []
+    let chosen: Offer | undefined
+    let handle: QueryHandle | undefined
+    const choose = (): void => {
+      const load = (o: Offer): number => (o.load.running + o.load.queued + (o.load.held ?? 0)) / Math.max(1, o.load.concurrency)
+      const best = Math.min(...candidates.map(load))
+      const least = candidates.filter(o => load(o) === best)
+      chosen = least[Math.floor(Math.random() * least.length)]!
+      void broadcaster.releaseAll(txn, chosen.node.id)
+      resolve(chosen)
+      // Stop asking, but listen a moment longer to release late offers.
+      handle?.quiet()
+      setTimeout(() => handle?.stop(), 250).unref()
+    }
+    void broadcaster.query(txn, 'one', deadline, (event) => {
+      if (event.kind !== 'offer') return
+      const offer = event.offer
+      if (skip.has(offer.node.id)) { void broadcaster.release(offer); return }
+      if (chosen !== undefined) return // a late offer: the release already sent covers it
+      candidates.push(offer)
+      if (candidates.length === 1) setImmediate(choose)
+    }, () => { if (chosen === undefined && candidates.length === 0) resolve(undefined) }).then(h => { handle = h; if (chosen !== undefined) h.quiet() })
+  })
+}
