@@ -90,7 +90,7 @@ async function probe (client: Client, r: ServerRegistration, preferred: string):
     return reply.status === 'ok' && reply.result === r.serverId
   }
   if (await ping(preferred)) return preferred
-  const d = await client.describe(host) as { megatestAreas?: string[] }
+  const d = await client.describe(host)
   for (const name of d.megatestAreas ?? []) if (name !== preferred && await ping(name)) return name
   return undefined
 }

@@ -1,4 +1,4 @@
-import { printable, type TxnRecord } from '@evalmesh/protocol'
+import { printable, type PeerEntry, type TraceEvent, type TxnRecord } from '@evalmesh/protocol'
 
 /*
  * Everything shown here that a peer chose (client names, forms, reasons, trace details,
@@ -7,16 +7,6 @@ import { printable, type TxnRecord } from '@evalmesh/protocol'
  * and never act on the terminal. monitor.ts uses it too for what it shows directly.
  */
 export { printable }
-
-/** A trace event as the node sends it (packages/server TraceEvent). */
-export interface TraceEventView {
-  seq: number
-  time: number
-  kind: string
-  txn?: string
-  peer?: string
-  detail: string
-}
 
 export type ListName = 'running' | 'input' | 'done'
 
@@ -88,7 +78,7 @@ function clock (ms: number): string {
 }
 
 /** One trace event as a line: time, kind, txn, peer, detail. */
-export function traceLine (e: TraceEventView): string {
+export function traceLine (e: TraceEvent): string {
   const parts = [clock(e.time), printable(String(e.kind), 20).padEnd(10)]
   if (e.txn !== undefined) parts.push(shortTxn(printable(String(e.txn), 80), 14))
   if (e.peer !== undefined) parts.push(printable(String(e.peer), 63))
@@ -108,20 +98,8 @@ export function parseGagEdit (text: string): { gag: string[], ungag: string[] } 
   return { gag, ungag }
 }
 
-/** Peers as the node lists them, whatever the exact shape (discovery comes with its own issue). */
-export function peerLines (value: unknown): string[] {
-  const list = Array.isArray(value)
-    ? value
-    : typeof value === 'object' && value !== null && Array.isArray((value as { peers?: unknown }).peers)
-      ? (value as { peers: unknown[] }).peers
-      : []
-  if (list.length === 0) return ['(no peers known)']
-  return list.map(p => {
-    if (typeof p !== 'object' || p === null) return printable(String(p), 200)
-    const o = p as Record<string, unknown>
-    const name = printable(String(o.name ?? o.id ?? '?'), 63)
-    const where = o.address !== undefined ? ` ${printable(String(o.address), 64)}${o.port !== undefined ? ':' + printable(String(o.port), 8) : ''}` : ''
-    const extra = o.load !== undefined ? ` load ${printable(String(o.load), 40)}` : o.source !== undefined ? ` (${printable(String(o.source), 20)})` : ''
-    return `${name}${where}${extra}`
-  })
+/** The node's peer table, one line each: name, address, and where the node learned of it. */
+export function peerLines (peers: PeerEntry[]): string[] {
+  if (peers.length === 0) return ['(no peers known)']
+  return peers.map(p => `${printable(String(p.name), 63)} ${printable(String(p.address), 64)}:${printable(String(p.port), 8)} (${printable(String(p.source), 20)})`)
 }

@@ -9,4 +9,4 @@
  * ```
  */
 export { createMonitor, runMonitor, type Monitor, type MonitorOptions } from './monitor.js'
-export { tableLines, traceLine, parseGagEdit, shortTxn, type TraceEventView, type ListName } from './format.js'
+export { tableLines, traceLine, parseGagEdit, peerLines, shortTxn, type ListName } from './format.js'

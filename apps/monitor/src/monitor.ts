@@ -1,12 +1,10 @@
 import blessed from 'blessed'
 import type { Client } from '@evalmesh/client'
-import type { TxnRecord } from '@evalmesh/protocol'
-import { parseGagEdit, peerLines, tableLines, traceLine, type ListName, type TraceEventView } from './format.js'
+import { EvalMeshError, type DescribeReply, type ReplyOf, type RequestBody, type RequestKind, type TxnRecord } from '@evalmesh/protocol'
+import { parseGagEdit, peerLines, tableLines, traceLine, type ListName } from './format.js'
 
 /** Records fetched per refresh: the window shows a screenful, and a busy node keeps many done records. */
 const MAX_ROWS = 500
-
-type Body = Parameters<Client['request']>[1]
 
 export interface MonitorOptions {
   /** The client to talk through; the monitor does not close it. */
@@ -142,7 +140,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
   let connected = false
   let everConnected = false
   let lastError = ''
-  let node: Record<string, unknown> = {}
+  let node: Partial<DescribeReply> = {}
   let traceOn = false
   let traceSeq = 0
   let clockOffset = 0 // node clock minus ours, for "waiting" times of a remote node
@@ -158,7 +156,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
   let resolveClosed!: () => void
   const closed = new Promise<void>(resolve => { resolveClosed = resolve })
 
-  const request = async (body: Body): Promise<unknown> => await client.request(host, body, timeoutMs)
+  const request = async <K extends RequestKind>(body: RequestBody & { kind: K }): Promise<ReplyOf<K>> => await client.request<K>(host, body, timeoutMs)
 
   function say (text: string, ms = 4000): void {
     message = text
@@ -171,7 +169,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
   function drawHeader (): void {
     const name = typeof node.name === 'string' ? node.name : host
     const id = typeof node.id === 'string' ? ` (${node.id.slice(0, 8)})` : ''
-    const counters = (node.counters ?? {}) as Record<string, number>
+    const counters: Partial<DescribeReply['counters']> = node.counters ?? {}
     const uptime = typeof node.uptimeSeconds === 'number' ? `up ${Math.floor(node.uptimeSeconds)}s` : ''
     const state = connected
       ? '{green-fg}connected{/green-fg}'
@@ -205,7 +203,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
     if (closedFlag) return
     drawHeader()
     for (const p of Object.values(panes)) drawPane(p)
-    const policy = (node.policy ?? { hosts: [], gags: [] }) as { hosts: string[], gags: string[] }
+    const policy = node.policy ?? { hosts: [], gags: [] }
     policyBox.setContent(connected || everConnected
       ? ` hosts: ${blessed.escape(policy.hosts.join(', ') || '(none)')}\n gags:  ${blessed.escape(policy.gags.join(', ') || '(none)')}\n {gray-fg}g edits gags{/gray-fg}`
       : ' (not connected)')
@@ -225,14 +223,14 @@ export function createMonitor (options: MonitorOptions): Monitor {
       const wasConnected = connected
       const t0 = Date.now()
       const [describe, records, trace] = await Promise.all([
-        request({ kind: 'describe' }) as Promise<Record<string, unknown>>,
-        request({ kind: 'status', which: 'all', limit: MAX_ROWS }) as Promise<TxnRecord[]>,
-        request({ kind: 'trace', since: traceSeq }) as Promise<{ on: boolean, events: TraceEventView[], lastSeq: number }>
+        request({ kind: 'describe' }),
+        request({ kind: 'status', which: 'all', limit: MAX_ROWS }),
+        request({ kind: 'trace', since: traceSeq })
       ])
       const t1 = Date.now()
       if (!wasConnected) {
         // Once per (re)connection: a ping pins the node's clock against ours.
-        const ping = await request({ kind: 'ping' }) as { time: number }
+        const ping = await request({ kind: 'ping' })
         clockOffset = ping.time - (t1 + Date.now()) / 2
         if (everConnected) tracePane.log('--- reconnected ---')
       }
@@ -267,10 +265,10 @@ export function createMonitor (options: MonitorOptions): Monitor {
 
   async function pollPeers (): Promise<void> {
     try {
-      peersKnown = peerLines(await request({ kind: 'peers' } as unknown as Body))
+      peersKnown = peerLines(await request({ kind: 'peers' }))
       peersUnsupported = false
     } catch (err) {
-      if ((err as { code?: string }).code === 'UNKNOWN_KIND') {
+      if (err instanceof EvalMeshError && err.code === 'UNKNOWN_KIND') {
         peersUnsupported = true
         peersKnown = ['(discovery not enabled)']
       } else {
@@ -323,7 +321,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
 
   function toggleTrace (): void {
     const want = !traceOn
-    ;(request({ kind: 'trace', on: want, since: traceSeq }) as Promise<{ on: boolean }>).then(
+    request({ kind: 'trace', on: want, since: traceSeq }).then(
       r => { traceOn = r.on; say(`trace ${r.on ? 'on' : 'off'} on ${String(node.name ?? host)}`); void refresh() },
       err => say(`cannot change tracing: ${(err as Error).message}`)
     )
@@ -331,7 +329,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
 
   function editGags (): void {
     modal = 'prompt'
-    const gags = ((node.policy ?? {}) as { gags?: string[] }).gags ?? []
+    const gags = node.policy?.gags ?? []
     promptText.setContent(`gags now: ${gags.join(', ') || '(none)'}\n+name gags, -name ungags (also broadcast, self); Enter applies, Esc cancels`)
     promptBox.show()
     promptBox.setFront()
@@ -347,10 +345,10 @@ export function createMonitor (options: MonitorOptions): Monitor {
       if (value === undefined || value === null) { say('gags unchanged'); return }
       const change = parseGagEdit(value)
       if (change.gag.length === 0 && change.ungag.length === 0) { say('gags unchanged'); return }
-      const body: Record<string, unknown> = { kind: 'policy' }
+      const body: RequestBody<'policy'> = { kind: 'policy' }
       if (change.gag.length > 0) body.gag = change.gag
       if (change.ungag.length > 0) body.ungag = change.ungag
-      ;(request(body as unknown as Body) as Promise<{ gags: string[] }>).then(
+      request(body).then(
         p => { say(`gags: ${p.gags.join(', ') || '(none)'}`); void refresh() },
         err => say(`cannot change gags: ${(err as Error).message}`)
       )

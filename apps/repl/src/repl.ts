@@ -64,8 +64,8 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   const write = (text: string): void => { output.write(text.endsWith('\n') ? text : text + '\n') }
 
   /** Submit without waiting, so the txn id is known, then wait for the result. */
-  async function evalAndWait (host: string, submit: () => Promise<unknown>): Promise<EvalOutcome> {
-    const ack = await submit() as { txn: string }
+  async function evalAndWait (host: string, submit: () => Promise<{ txn: string }>): Promise<EvalOutcome> {
+    const ack = await submit()
     pending.set(ack.txn, host)
     try {
       return await client.fetchResult(ack.txn, host, { wait: true })
@@ -105,10 +105,7 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     status: (host?: string, opts: Parameters<Client['status']>[1] = {}) => handled(client.status(host ?? defaultHost, opts)),
     peers: () => handled(Promise.resolve(options.peers?.() ?? []))
   }
-  const evalAll = (client as unknown as Record<string, unknown>).remoteEvalAll
-  if (typeof evalAll === 'function') {
-    helpers.remoteEvalAll = (...args: unknown[]) => handled(Promise.resolve((evalAll as (...a: unknown[]) => unknown).apply(client, args)))
-  }
+  helpers.remoteEvalAll = (...args: Parameters<Client['remoteEvalAll']>) => handled(client.remoteEvalAll(...args))
   const install = (): void => {
     for (const [name, value] of Object.entries(helpers)) {
       Object.defineProperty(context, name, { value, writable: true, configurable: true, enumerable: true })

@@ -37,7 +37,7 @@ async function areaTargetOf (p: Parsed, client: Client, areaName: string | undef
 
 async function areaNameOn (client: Client, host: string, given: string | undefined): Promise<string> {
   if (given !== undefined) return given
-  const d = await client.describe(host) as { megatestAreas?: string[] }
+  const d = await client.describe(host)
   const areas = d.megatestAreas ?? []
   if (areas.length === 1) return areas[0]!
   throw new UsageError(areas.length === 0 ? `the node at ${host} serves no Megatest area` : `the node at ${host} serves several areas (${areas.join(', ')}): pick one with --area-name`)

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Client, formatHost } from '@evalmesh/client'
 import { readSeedsFile } from '@evalmesh/discovery'
-import { createMonitor, traceLine, type TraceEventView } from '@evalmesh/monitor'
+import { createMonitor, traceLine } from '@evalmesh/monitor'
+import type { TraceEvent } from '@evalmesh/protocol'
 import { startRepl } from '@evalmesh/repl'
 import type { EvalServer } from '@evalmesh/server'
 import { UsageError, int, str, type Command, type Parsed } from '../args.js'
@@ -50,8 +51,6 @@ export const monitorCmd: Command = {
 
 // ---- trace --------------------------------------------------------------------
 
-interface TraceReply { on: boolean, events: TraceEventView[], lastSeq: number }
-
 export const traceCmd: Command = {
   name: 'trace',
   summary: 'show a node\'s trace: admission decisions, queue, start, finish, abort, errors',
@@ -69,14 +68,14 @@ export const traceCmd: Command = {
     const host = hostOf(p)
     const json = p.values.json === true
     const intervalMs = Math.max(50, int(p, 'interval') ?? 500)
-    const print = (e: TraceEventView): void => { console.log(json ? toJson(e) : traceLine(e)) }
+    const print = (e: TraceEvent): void => { console.log(json ? toJson(e) : traceLine(e)) }
     const client = clientFor(p)
     try {
       const first: Parameters<Client['trace']>[1] = { since: 0 }
       if (p.values.on === true) first.on = true
       if (p.values.off === true) first.on = false
       if (p.values.clear === true) first.clear = true
-      const r = await client.trace(host, first) as TraceReply
+      const r = await client.trace(host, first)
       for (const e of r.events) print(e)
       let since = r.events.at(-1)?.seq ?? r.lastSeq
       if (!json) {
@@ -96,7 +95,7 @@ export const traceCmd: Command = {
           const tick = new Promise<'tick'>(resolve => { const t = setTimeout(() => resolve('tick'), intervalMs); stopped.then(() => clearTimeout(t), () => {}) })
           if (await Promise.race([tick, stopped.then(() => 'stop' as const)]) === 'stop') break
           try {
-            const next = await client.request(host, { kind: 'trace', since }, 5000) as TraceReply
+            const next = await client.request(host, { kind: 'trace', since }, 5000)
             if (lost) { console.error(`(reconnected to ${host})`); lost = false }
             if (next.lastSeq < since) { console.error(`(${host} restarted; its trace starts again)`); since = 0 }
             for (const e of next.events) { if (e.seq > since) { print(e); since = e.seq } }
@@ -294,12 +293,7 @@ export const replCmd: Command = {
       const names = new Set<string>()
       if (existsSync(peersFile)) for (const s of readSeedsFile(peersFile)) names.add(s.name)
       try {
-        const found = await client.request(defaultHost, { kind: 'peers' } as unknown as Parameters<Client['request']>[1], 3000)
-        const list = Array.isArray(found) ? found : (found as { peers?: unknown[] })?.peers ?? []
-        for (const peer of list) {
-          const name = (peer as { name?: unknown })?.name
-          if (typeof name === 'string') names.add(name)
-        }
+        for (const peer of await client.request(defaultHost, { kind: 'peers' }, 3000)) names.add(peer.name)
       } catch { /* no discovery on the node, or no node: the peers file is what we know */ }
       return [...names].sort()
     }

@@ -103,7 +103,7 @@ export const peersCmd: Command = {
   usage: `evalmesh peers [--host H] [--json]`,
   options: { ...hostOption },
   run: async (p) => await withClient(p, async c => {
-    const peers = await c.request(hostOf(p), { kind: 'peers' }) as Array<{ name: string, id: string, address: string, port: number, version: number, lastSeen: number, source: string }>
+    const peers = await c.request(hostOf(p), { kind: 'peers' })
     if (p.values.json === true) { console.log(toJson(peers)); return 0 }
     if (peers.length === 0) { console.log('(no peers known)'); return 0 }
     console.log(table(['NAME', 'ADDRESS', 'ID', 'VERSION', 'SOURCE', 'LAST SEEN'], peers.map(x => [
