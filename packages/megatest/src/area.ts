@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { EvalMeshError } from '@evalmesh/protocol'
@@ -8,6 +8,8 @@ import { loadOrCreateConfig, type KeyField } from './config.js'
 import { MEGATEST_VERSION } from './constants.js'
 import { mainSchema, NO_SYNC_SCHEMA } from './schema.js'
 import { COMMANDS, type CommandDef } from './commands/index.js'
+import { secureAreaDir, secureDbFiles } from './files.js'
+import { scrubPaths } from './scrub.js'
 
 /** The database file holding every table of an area (v1.65 layout: one file). */
 export const MAIN_DB_FILE = 'megatest.db'
@@ -76,7 +78,7 @@ export class MegatestArea {
   readonly readOnly: boolean
   readonly signature: string
   readonly keys: readonly KeyField[]
-  /** Set by kill-server; the node decides what stopping means. */
+  /** Set by kill-server: the service then stops serving this area (never the node). */
   killRequested = false
   onKill: ((area: string) => void) | undefined
   private readonly ctx: AreaContext
@@ -93,12 +95,13 @@ export class MegatestArea {
     this.signature = areaSignature(this.dir)
     if (!existsSync(this.dir)) {
       if (this.readOnly) throw new EvalMeshError('READ_ONLY', `area ${this.name} is read-only and ${this.dir} does not exist`)
-      mkdirSync(this.dir, { recursive: true })
     }
+    secureAreaDir(this.name, this.dir, this.readOnly)
     this.keys = loadOrCreateConfig(this.name, this.dir, normalizeKeys(init.keys), this.readOnly)
     const mainFile = join(this.dir, MAIN_DB_FILE)
     const nsFile = join(this.dir, NO_SYNC_DB_FILE)
     const sync = init.synchronous === 'full' ? 'FULL' : 'NORMAL'
+    for (const f of [mainFile, nsFile]) secureDbFiles(this.name, f, this.readOnly, !this.readOnly)
     if (this.readOnly) {
       if (!existsSync(mainFile)) throw new EvalMeshError('READ_ONLY', `area ${this.name} is read-only and has no ${MAIN_DB_FILE}`)
       this.db = openReadOnly(mainFile)
@@ -116,6 +119,8 @@ export class MegatestArea {
       this.nosync.pragma(`synchronous = ${sync}`)
       this.nosync.pragma('busy_timeout = 10000')
       this.nosync.exec(NO_SYNC_SCHEMA)
+      // WAL mode has made -wal and -shm (with the db's 0600); an older area's may predate it.
+      for (const f of [mainFile, nsFile]) secureDbFiles(this.name, f, false)
     }
     this.checkKeysTable()
     const cache = new Map<string, Database.Statement>()
@@ -205,8 +210,13 @@ export class MegatestArea {
       if (target === null) return def.run(this.ctx, args)
       return target.transaction(() => def.run(this.ctx, args)).immediate()
     } catch (err) {
-      if (err instanceof EvalMeshError) throw err
-      const msg = err instanceof Error ? err.message : String(err)
+      const where = { name: this.name, dir: this.dir }
+      if (err instanceof EvalMeshError) {
+        if (!err.message.includes('/')) throw err
+        throw new EvalMeshError(err.code, scrubPaths(err.message, where), err.data, { cause: err })
+      }
+      // Host errors (SQLite, the file system) may name files: clients see the area's name only.
+      const msg = scrubPaths(err instanceof Error ? err.message : String(err), where)
       const sqliteCode = (err as { code?: unknown }).code
       throw new EvalMeshError('MEGATEST_ERROR', `${command} failed in area ${this.name}: ${msg}`,
         { command, area: this.name, ...(typeof sqliteCode === 'string' ? { sqlite: sqliteCode } : {}) }, { cause: err })

@@ -21,7 +21,9 @@ export { GENERAL_CALL_STATEMENTS } from './commands/index.js'
 export type { CommandMode } from './commands/index.js'
 export { rollUpGroups } from './rollup.js'
 export type { ItemRollUpResult, StateStatus } from './rollup.js'
-export { createMegatestService } from './service.js'
+export { createMegatestService, OPERATOR_COMMANDS } from './service.js'
+export { scrubPaths } from './scrub.js'
+export { AREA_DIR_MODE, AREA_FILE_MODE } from './files.js'
 export type { MegatestResponse, MegatestService, MegatestServiceOptions, CommandInfo, AreaInfo } from './service.js'
 export {
   SERVINFO_DIR, DEFAULT_STALE_MS, HEARTBEAT_MS, MIN_RESTART_MS,

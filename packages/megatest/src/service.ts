@@ -1,6 +1,14 @@
 import { EvalMeshError, type ErrorCode } from '@evalmesh/protocol'
 import { openArea, type AreaInit, type MegatestArea } from './area.js'
 import { COMMANDS } from './commands/index.js'
+import { scrubPaths } from './scrub.js'
+
+/**
+ * Commands only an operator of the node may send (docs/SECURITY.md). The service does
+ * not know who calls: the node checks `CommandInfo.operator` (or this set) before
+ * calling and refuses the others with FORBIDDEN.
+ */
+export const OPERATOR_COMMANDS: ReadonlySet<string> = new Set(['kill-server'])
 
 /** The tt transport's reply four-tuple `(status errmsg result meta)`, JSON-shaped. */
 export interface MegatestResponse {
@@ -18,7 +26,11 @@ export interface MegatestServiceOptions {
    * `busy` instead of running the command. Megatest's limit was 3; default 32.
    */
   loadLimit?: number
-  /** Called when a client sends kill-server to an area. */
+  /**
+   * Called after kill-server has stopped the service serving an area (its databases are
+   * closed, its requests answer UNKNOWN_AREA). For the node's bookkeeping only, e.g. to
+   * drop the area's .servinfo registration: kill-server must never stop the node.
+   */
   onKillServer?: (area: string) => void
 }
 
@@ -26,6 +38,8 @@ export interface CommandInfo {
   name: string
   mode: 'read' | 'write'
   params: string[]
+  /** Only an operator of the node may send it (OPERATOR_COMMANDS). */
+  operator: boolean
 }
 
 export interface AreaInfo {
@@ -82,7 +96,15 @@ export function createMegatestService (options: MegatestServiceOptions): Megates
   function addArea (init: AreaInit): AreaInfo {
     if (served.has(init.name)) throw new EvalMeshError('BAD_MESSAGE', `area ${init.name} is already served`)
     const area = openArea(init)
-    area.onKill = options.onKillServer
+    // kill-server stops serving this one area, after its reply has gone out.
+    area.onKill = (name) => {
+      setImmediate(() => {
+        if (served.get(name)?.area !== area) return
+        served.delete(name)
+        area.close()
+        options.onKillServer?.(name)
+      })
+    }
     const entry = { area, lastAccessAt: Date.now() }
     served.set(area.name, entry)
     return info(entry)
@@ -126,7 +148,7 @@ export function createMegatestService (options: MegatestServiceOptions): Megates
         const { result, meta } = await run(area, command, params)
         return { status: 'ok', errmsg: '', result: result ?? null, meta }
       } catch (err) {
-        const e = err instanceof EvalMeshError ? err : new EvalMeshError('MEGATEST_ERROR', err instanceof Error ? err.message : String(err))
+        const e = err instanceof EvalMeshError ? err : new EvalMeshError('MEGATEST_ERROR', scrubPaths(err instanceof Error ? err.message : String(err)))
         if (e.code === 'MEGATEST_BUSY') {
           return { status: 'busy', errmsg: e.message, result: e.data.wait, meta: { wait: e.data.wait, code: e.code, wire: e.wire } }
         }
@@ -139,11 +161,11 @@ export function createMegatestService (options: MegatestServiceOptions): Megates
         return (await run(area, command, params)).result ?? null
       } catch (err) {
         if (err instanceof EvalMeshError) throw err
-        throw new EvalMeshError('MEGATEST_ERROR' satisfies ErrorCode, err instanceof Error ? err.message : String(err), {}, { cause: err })
+        throw new EvalMeshError('MEGATEST_ERROR' satisfies ErrorCode, scrubPaths(err instanceof Error ? err.message : String(err)), {}, { cause: err })
       }
     },
 
-    commands: () => [...COMMANDS.values()].map(c => ({ name: c.name, mode: c.mode, params: [...c.params] })),
+    commands: () => [...COMMANDS.values()].map(c => ({ name: c.name, mode: c.mode, params: [...c.params], operator: OPERATOR_COMMANDS.has(c.name) })),
     areas: () => [...served.values()].map(info),
     addArea,
     removeArea (name) {

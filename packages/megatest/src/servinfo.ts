@@ -77,7 +77,7 @@ export function registerServer (areaDir: string, opts: RegisterOptions): ServerR
   if (!Number.isSafeInteger(opts.port) || opts.port <= 0 || opts.port > 65535) throw new Error(`port ${String(opts.port)} is not a TCP port`)
   if (/[\r\n]/.test(opts.node) || opts.node.trim() === '') throw new Error('node must be a non-empty single line')
   const dir = servinfoDir(areaDir)
-  mkdirSync(dir, { recursive: true })
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
   const pid = opts.pid ?? process.pid
   const file = join(dir, servinfoFileName(opts.host, opts.port, pid))
   const rec: ServerRegistration = {

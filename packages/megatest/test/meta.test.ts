@@ -92,6 +92,7 @@ test('login checks the area path or name and the version; ping answers the signa
   const bad = await f.c('login', '/elsewhere', '1.65', 'x')
   assert.equal(bad[0], false)
   assert.match(bad[1], /elsewhere/)
+  assert.ok(!bad[1].includes(f.dir), `the area directory must not leak: ${bad[1]}`)
   assert.equal((await f.c('login', f.dir, '1.70.2', 'x'))[0], false)
   const sig = f.svc.areas()[0]?.signature
   assert.equal(await f.c('ping'), sig)
@@ -99,13 +100,21 @@ test('login checks the area path or name and the version; ping answers the signa
   assert.equal(await f.c('kill-server'), true)
 })
 
-test('kill-server reaches the node through onKillServer', async (t) => {
-  const { createMegatestService } = await import('../src/index.js')
+test('kill-server stops serving that area only, then tells the node through onKillServer', async (t) => {
+  const { createMegatestService, OPERATOR_COMMANDS } = await import('../src/index.js')
   const { tempDir } = await import('./helpers.js')
   const killed: string[] = []
-  const svc = createMegatestService({ areas: [{ name: 'x', dir: tempDir(t), keys: ['K'] }], onKillServer: a => killed.push(a) })
+  const svc = createMegatestService({
+    areas: [{ name: 'x', dir: tempDir(t), keys: ['K'] }, { name: 'y', dir: tempDir(t), keys: ['K'] }],
+    onKillServer: a => killed.push(a)
+  })
   t.after(() => svc.close())
-  await svc.callOrThrow('x', 'kill-server', [])
+  assert.deepEqual(svc.commands().filter(c => c.operator).map(c => c.name), ['kill-server'])
+  assert.ok(OPERATOR_COMMANDS.has('kill-server'))
+  assert.equal(await svc.callOrThrow('x', 'kill-server', []), true, 'the reply goes out first')
+  await new Promise(resolve => setImmediate(resolve))
   assert.deepEqual(killed, ['x'])
-  assert.equal(await svc.callOrThrow('x', 'register-run', [KV('a', 'b').slice(0, 0).concat([['K', 'v']]), 'r', 'new', 'n/a', 'u', '']), 1, 'the area still answers; stopping is the node\'s call')
+  assert.deepEqual(svc.areas().map(a => a.name), ['y'])
+  await assert.rejects(svc.callOrThrow('x', 'get-keys', []), (e: any) => e.code === 'UNKNOWN_AREA')
+  assert.equal(await svc.callOrThrow('y', 'register-run', [[['K', 'v']], 'r', 'new', 'n/a', 'u', '']), 1, 'the other area, and the process, carry on')
 })

@@ -64,14 +64,15 @@ function areasFrom (p: Parsed): AreaInit[] {
 
 /**
  * Megatest's server lifecycle for the areas a node serves: a registration record in
- * each area's .servinfo (touched every 5 s, removed on stop), kill-server stops the
- * node, and --idle-timeout stops it when no area has been used for that long.
+ * each area's .servinfo (touched every 5 s, removed on stop), kill-server stops serving
+ * that one area (never the node: docs/SECURITY.md), and --idle-timeout stops the node
+ * when no area has been used for that long. Returns what to do when an area is killed.
  */
-function manageAreas (server: EvalServer, megatest: MegatestService, idleSeconds: number | undefined): void {
+function manageAreas (server: EvalServer, megatest: MegatestService, idleSeconds: number | undefined): (area: string) => void {
   const { host, port } = server.address
   const beats = megatest.areas().map(a => {
     const reg = registerServer(a.dir, { host, port, node: `${server.name} ${server.id}` })
-    return { file: reg.file, beat: startHeartbeat(reg.file) }
+    return { area: a.name, file: reg.file, beat: startHeartbeat(reg.file) }
   })
   let idleTimer: NodeJS.Timeout | undefined
   if (idleSeconds !== undefined) {
@@ -86,6 +87,9 @@ function manageAreas (server: EvalServer, megatest: MegatestService, idleSeconds
     for (const b of beats) { b.beat.stop(); unregisterServer(b.file) }
     megatest.close()
   })
+  return (area) => {
+    for (const b of beats.filter(x => x.area === area)) { b.beat.stop(); unregisterServer(b.file) }
+  }
 }
 
 export const serveOptions: Command['options'] = {
@@ -116,16 +120,23 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
   const areas = areasFrom(p)
   let server: EvalServer | undefined
   let megatest: MegatestService | undefined
+  let areaKilled: ((area: string) => void) | undefined
   if (areas.length > 0) {
-    // kill-server stops the node after its reply has gone out, not inside the call.
-    const opts: Parameters<typeof createMegatestService>[0] = { areas, onKillServer: () => { setTimeout(() => { void server?.stop('kill-server from a Megatest client') }, 100) } }
+    // kill-server stops serving that area (the service does it after the reply); the node carries on.
+    const opts: Parameters<typeof createMegatestService>[0] = {
+      areas,
+      onKillServer: (area) => {
+        areaKilled?.(area)
+        server?.emit('warning', `Megatest area ${area}: kill-server received; no longer serving it (the node carries on)`)
+      }
+    }
     const limit = int(p, 'megatest-load-limit'); if (limit !== undefined) opts.loadLimit = limit
     megatest = createMegatestService(opts)
     init.megatest = megatest
   }
   server = await startServer(init)
   server.on('warning', (message: string) => console.error(`warning: ${message}`))
-  if (megatest !== undefined) manageAreas(server, megatest, int(p, 'idle-timeout'))
+  if (megatest !== undefined) areaKilled = manageAreas(server, megatest, int(p, 'idle-timeout'))
   else if (int(p, 'idle-timeout') !== undefined) throw new UsageError('--idle-timeout applies to nodes serving Megatest areas (--area)')
   const { host, port } = server.address
   const where = formatHost(host, port)

@@ -104,7 +104,9 @@ export const META_COMMANDS: CommandDef[] = [
     const toppath = a.strOrNull(0)
     const version = a.strOrNull(1)
     if (toppath !== null && toppath !== ctx.dir && toppath !== ctx.name) {
-      return [false, `login failed: toppath ${toppath} is not area ${ctx.name} (${ctx.dir})`]
+      // Never the area's directory: a client learns the area by its name, not where it lives.
+      const given = toppath.length > 200 ? toppath.slice(0, 199) + '…' : toppath
+      return [false, `login failed: toppath ${given} is neither the path nor the name of area ${ctx.name}`]
     }
     if (version !== null && version.split('.').slice(0, 2).join('.') !== MEGATEST_VERSION) {
       return [false, `login failed: client version ${version} does not match server version ${MEGATEST_VERSION}`]
@@ -112,6 +114,8 @@ export const META_COMMANDS: CommandDef[] = [
     return [true, 'successful login']
   }),
   cmd('ping', 'read', [], (ctx) => ctx.signature),
+  // An operator action (OPERATOR_COMMANDS): the service stops serving this area once the
+  // reply is out; the node and its other areas carry on.
   cmd('kill-server', 'write', [], (ctx) => {
     ctx.requestKill()
     return true
