@@ -2,7 +2,7 @@ import { EvalMeshError, type ReplyOf, type RequestBody } from '@evalmesh/protoco
 import type { ClientConnection } from '@evalmesh/transport'
 import { noWillingServer, type Broadcaster, type Offer, type QueryHandle } from './broadcast.js'
 import { formatHost, type Endpoint } from './host.js'
-import { didNotRun } from './retry.js'
+import { retryOf } from './retry.js'
 
 /**
  * The claim primitive (PROTOCOL.md §5.4): offer -> connect -> claim -> release, written
@@ -85,7 +85,7 @@ export async function claimOne (connections: Connections, broadcaster: Broadcast
       try {
         return await claimOffer(connections, broadcaster, offer, body, opts.timeoutMs)
       } catch (err) {
-        if (!didNotRun(err) || Date.now() >= opts.deadline) throw err
+        if (retryOf(err) !== 'same-txn' || Date.now() >= opts.deadline) throw err
       }
     }
     if (Date.now() >= opts.deadline) throw noWillingServer(body.txn, opts.deadline - started, broadcaster.config)

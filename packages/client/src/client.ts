@@ -10,7 +10,7 @@ import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
 import { Broadcaster, type BroadcastConfig } from './broadcast.js'
 import { claimOne, type ClaimBody } from './claim.js'
 import { fanOut, type FanOutOptions, type NodeOutcome } from './fanout.js'
-import { retryOf } from './retry.js'
+import { retryAfterMs, retryOf } from './retry.js'
 
 export interface ClientInit {
   /** Where this client's key lives (default ~/.evalmesh or $EVALMESH_STATE_DIR). */
@@ -287,17 +287,18 @@ export class Client {
         const remaining = deadline === Infinity ? undefined : Math.max(1, deadline - Date.now())
         return await this.request(endpoint, body, remaining)
       } catch (err) {
-        if (!(err instanceof RemoteEvalError) || attempt >= retries) throw err
-        const retry = retryOf(err.code)
-        // BUSY: refused before admission, retried with the same txn after the node's hint.
-        // MEGATEST_BUSY: the node recorded a failed transaction but did nothing, so a new
-        // txn; Megatest's hint (requests over the limit, as seconds) is only a ceiling: back
-        // off exponentially from 25 ms below it. REFUSED is 'same-txn' too, but a directed
-        // refusal is the policy's answer: asking the same node again would not change it.
-        let wait: number
-        if (retry === 'same-txn' && err.code === 'BUSY') wait = jitter(Math.min(Number(err.data.retryAfterMs ?? 100), 10_000))
-        else if (retry === 'new-txn') wait = jitter(Math.min(Math.max(25, Number(err.data.wait ?? 1) * 1000), 25 * 2 ** attempt, 5000))
-        else throw err
+        // Only what the node answered is retried here, as its catalogue entry says: a local
+        // failure (CONNECT_FAILED) is reported at once, and a directed REFUSED is the
+        // policy's answer, which asking the same node again would not change.
+        const retry = retryOf(err)
+        if (!(err instanceof RemoteEvalError) || retry === 'never' || err.code === 'REFUSED' || attempt >= retries) throw err
+        const hint = retryAfterMs(err)
+        // same-txn (BUSY): nothing was recorded; wait as the node asks, at most 10 s.
+        // new-txn (MEGATEST_BUSY): the node recorded a failed transaction but did nothing;
+        // its hint is only a ceiling: back off exponentially from 25 ms below it.
+        const wait = retry === 'same-txn'
+          ? jitter(Math.min(hint ?? 100, 10_000))
+          : jitter(Math.min(Math.max(25, hint ?? 1000), 25 * 2 ** attempt, 5000))
         if (Date.now() + wait >= deadline) throw err
         await sleep(wait)
         if (retry === 'new-txn') body.txn = this.nextTxn()

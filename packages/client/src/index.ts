@@ -14,6 +14,5 @@ export { Client, type ClientInit, type EvalOptions, type EvalResult, type AbortO
 export { Broadcaster, type BroadcastConfig, type Offer } from './broadcast.js'
 export type { NodeOutcome, FanOutOptions } from './fanout.js'
 export { claimOne, claimOffer, type Claimed, type ClaimBody, type ClaimOneOptions, type Connections } from './claim.js'
-export { retryOf, type Retry } from './retry.js'
 export { resolveHost, formatHost, type Endpoint, type PeerLookup } from './host.js'
 export { RemoteEvalError, EvalMeshError } from '@evalmesh/protocol'

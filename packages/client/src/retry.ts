@@ -1,14 +1,14 @@
-import { EvalMeshError } from '@evalmesh/protocol'
-
 /**
  * Whether a failed request may be sent again, and how: with the same txn (nothing was
  * recorded), with a new txn (the node recorded a failed transaction but did nothing), or
  * never (it ran, or may have: re-fetch its outcome by txn instead).
+ *
+ * TODO(issue 10.3): this mirrors the `retry` and `hint` fields being added to
+ * ERROR_CATALOGUE in packages/protocol (same names, same signatures); once they land,
+ * import `retryOf` and `retryAfterMs` from '@evalmesh/protocol' and delete this file.
  */
 export type Retry = 'same-txn' | 'new-txn' | 'never'
 
-// TODO(issue 10.3): read ERROR_CATALOGUE[code].retry once packages/protocol carries it;
-// until then this table is the one place in the client that decides.
 const RETRY: Partial<Record<string, Retry>> = {
   // Refused before admission: nothing was recorded (PROTOCOL.md §3.4, §5.4).
   BUSY: 'same-txn',
@@ -20,17 +20,29 @@ const RETRY: Partial<Record<string, Retry>> = {
   MEGATEST_BUSY: 'new-txn'
 }
 
-/** The retry rule of an error code; anything not listed is 'never' (it may have run). */
-export function retryOf (code: string): Retry {
-  return RETRY[code] ?? 'never'
+/** Where each code's back-off hint is in `data`, and its unit in ms. */
+const HINT: Partial<Record<string, { field: string, unitMs: number }>> = {
+  BUSY: { field: 'retryAfterMs', unitMs: 1 },
+  MEGATEST_BUSY: { field: 'wait', unitMs: 1000 }
 }
 
-/** The retry rule of anything thrown: non-evalmesh errors are 'never'. */
-export function retryOfError (err: unknown): Retry {
-  return err instanceof EvalMeshError ? retryOf(err.code) : 'never'
+function codeOf (x: unknown): string | undefined {
+  const code = typeof x === 'string' ? x : typeof x === 'object' && x !== null ? (x as { code?: unknown }).code : undefined
+  return typeof code === 'string' ? code : undefined
 }
 
-/** True when the request did not run and the same txn may be sent again, anywhere. */
-export function didNotRun (err: unknown): boolean {
-  return retryOfError(err) === 'same-txn'
+/** The retry rule of a code or of an error carrying one; anything unknown is 'never' (it may have run). */
+export function retryOf (x: unknown): Retry {
+  const code = codeOf(x)
+  return code === undefined ? 'never' : RETRY[code] ?? 'never'
+}
+
+/** The error's back-off hint in ms (BUSY's retryAfterMs, MEGATEST_BUSY's wait seconds), if it has one. */
+export function retryAfterMs (err: unknown): number | undefined {
+  const code = codeOf(err)
+  const hint = code === undefined ? undefined : HINT[code]
+  if (hint === undefined) return undefined
+  const data = (err as { data?: Record<string, unknown> }).data
+  const v = data?.[hint.field]
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v * hint.unitMs : undefined
 }
