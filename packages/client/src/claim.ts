@@ -11,8 +11,11 @@ import { retryOf } from './retry.js'
 
 /** What a claim needs from the client: its pool of authenticated connections. */
 export interface Connections {
-  connection: (endpoint: Endpoint) => Promise<ClientConnection>
+  connection: (endpoint: Endpoint) => Promise<Pick<ClientConnection, 'request'>>
 }
+
+/** What a claim needs from the broadcaster: ask for offers, release those not taken. */
+export type Offers = Pick<Broadcaster, 'query' | 'release' | 'releaseAll' | 'config'>
 
 /** A request that can follow a broadcast offer: eval or apply, with its txn. */
 export type ClaimBody = (RequestBody<'eval'> | RequestBody<'apply'>) & { txn: string }
@@ -37,8 +40,8 @@ export function endpointOf (offer: Offer): Endpoint {
  * comes back is its outcome, its error (REFUSED or BUSY mean it did not admit the claim),
  * or LOST / CLIENT_TIMEOUT, after which the outcome is re-fetched there, never elsewhere.
  */
-export async function claimOffer (connections: Connections, broadcaster: Broadcaster, offer: Offer, body: ClaimBody, timeoutMs?: number): Promise<Claimed> {
-  let conn: ClientConnection
+export async function claimOffer (connections: Connections, broadcaster: Offers, offer: Offer, body: ClaimBody, timeoutMs?: number): Promise<Claimed> {
+  let conn: Pick<ClientConnection, 'request'>
   try {
     conn = await connections.connection(endpointOf(offer))
   } catch (err) {
@@ -71,7 +74,7 @@ export interface ClaimOneOptions {
  * not run (no connection, REFUSED, BUSY) is tried on another offer with the same txn;
  * once a node admitted it, its outcome or its error is the answer.
  */
-export async function claimOne (connections: Connections, broadcaster: Broadcaster, body: ClaimBody, opts: ClaimOneOptions): Promise<Claimed> {
+export async function claimOne (connections: Connections, broadcaster: Offers, body: ClaimBody, opts: ClaimOneOptions): Promise<Claimed> {
   const started = Date.now()
   while (true) {
     if (opts.signal?.aborted === true) throw new EvalMeshError('ABORTED', `stopped looking for a node to run ${body.txn}`, { txn: body.txn })
@@ -98,7 +101,7 @@ export async function claimOne (connections: Connections, broadcaster: Broadcast
  * loaded one, ties broken at random (so a burst of broadcasts spreads over idle nodes).
  * The others are released with one datagram; undefined if none came by `deadline`.
  */
-async function firstOffer (broadcaster: Broadcaster, txn: string, deadline: number, skip: Set<string>): Promise<Offer | undefined> {
+async function firstOffer (broadcaster: Offers, txn: string, deadline: number, skip: Set<string>): Promise<Offer | undefined> {
   return await new Promise<Offer | undefined>((resolve) => {
     const candidates: Offer[] = []
     let chosen: Offer | undefined

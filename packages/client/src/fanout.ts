@@ -1,6 +1,6 @@
 import { EvalMeshError, RemoteEvalError } from '@evalmesh/protocol'
-import type { Broadcaster, Offer } from './broadcast.js'
-import { claimOffer, endpointOf, type ClaimBody, type Connections } from './claim.js'
+import type { Offer } from './broadcast.js'
+import { claimOffer, endpointOf, type ClaimBody, type Connections, type Offers } from './claim.js'
 
 /** One node's answer to a fan-out (remoteEvalAll). */
 export interface NodeOutcome {
@@ -34,7 +34,7 @@ export interface FanOutOptions {
  * Run one request on every willing node: query with mode "all", claim every offer
  * (up to `limit`) over TCP as it arrives, and yield each node's outcome as it lands.
  */
-export async function * fanOut (connections: Connections, broadcaster: Broadcaster, body: ClaimBody, opts: FanOutOptions): AsyncGenerator<NodeOutcome> {
+export async function * fanOut (connections: Connections, broadcaster: Offers, body: ClaimBody, opts: FanOutOptions): AsyncGenerator<NodeOutcome> {
   const timeout = opts.timeout ?? 5000
   const deadline = Date.now() + timeout
   const gatherUntil = Date.now() + (opts.gatherMs ?? Math.min(timeout / 2, 300))
