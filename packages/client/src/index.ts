@@ -13,6 +13,6 @@
 export { Client, type ClientInit, type EvalOptions, type EvalResult, type AbortOptions, type PolicyChange, type EvalAllOptions, type EvalAllResult } from './client.js'
 export { Broadcaster, type BroadcastConfig, type Offer } from './broadcast.js'
 export type { NodeOutcome, FanOutOptions } from './fanout.js'
-export { claimOne, claimOffer, type Claimed, type ClaimBody, type ClaimOneOptions, type Connections } from './claim.js'
+export { claimOne, claimOffer, type Claimed, type ClaimBody, type ClaimOneOptions, type Connections, type Offers } from './claim.js'
 export { resolveHost, formatHost, type Endpoint, type PeerLookup } from './host.js'
 export { RemoteEvalError, EvalMeshError } from '@evalmesh/protocol'
