@@ -119,7 +119,7 @@ export class ClientConnection extends EventEmitter {
    * with a RemoteEvalError (the node's error), LOST or CLIENT_TIMEOUT.
    */
   request<K extends RequestKind> (body: RequestBody & { kind: K }, options: RequestOptions = {}): Promise<ReplyOf<K>> {
-    const txn = typeof (body as { txn?: unknown }).txn === 'string' ? (body as { txn: string }).txn : undefined
+    const txn = 'txn' in body && typeof body.txn === 'string' ? body.txn : undefined
     const what = txn !== undefined ? `txn ${txn}` : `the ${body.kind} reply`
     if (this.closed) return Promise.reject(this.#lost(what, txn))
     const id = this.#nextId++
