@@ -14,11 +14,19 @@ import { ROOT } from './support/node.js'
 
 const doc = readFileSync(join(ROOT, 'docs', 'PROTOCOL.md'), 'utf8')
 
-test('the error table in PROTOCOL.md lists exactly the catalogue', () => {
+test('the error table in PROTOCOL.md lists exactly the catalogue, retry rules and data fields included', () => {
   const section = doc.slice(doc.indexOf('## 6. Error codes'), doc.indexOf('## 7.'))
-  const rows = [...section.matchAll(/^\| (\d+) \| `([A-Z_]+)` \| (.+) \|$/gm)].map(m => [m[2], Number(m[1]), m[3]])
-  const catalogue = Object.entries(ERROR_CATALOGUE).map(([code, e]) => [code, e.wire, e.message])
+  const rows = [...section.matchAll(/^\| (\d+) \| `([A-Z_]+)` \| ([a-z-]+) \| ([^|]+) \| (.+) \|$/gm)]
+    .map(m => [m[2], Number(m[1]), m[3], m[4]!.trim(), m[5]])
+  const catalogue = Object.entries(ERROR_CATALOGUE).map(([code, e]) => {
+    const data: readonly string[] = 'data' in e ? e.data : []
+    return [code, e.wire, e.retry, data.length === 0 ? '–' : data.map(d => `\`${d}\``).join(', '), e.message]
+  })
   assert.deepEqual(rows, catalogue)
+  // Every back-off hint is one of the code's data fields.
+  for (const [code, e] of Object.entries(ERROR_CATALOGUE)) {
+    if ('hint' in e) assert.ok('data' in e && (e.data as readonly string[]).includes(e.hint.field), code)
+  }
   const wires = catalogue.map(c => c[1])
   assert.equal(new Set(wires).size, wires.length, 'wire codes are unique')
 })

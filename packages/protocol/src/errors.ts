@@ -6,59 +6,91 @@
  *
  * Ranges: 1xx framing and messages, 2xx trust, 3xx admission, 4xx transactions,
  * 5xx evaluation, 6xx client side, 7xx Megatest, 8xx control and policy.
+ *
+ * Each entry also says whether the failed request may be sent again (`retry`), which
+ * `data` fields the error carries, and where its back-off hint is (`hint`), so that
+ * retry code reads the catalogue through `retryOf` and `retryAfterMs` rather than
+ * guessing from untyped `err.data`.
  */
+
+/**
+ * Whether a request that failed with a code may be sent again:
+ * - `same-txn`: nothing was recorded and nothing ran; resend it unchanged, same txn,
+ *   to this node or (for a broadcast) any other;
+ * - `new-txn`: the node recorded a failed transaction but did not run the work; send
+ *   it again under a fresh txn (after the hint, if any);
+ * - `never`: it ran, may have run, or cannot succeed as sent; re-fetch the outcome by
+ *   txn (`result`, PROTOCOL.md §3.7) or fix the request.
+ */
+export type Retry = 'same-txn' | 'new-txn' | 'never'
+
+/** Where a code's back-off hint lives in `data`, and how many ms one unit is. */
+export interface RetryHint { field: string, unitMs: number }
+
+export interface CatalogueEntry {
+  wire: number
+  retry: Retry
+  /** The `data` fields this code carries beyond the common txn, node, output, seconds. */
+  data?: readonly string[]
+  hint?: RetryHint
+  message: string
+}
+
 export const ERROR_CATALOGUE = {
-  FRAME_TOO_LARGE: { wire: 100, message: 'frame exceeds the size limit' },
-  MALFORMED_FRAME: { wire: 101, message: 'frame is not well-formed CBOR' },
-  BAD_MESSAGE: { wire: 102, message: 'message does not have the required shape' },
-  DEPTH_LIMIT: { wire: 103, message: 'frame nests deeper than the limit' },
-  STRING_LIMIT: { wire: 104, message: 'frame holds a string longer than the limit' },
-  UNSUPPORTED_VERSION: { wire: 105, message: 'no protocol version in common' },
-  UNKNOWN_KIND: { wire: 106, message: 'unknown message kind' },
-  HANDSHAKE_FAILED: { wire: 107, message: 'handshake failed' },
-  ITEM_LIMIT: { wire: 108, message: 'frame holds more data items than the limit' },
-  TAG_NOT_ALLOWED: { wire: 109, message: 'frame uses a CBOR tag outside the allowed set' },
+  FRAME_TOO_LARGE: { wire: 100, retry: 'never', message: 'frame exceeds the size limit' },
+  MALFORMED_FRAME: { wire: 101, retry: 'never', message: 'frame is not well-formed CBOR' },
+  BAD_MESSAGE: { wire: 102, retry: 'never', message: 'message does not have the required shape' },
+  DEPTH_LIMIT: { wire: 103, retry: 'never', message: 'frame nests deeper than the limit' },
+  STRING_LIMIT: { wire: 104, retry: 'never', message: 'frame holds a string longer than the limit' },
+  UNSUPPORTED_VERSION: { wire: 105, retry: 'never', message: 'no protocol version in common' },
+  UNKNOWN_KIND: { wire: 106, retry: 'never', message: 'unknown message kind' },
+  HANDSHAKE_FAILED: { wire: 107, retry: 'never', message: 'handshake failed' },
+  ITEM_LIMIT: { wire: 108, retry: 'never', message: 'frame holds more data items than the limit' },
+  TAG_NOT_ALLOWED: { wire: 109, retry: 'never', message: 'frame uses a CBOR tag outside the allowed set' },
 
-  UNTRUSTED_PEER: { wire: 200, message: 'peer is not trusted by this node' },
-  BAD_SIGNATURE: { wire: 201, message: 'peer failed to prove its identity' },
-  CLIENT_ID_MISMATCH: { wire: 202, message: 'transaction client id does not belong to the authenticated peer' },
-  BAD_DATAGRAM: { wire: 203, message: 'datagram failed authentication or replay check' },
+  UNTRUSTED_PEER: { wire: 200, retry: 'never', message: 'peer is not trusted by this node' },
+  BAD_SIGNATURE: { wire: 201, retry: 'never', message: 'peer failed to prove its identity' },
+  CLIENT_ID_MISMATCH: { wire: 202, retry: 'never', message: 'transaction client id does not belong to the authenticated peer' },
+  BAD_DATAGRAM: { wire: 203, retry: 'never', message: 'datagram failed authentication or replay check' },
+  FORBIDDEN: { wire: 204, retry: 'never', data: ['right'], message: 'the request needs a right this client does not have' },
 
-  REFUSED: { wire: 300, message: 'request refused by the admission policy' },
-  BUSY: { wire: 301, message: 'node is at capacity; retry later' },
-  SHUTTING_DOWN: { wire: 302, message: 'node is shutting down' },
-  NO_WILLING_SERVER: { wire: 303, message: 'no willing server answered in time' },
+  REFUSED: { wire: 300, retry: 'same-txn', data: ['rule'], message: 'request refused by the admission policy' },
+  BUSY: { wire: 301, retry: 'same-txn', data: ['retryAfterMs'], hint: { field: 'retryAfterMs', unitMs: 1 }, message: 'node is at capacity; retry later' },
+  SHUTTING_DOWN: { wire: 302, retry: 'never', message: 'node is shutting down' },
+  NO_WILLING_SERVER: { wire: 303, retry: 'same-txn', message: 'no willing server answered in time' },
+  QUOTA: { wire: 304, retry: 'new-txn', data: ['quota'], message: 'a per-client quota is exhausted (sessions, memory or concurrency)' },
 
-  NO_SUCH_TXN: { wire: 400, message: 'no such transaction' },
-  AMBIGUOUS_TXN: { wire: 401, message: 'transaction id matches more than one client; give the client too' },
-  TXN_CONFLICT: { wire: 402, message: 'transaction id was already used for a different request' },
-  RESULT_NOT_KEPT: { wire: 403, message: 'result was not kept (over the retention budget or purged)' },
-  TXN_WEDGED: { wire: 404, message: 'transaction did not stop when aborted' },
-  TXN_NOT_DONE: { wire: 405, message: 'transaction has not finished yet' },
+  NO_SUCH_TXN: { wire: 400, retry: 'never', message: 'no such transaction' },
+  AMBIGUOUS_TXN: { wire: 401, retry: 'never', message: 'transaction id matches more than one client; give the client too' },
+  TXN_CONFLICT: { wire: 402, retry: 'new-txn', message: 'transaction id was already used for a different request' },
+  RESULT_NOT_KEPT: { wire: 403, retry: 'never', message: 'result was not kept (over the retention budget or purged)' },
+  TXN_WEDGED: { wire: 404, retry: 'never', message: 'transaction did not stop when aborted' },
+  TXN_NOT_DONE: { wire: 405, retry: 'same-txn', message: 'transaction has not finished yet' },
 
-  EVAL_ERROR: { wire: 500, message: 'evaluation threw an error' },
-  TIME_LIMIT: { wire: 501, message: 'evaluation exceeded its wall-time limit' },
-  MEMORY_LIMIT: { wire: 502, message: 'evaluation exceeded its memory limit' },
-  RESULT_LIMIT: { wire: 503, message: 'result exceeds the result size limit' },
-  NOT_CLONEABLE: { wire: 504, message: 'result cannot be cloned (functions, symbols, host objects)' },
-  ABORTED: { wire: 505, message: 'transaction was aborted' },
-  SANDBOX_LOST: { wire: 506, message: 'the sandbox process died during the evaluation' },
-  UNKNOWN_FUNCTION: { wire: 507, message: 'no function is registered under that name' },
-  BAD_LIMITS: { wire: 508, message: 'requested limits are not valid' },
+  EVAL_ERROR: { wire: 500, retry: 'never', message: 'evaluation threw an error' },
+  TIME_LIMIT: { wire: 501, retry: 'never', message: 'evaluation exceeded its wall-time limit' },
+  MEMORY_LIMIT: { wire: 502, retry: 'never', message: 'evaluation exceeded its memory limit' },
+  RESULT_LIMIT: { wire: 503, retry: 'never', message: 'result exceeds the result size limit' },
+  NOT_CLONEABLE: { wire: 504, retry: 'never', message: 'result cannot be cloned (functions, symbols, host objects)' },
+  ABORTED: { wire: 505, retry: 'never', data: ['reason'], message: 'transaction was aborted' },
+  SANDBOX_LOST: { wire: 506, retry: 'never', message: 'the sandbox process died during the evaluation' },
+  UNKNOWN_FUNCTION: { wire: 507, retry: 'never', message: 'no function is registered under that name' },
+  BAD_LIMITS: { wire: 508, retry: 'never', data: ['field'], message: 'requested limits are not valid' },
+  RESULT_UNENCODABLE: { wire: 509, retry: 'never', message: 'result cannot be sent: it breaks a wire limit (nesting depth, bignum size)' },
 
-  LOST: { wire: 600, message: 'connection to the node was lost while waiting' },
-  CONNECT_FAILED: { wire: 601, message: 'could not connect to the node' },
-  CLIENT_TIMEOUT: { wire: 602, message: 'no reply within the client timeout' },
-  UNKNOWN_HOST: { wire: 603, message: 'host is neither host:port nor a known peer name' },
+  LOST: { wire: 600, retry: 'never', message: 'connection to the node was lost while waiting' },
+  CONNECT_FAILED: { wire: 601, retry: 'same-txn', message: 'could not connect to the node' },
+  CLIENT_TIMEOUT: { wire: 602, retry: 'never', message: 'no reply within the client timeout' },
+  UNKNOWN_HOST: { wire: 603, retry: 'never', message: 'host is neither host:port nor a known peer name' },
 
-  MEGATEST_ERROR: { wire: 700, message: 'Megatest command failed' },
-  READ_ONLY: { wire: 701, message: 'area is read-only; write commands are refused' },
-  UNKNOWN_AREA: { wire: 702, message: 'this node does not serve that Megatest area' },
-  MEGATEST_BUSY: { wire: 703, message: 'Megatest server is past its load limit' },
-  UNKNOWN_COMMAND: { wire: 704, message: 'unknown Megatest command' },
+  MEGATEST_ERROR: { wire: 700, retry: 'never', message: 'Megatest command failed' },
+  READ_ONLY: { wire: 701, retry: 'never', message: 'area is read-only; write commands are refused' },
+  UNKNOWN_AREA: { wire: 702, retry: 'never', message: 'this node does not serve that Megatest area' },
+  MEGATEST_BUSY: { wire: 703, retry: 'new-txn', data: ['wait'], hint: { field: 'wait', unitMs: 1000 }, message: 'Megatest server is past its load limit' },
+  UNKNOWN_COMMAND: { wire: 704, retry: 'never', message: 'unknown Megatest command' },
 
-  BAD_COMMAND: { wire: 800, message: 'malformed control or policy command' }
-} as const satisfies Record<string, { wire: number, message: string }>
+  BAD_COMMAND: { wire: 800, retry: 'never', message: 'malformed control or policy command' }
+} as const satisfies Record<string, CatalogueEntry>
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE
 
@@ -76,6 +108,50 @@ export function wireCodeOf (code: ErrorCode): number {
 
 export function codeOfWire (wire: number): ErrorCode | undefined {
   return codeByWire.get(wire)
+}
+
+/** Anything that names a catalogue code: the code itself, or an error carrying one. */
+export type HasCode = string | { code?: unknown } | null | undefined
+
+function codeOf (x: unknown): ErrorCode | undefined {
+  const code = typeof x === 'string' ? x : (typeof x === 'object' && x !== null ? (x as { code?: unknown }).code : undefined)
+  return isErrorCode(code) ? code : undefined
+}
+
+/**
+ * The retry rule of a code, an EvalMeshError, a RemoteEvalError or a WireError.
+ * Anything unknown (no code, a code not in the catalogue, a non-evalmesh error) is
+ * `never`: it may have run.
+ */
+export function retryOf (x: unknown): Retry {
+  const code = codeOf(x)
+  return code === undefined ? 'never' : ERROR_CATALOGUE[code].retry
+}
+
+/**
+ * The back-off hint of an error in milliseconds (BUSY's `data.retryAfterMs`,
+ * MEGATEST_BUSY's `data.wait` seconds, ...), or undefined when its code has no hint
+ * or the error does not carry a usable one.
+ */
+export function retryAfterMs (err: unknown): number | undefined {
+  const code = codeOf(err)
+  if (code === undefined) return undefined
+  const hint: RetryHint | undefined = (ERROR_CATALOGUE[code] as CatalogueEntry).hint
+  if (hint === undefined) return undefined
+  const v = dataOf(err)?.[hint.field]
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v * hint.unitMs : undefined
+}
+
+/** The `data` map of an error-like value, if it has one. */
+function dataOf (err: unknown): Record<string, unknown> | undefined {
+  const data = typeof err === 'object' && err !== null ? (err as { data?: unknown }).data : undefined
+  return typeof data === 'object' && data !== null ? data as Record<string, unknown> : undefined
+}
+
+/** A text field of an error's data (e.g. `dataText(err, 'right')` for FORBIDDEN), or undefined. */
+export function dataText (err: unknown, field: string): string | undefined {
+  const v = dataOf(err)?.[field]
+  return typeof v === 'string' ? v : undefined
 }
 
 /** The error object as it travels in a reply (PROTOCOL.md §4). */

@@ -198,6 +198,12 @@ export interface TxnRecord {
   reason?: string
   /** Whether the result is kept for re-fetch. */
   resultKept?: boolean
+  /** The session an eval runs in: its name, or 'transient' for a fresh context of its own. */
+  session?: string
+  /** While in input: why it is not running yet ("session default, held by n1:7", "client quota: 6 running"). */
+  waiting?: string
+  /** While in input behind another run of the same session: that run's txn. */
+  heldBy?: string
 }
 
 /** The value of a successful eval/apply/result reply. */
@@ -209,6 +215,10 @@ export interface EvalOutcome {
   output: string
   outputTruncated: boolean
   seconds: number
+  /** Present when the session's globals were gone when this run started, and why (evicted, memory, sandbox replaced). */
+  contextLost?: string
+  /** 'transient' when the request named no session and the default one was busy: it ran in a fresh context of its own. */
+  session?: string
 }
 
 /** The value of an eval/apply reply when wait is false: the acknowledgement. */
@@ -243,20 +253,56 @@ export function field<T> (m: Record<string, unknown>, name: string, check: (v: u
 
 export const isString = (v: unknown): v is string => typeof v === 'string'
 export const isBool = (v: unknown): v is boolean => typeof v === 'boolean'
+/**
+ * A uint field: any CBOR integer encoding (1, 2, 4 or 8 bytes) or an integral float,
+ * up to 2^53 - 1 (the decoder gives Numbers up to there, BigInt beyond; §1.3).
+ */
 export const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+const UINT = 'an unsigned integer (at most 2^53 - 1)'
 export const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array
 export const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString)
 const isTxnOrSeq = (v: unknown): v is string | number => isTxnString(v) || isUint(v)
 const isTxn = (v: unknown): v is string => isTxnString(v)
 const isWhich = (v: unknown): v is StatusWhich => v === 'input' || v === 'running' || v === 'done' || v === 'all'
 const isArray = (v: unknown): v is unknown[] => Array.isArray(v)
-const isLimits = (v: unknown): v is Partial<EvalLimits> => {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false
-  for (const [k, x] of Object.entries(v)) {
-    if (!['timeoutMs', 'memoryMb', 'resultBytes', 'outputBytes'].includes(k)) return false
-    if (!(typeof x === 'number' && Number.isFinite(x) && x > 0)) return false
+
+/** The limits a request may set (PROTOCOL.md §3.2); other keys are ignored (§8). */
+export const REQUEST_LIMIT_KEYS = ['timeoutMs', 'memoryMb', 'resultBytes', 'outputBytes'] as const
+
+function badLimits (why: string, field: string): never {
+  throw new EvalMeshError('BAD_LIMITS', why, { field })
+}
+
+/**
+ * The optional `limits` map of eval and apply. Each known key must be a positive
+ * integer (a CBOR integer of any width, or an integral float); a wrong one is
+ * BAD_LIMITS naming it. Unknown keys are ignored, as unknown fields are everywhere
+ * (§8), so that a later version can add limits without breaking older nodes.
+ */
+export function parseLimits (m: Record<string, unknown>): Partial<EvalLimits> | undefined {
+  const v = m.limits
+  if (v === undefined) return undefined
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array || v instanceof Map) {
+    badLimits('field "limits" must be a map of positive integers (timeoutMs, memoryMb, resultBytes, outputBytes)', 'limits')
   }
-  return true
+  const given = v as Record<string, unknown>
+  const out: Partial<EvalLimits> = {}
+  for (const key of REQUEST_LIMIT_KEYS) {
+    const x = given[key]
+    if (x === undefined) continue
+    if (!(typeof x === 'number' && Number.isSafeInteger(x) && x > 0)) {
+      badLimits(`field "limits.${key}" must be a positive integer, got ${describeValue(x)}`, `limits.${key}`)
+    }
+    out[key] = x
+  }
+  return out
+}
+
+/** A short, safe description of a bad value for an error message. */
+function describeValue (x: unknown): string {
+  if (typeof x === 'number' || typeof x === 'boolean' || typeof x === 'bigint' || x === null) return String(x) + (typeof x === 'bigint' ? 'n' : '')
+  if (typeof x === 'string') return JSON.stringify(x.slice(0, 20)) + (x.length > 20 ? '...' : '')
+  return Array.isArray(x) ? 'an array' : typeof x === 'object' ? 'a map' : typeof x
 }
 
 const MAX_SESSION_NAME = 64
@@ -266,7 +312,7 @@ export function parseRequest (value: unknown): Request {
   const m = asRecord(value)
   const kind = m.kind
   if (typeof kind !== 'string') bad('field "kind" is missing (want a string)')
-  const id = field(m, 'id', isUint, 'an unsigned integer')
+  const id = field(m, 'id', isUint, UINT)
   switch (kind) {
     case 'eval': {
       const session = field(m, 'session', isString, 'a string', true)
@@ -278,7 +324,7 @@ export function parseRequest (value: unknown): Request {
         wait: field(m, 'wait', isBool, 'a boolean', true) ?? true
       }
       if (session !== undefined) r.session = session
-      const limits = field(m, 'limits', isLimits, 'a map of positive numbers (timeoutMs, memoryMb, resultBytes, outputBytes)', true)
+      const limits = parseLimits(m)
       if (limits !== undefined) r.limits = limits
       const claim = field(m, 'claim', isString, 'a string', true)
       if (claim !== undefined) r.claim = claim
@@ -292,7 +338,7 @@ export function parseRequest (value: unknown): Request {
         args: field(m, 'args', isArray, 'an array', true) ?? [],
         wait: field(m, 'wait', isBool, 'a boolean', true) ?? true
       }
-      const limits = field(m, 'limits', isLimits, 'a map of positive numbers (timeoutMs, memoryMb, resultBytes, outputBytes)', true)
+      const limits = parseLimits(m)
       if (limits !== undefined) r.limits = limits
       const claim = field(m, 'claim', isString, 'a string', true)
       if (claim !== undefined) r.claim = claim
@@ -314,7 +360,7 @@ export function parseRequest (value: unknown): Request {
       if (which !== undefined) r.which = which
       const txn = field(m, 'txn', isTxnOrSeq, 'a transaction id or a sequence number', true)
       if (txn !== undefined) r.txn = txn
-      const limit = field(m, 'limit', isUint, 'an unsigned integer', true)
+      const limit = field(m, 'limit', isUint, UINT, true)
       if (limit !== undefined) r.limit = limit
       return r
     }
@@ -344,7 +390,7 @@ export function parseRequest (value: unknown): Request {
       const r: TraceRequest = { kind, id }
       const on = field(m, 'on', isBool, 'a boolean', true)
       if (on !== undefined) r.on = on
-      const since = field(m, 'since', isUint, 'an unsigned integer', true)
+      const since = field(m, 'since', isUint, UINT, true)
       if (since !== undefined) r.since = since
       const clear = field(m, 'clear', isBool, 'a boolean', true)
       if (clear !== undefined) r.clear = clear
@@ -360,7 +406,7 @@ export function parseServerMessage (value: unknown): Reply | ErrorMessage {
   const m = asRecord(value)
   if (m.kind === 'error') return { kind: 'error', error: m.error as WireError }
   if (m.kind !== 'reply') bad(`expected a reply, got kind ${JSON.stringify(m.kind)}`)
-  const id = field(m, 'id', isUint, 'an unsigned integer')
+  const id = field(m, 'id', isUint, UINT)
   if (m.ok === true) return { kind: 'reply', id, ok: true, value: m.value }
   if (m.ok === false) return { kind: 'reply', id, ok: false, error: m.error as WireError }
   bad('field "ok" must be a boolean')
