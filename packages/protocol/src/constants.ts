@@ -46,6 +46,21 @@ export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
 })
 
 /**
+ * Largest magnitude of a bignum (tag 2/3), in bytes: 65,536 bits, about 19,700 decimal
+ * digits (PROTOCOL.md §1.3). A receiver refuses a frame holding a larger one before
+ * decoding (§1.2), and evalmesh refuses to encode a larger BigInt, so that no integer
+ * can cost a decoder much: cbor-x's own bignum decoder was quadratic (a 128 KiB bignum
+ * froze a node for 2 s).
+ */
+export const MAX_BIGNUM_BYTES = 8192
+
+/**
+ * Nesting a reply adds around an evaluation result: the reply map and the outcome
+ * map (PROTOCOL.md §3.4). A result may nest at most maxDepth less this.
+ */
+export const RESULT_ENVELOPE_DEPTH = 2
+
+/**
  * CBOR tags a frame may contain (PROTOCOL.md §1.3). All are IANA-registered, so any
  * standard decoder reads them; everything else (cbor-x records, shared references,
  * Error and RegExp tags) is refused before decoding.

@@ -13,9 +13,9 @@
  */
 export * from './constants.js'
 export * from './errors.js'
-export { encodeValue, decodeValue } from './codec.js'
+export { encodeValue, decodeValue, encodeResultValue, checkEncodable } from './codec.js'
 export { encodeFrame, FrameDecoder } from './framing.js'
-export { scanCbor } from './scan.js'
+export { scanCbor, type ScanResult, type Rewrite } from './scan.js'
 export * from './txn.js'
 export * from './messages.js'
 export * from './replies.js'

@@ -58,7 +58,10 @@ export function sealDatagram (identity: Identity, trust: TrustStore, message: Re
 
 /**
  * Remembers (key, nonce) pairs for the acceptance window, so that a datagram
- * captured and sent again is refused. Bounded: old entries expire with the window.
+ * captured and sent again is refused (PROTOCOL.md §5.1). A datagram is fresh while its
+ * ts is within DATAGRAM_WINDOW_MS of our clock; its pair is kept until its ts is twice
+ * that old, so it outlives every moment the datagram could be accepted. Bounded: older
+ * entries are swept every 5 s.
  */
 export class ReplayWindow {
   #seen = new Map<string, number>()
@@ -109,7 +112,8 @@ function check (buf: Buffer, trust: TrustStore, replay: ReplayWindow): OpenResul
     body = asRecord(decodeValue(bodyBytes, datagramLimits), 'datagram body')
     field(body, 'kind', isString, 'a string')
     field(body, 'name', isString, 'a string')
-    field(body, 'ts', isUint, 'a timestamp')
+    // Any CBOR integer width (evalmesh writes epoch ms as an 8-byte integer) or an integral float.
+    field(body, 'ts', isUint, 'an unsigned integer (epoch milliseconds)')
     field(body, 'key', isBytes, 'bytes')
     field(body, 'nonce', isBytes, 'bytes')
   } catch (err) {

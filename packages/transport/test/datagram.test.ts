@@ -66,3 +66,38 @@ test('trust by key file or by mesh key', () => {
   const byMesh = openDatagram(sealDatagram(ide, new TrustStore(e, ide), { kind: 'query' }), new TrustStore(c, idc), new ReplayWindow())
   assert.ok(byMesh.ok && byMesh.sender.trustedBy === 'mesh')
 })
+
+test('a datagram whose ts is an 8-byte CBOR integer (as strict encoders write epoch ms) is accepted', () => {
+  const d = dir()
+  const me = loadIdentity(d, { create: true, name: 'me' })
+  const trust = new TrustStore(d, me)
+  const text = (s: string): Buffer => Buffer.concat([Buffer.from([0x60 + s.length]), Buffer.from(s)])
+  const bytes = (b: Uint8Array): Buffer => Buffer.concat([Buffer.from(b.length < 24 ? [0x40 + b.length] : [0x58, b.length]), Buffer.from(b)])
+  const ts = Buffer.alloc(9)
+  ts[0] = 0x1b
+  ts.writeBigUInt64BE(BigInt(Date.now()), 1)
+  // {"kind": "query", "key": <32 bytes>, "name": "me", "ts": 1b <epoch ms>, "nonce": <8 bytes>}, written by hand
+  const body = Buffer.concat([Buffer.from([0xa5]), text('kind'), text('query'), text('key'), bytes(me.publicKey),
+    text('name'), text('me'), text('ts'), ts, text('nonce'), bytes(Buffer.alloc(8, 3))])
+  const sig = me.sign(Buffer.concat([Buffer.from('evalmesh/1 datagram'), body]))
+  const r = openDatagram(Buffer.from(encodeValue({ body, sig: Buffer.from(sig) })), trust, new ReplayWindow())
+  assert.ok(r.ok, r.ok ? '' : r.detail)
+  assert.equal(typeof r.message.ts, 'number')
+  // And evalmesh itself writes ts that way: an 8-byte integer, not a float.
+  const sealed = decodeValue(sealDatagram(me, trust, { kind: 'query' })) as { body: Buffer }
+  const at = sealed.body.indexOf(text('ts'))
+  assert.equal(sealed.body[at + 3], 0x1b, `ts encoded as ${sealed.body.subarray(at + 3, at + 12).toString('hex')}`)
+})
+
+test('the replay window remembers a nonce for as long as its datagram could be fresh', () => {
+  const replay = new ReplayWindow()
+  const key = Buffer.alloc(32, 1); const nonce = Buffer.alloc(8, 2)
+  const t0 = 1_000_000_000_000
+  assert.equal(replay.admit(key, nonce, t0, t0), true)
+  // Still refused at the far edge of the ±30 s window (receiver clock t0 + 30 s), after sweeps.
+  assert.equal(replay.admit(Buffer.alloc(32, 9), nonce, t0 + 29_000, t0 + 29_000), true)
+  assert.equal(replay.admit(key, nonce, t0, t0 + 30_000), false)
+  // Forgotten once the timestamp is 60 s old, when a datagram carrying it is stale anyway.
+  replay.admit(Buffer.alloc(32, 8), nonce, t0 + 66_000, t0 + 66_000)
+  assert.equal(replay.admit(key, nonce, t0, t0 + 66_000), true)
+})
