@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
 import { formatHost } from '@evalmesh/client'
-import { DEFAULT_PORT } from '@evalmesh/protocol'
+import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
 import { startServer, type EvalServer, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { stateDirOf } from '../context.js'
@@ -135,7 +135,8 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
     init.megatest = megatest
   }
   server = await startServer(init)
-  server.on('warning', (message: string) => console.error(`warning: ${message}`))
+  // Warnings may quote what peers sent (names, reasons): escaped before they reach a terminal or a log.
+  server.on('warning', (message: string) => console.error(`warning: ${printable(String(message), 2000)}`))
   if (megatest !== undefined) areaKilled = manageAreas(server, megatest, int(p, 'idle-timeout'))
   else if (int(p, 'idle-timeout') !== undefined) throw new UsageError('--idle-timeout applies to nodes serving Megatest areas (--area)')
   const { host, port } = server.address
