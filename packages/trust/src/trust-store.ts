@@ -151,6 +151,11 @@ export class TrustStore {
     return name === undefined || name === '' ? undefined : name
   }
 
+  /** `nameOf(publicKey)`, else the key's node id: what status, the trace and the policy call a peer. */
+  nameOrId (publicKey: Uint8Array): string {
+    return this.nameOf(publicKey) ?? nodeIdOf(publicKey)
+  }
+
   /** HMAC-SHA256 of `data` under the mesh key this node sends with, or undefined without one. */
   meshMac (data: Uint8Array): Uint8Array | undefined {
     const key = this.meshKey

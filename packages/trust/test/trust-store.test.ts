@@ -66,6 +66,9 @@ test('trust add --operator, list, nameOf and isOperator; labels come from this n
   assert.equal(store.nameOf(mallory.publicKey), 'mallory', 'whatever it says in its hello')
   assert.equal(store.nameOf(self.publicKey), 'plaza')
   assert.equal(store.nameOf(ephemeralIdentity('x').publicKey), undefined)
+  const stranger = ephemeralIdentity('x')
+  assert.equal(store.nameOrId(stranger.publicKey), stranger.id)
+  assert.equal(store.nameOrId(alice.publicKey), 'alice')
 
   // Demote, relabel, and the store notices without a restart.
   const upd = addTrustedKey(dir, `${Buffer.from(alice.publicKey).toString('base64')} ann`, { operator: false })
