@@ -358,3 +358,23 @@ export function batchForm (form: string): BatchForm | undefined {
 
 /** A form that may declare script-level bindings, which would shadow the globals a batch checks. */
 export const MAY_DECLARE_LEXICALS = /\b(?:let|const|class)\b/
+
+const quickForms = new Map<string, boolean>()
+const QUICK_CACHE_ENTRIES = 4096
+
+/**
+ * True for a form that provably runs no code of its own (literals, operators, plain
+ * globals): it finishes in microseconds, so it may queue behind another such form
+ * in a session without anyone waiting noticeably. The server's scheduler uses it to
+ * pipeline quick forms and to send anything else past a busy default session.
+ */
+export function isQuickForm (form: string): boolean {
+  let quick = quickForms.get(form)
+  if (quick === undefined) {
+    quick = batchForm(form) !== undefined
+    if (form.length > MAX_FORM_CHARS) return quick
+    if (quickForms.size >= QUICK_CACHE_ENTRIES) quickForms.clear()
+    quickForms.set(form, quick)
+  }
+  return quick
+}

@@ -12,6 +12,7 @@ import { BOARD, BOOTSTRAP_SOURCE, KIND, SLOT, boardBytes } from './bootstrap.js'
 import { batchForm, MAY_DECLARE_LEXICALS, type BatchForm } from './batch-forms.js'
 import { evalError, isCloneFailure, userStack, wireError } from './errors.js'
 import type { ChildInit, ParentBatch, RunMsg, ToChild, ToParent } from './ipc.js'
+import { clampLimits } from './limits.js'
 
 const SNAPSHOT_FLAG = '--no-node-snapshot'
 if (!process.execArgv.includes(SNAPSHOT_FLAG) && !(process.env.NODE_OPTIONS ?? '').includes(SNAPSHOT_FLAG)) {
@@ -54,7 +55,7 @@ function post (msg: ToParent): void {
 function flush (): void {
   flushScheduled = false
   if (outbox.length === 0 || process.connected !== true) return
-  const batch: ParentBatch = { sessions: sessions.size, batched: batchedRuns, msgs: outbox }
+  const batch: ParentBatch = { sessions: sessions.size, batched: batchedRuns, heapBytes: heapTotal(), msgs: outbox }
   outbox = []
   process.send!(batch)
 }
@@ -64,6 +65,8 @@ function flush (): void {
 interface Job {
   id: number
   session: string
+  /** Run in a fresh context of its own, dropped afterwards (a no-session request while the default session is busy). */
+  transient: boolean
   form: string
   limits: EvalLimits
   /** Set once a result has been posted; later outcomes are ignored. */
@@ -78,6 +81,8 @@ interface Job {
   slot?: number
   /** The batch runner declined it (a name it touches is not a plain global): run it alone. */
   slowOnly?: boolean
+  /** Set when this run found its session's globals gone for a reason other than a reset. */
+  contextLost?: string
 }
 
 type Outcome =
@@ -95,25 +100,29 @@ let grantSet = new Set(grants)
 const jobs = new Map<number, Job>()
 /** Insertion order is recency order: a use deletes and re-inserts. */
 const sessions = new Map<string, Session>()
+/**
+ * Sessions whose context was dropped (evicted, idle, memory, abort) and why, so that
+ * the next run there says its globals are gone instead of quietly starting afresh.
+ */
+const forgotten = new Map<string, string>()
+const FORGOTTEN_ENTRIES = 4096
+const maxSessionsPerClient = init.maxSessionsPerClient ?? 32
+const clientMemoryBytes = (init.clientMemoryMb ?? 512) * 1024 * 1024
 const hostCalls = new Map<number, { session: Session, generation: number, job: Job }>()
 let nextCallId = 1
 let stopping = false
 /** Runs served by the batch path, reported to the parent for its stats. */
 let batchedRuns = 0
 
-function clampLimits (l: EvalLimits): EvalLimits {
-  const c = init.limits
-  const pick = (v: unknown, max: number): number => typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.min(v, max) : max
-  return {
-    timeoutMs: pick(l?.timeoutMs, c.timeoutMs),
-    memoryMb: Math.max(8, pick(l?.memoryMb, c.memoryMb)),
-    resultBytes: pick(l?.resultBytes, c.resultBytes),
-    outputBytes: pick(l?.outputBytes, c.outputBytes)
-  }
-}
 
 class Session {
   readonly name: string
+  /** The client that owns it: the session key up to its first '/'. */
+  readonly owner: string
+  /** Heap the isolate held after its last run, for the client's memory quota. */
+  heapBytes = 0
+  /** Why the previous isolate went away, if not by a reset: told to the next run. */
+  lostReason: string | undefined
   isolate: IVM.Isolate | undefined
   context: IVM.Context | undefined
   dispatch: IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown) => void> | undefined
@@ -143,16 +152,23 @@ class Session {
   /** The jobs of the batch in the isolate right now, by slot. */
   batch: Job[] | undefined
 
-  constructor (name: string) { this.name = name }
+  constructor (name: string) {
+    this.name = name
+    this.owner = ownerOf(name)
+  }
 
-  /** A live isolate and context with the current grants installed. */
-  async ensure (memoryMb: number): Promise<void> {
+  /** A live isolate and context with the current grants installed; true if it was created now. */
+  async ensure (memoryMb: number): Promise<boolean> {
+    let created = false
     if (this.isolate === undefined || this.isolate.isDisposed) {
-      this.drop()
+      // An isolate V8 disposed under us (its memory limit) took the globals with it.
+      this.drop(this.isolate === undefined ? 'reset' : 'lost')
       const generation = this.generation
       const isolate = new ivm.Isolate({
         memoryLimit: memoryMb,
-        onCatastrophicError: (message: string) => fatal(`catastrophic isolate error: ${message}`)
+        // V8 cannot recover from this (typically a heap that grew past the limit inside
+        // one allocation, e.g. a Map rehash): the process must go. Name the run that did it.
+        onCatastrophicError: (message: string) => fatal(`catastrophic isolate error: ${message}`, this.current?.id ?? this.batch?.[0]?.id)
       })
       const context = await isolate.createContext()
       const sink = new ivm.Callback((text: unknown) => { this.write(text) })
@@ -172,12 +188,14 @@ class Session {
       this.memoryMb = memoryMb
       this.installedGrants = -1
       this.disposedBy = undefined
+      created = true
     }
     if (this.installedGrants !== grantsVersion) {
       const version = grantsVersion
       await this.dispatch!.apply(undefined, [2, grants], { arguments: { copy: true }, timeout: 1000 })
       this.installedGrants = version
     }
+    return created
   }
 
   /** Forget the isolate (disposing it if still alive). */
@@ -190,10 +208,22 @@ class Session {
     this.isolate = undefined
     this.context = undefined
     this.dispatch = undefined
+    this.heapBytes = 0
+    if (isolate !== undefined) this.lostReason = reason === 'reset' ? undefined : LOST_BECAUSE[reason] ?? reason
     if (isolate !== undefined && !isolate.isDisposed) {
       this.disposedBy = reason
       try { isolate.dispose() } catch { /* already gone */ }
     }
+  }
+
+  /** Measure the heap after a run, for the owner's memory quota. */
+  sampleHeap (): void {
+    const isolate = this.isolate
+    if (isolate === undefined || isolate.isDisposed) { this.heapBytes = 0; return }
+    try {
+      const h = isolate.getHeapStatisticsSync()
+      this.heapBytes = h.used_heap_size + (h.externally_allocated_size ?? 0)
+    } catch { this.heapBytes = 0 }
   }
 
   write (text: unknown): void {
@@ -252,38 +282,110 @@ function isTimeout (err: unknown): boolean {
   return err instanceof Error && err.message === 'Script execution timed out.'
 }
 
-function sessionFor (name: string): Session {
+/** Why a session's globals went away, as the next run in it is told. */
+const LOST_BECAUSE: Record<string, string> = {
+  evicted: 'the session was evicted to make room for a newer one of the same client (its session quota)',
+  memory: 'the session\'s isolate was disposed after it exceeded its memory limit',
+  quota: 'the session was evicted to keep the client within its memory quota',
+  idle: 'the session was idle longer than the node keeps sessions',
+  abort: 'the session\'s isolate was disposed to abort a running evaluation',
+  wedged: 'the session\'s isolate stopped responding and was disposed',
+  lost: 'the session\'s isolate was disposed during an evaluation'
+}
+
+function ownerOf (session: string): string {
+  const at = session.indexOf('/')
+  return at < 0 ? session : session.slice(0, at)
+}
+
+function idle (s: Session): boolean {
+  return !s.busy && s.queue.length === 0
+}
+
+/**
+ * The session a run goes to, made if need be. Quotas are per client: a client that
+ * opens too many sessions, or holds too much heap in them, loses its own least
+ * recently used idle sessions, never another client's. A string is a refusal.
+ */
+function sessionFor (name: string): Session | string {
   let s = sessions.get(name)
   if (s !== undefined) {
     sessions.delete(name)
-  } else {
-    s = new Session(name)
-    evictBeyond(init.maxSessions - 1)
+    sessions.set(name, s)
+    s.lastUsed = Date.now()
+    return s
   }
+  const owner = ownerOf(name)
+  let count = 0
+  let heap = 0
+  for (const o of sessions.values()) if (o.owner === owner) { count++; heap += o.heapBytes }
+  while (count >= maxSessionsPerClient || heap >= clientMemoryBytes) {
+    const victim = oldestIdle(o => o.owner === owner)
+    if (victim === undefined) {
+      return count >= maxSessionsPerClient
+        ? `client session quota: ${count} sessions are busy, the most a client may hold is ${maxSessionsPerClient}`
+        : `client memory quota: this client's sessions hold ${mib(heap)} MiB, the most a client may hold is ${mib(clientMemoryBytes)} MiB`
+    }
+    count--
+    heap -= victim.heapBytes
+    forget(victim, count + 1 >= maxSessionsPerClient ? 'evicted' : 'quota')
+  }
+  // The process-wide cap is a backstop for many clients sharing this process: the
+  // client holding the most sessions gives one up first.
+  if (sessions.size >= init.maxSessions) {
+    const heaviest = heaviestOwner()
+    const victim = oldestIdle(o => o.owner === heaviest) ?? oldestIdle(() => true)
+    if (victim === undefined) return `sandbox session capacity: all ${sessions.size} sessions of this sandbox process are busy`
+    forget(victim, 'evicted')
+  }
+  s = new Session(name)
+  const lost = forgotten.get(name)
+  if (lost !== undefined) { forgotten.delete(name); s.lostReason = lost }
   sessions.set(name, s)
-  s.lastUsed = Date.now()
   return s
 }
 
-/** Drop least recently used idle sessions until at most `keep` remain. */
-function evictBeyond (keep: number): void {
-  if (sessions.size <= keep) return
-  for (const [name, s] of sessions) {
-    if (sessions.size <= keep) break
-    if (s.busy || s.queue.length > 0) continue
-    s.drop('evicted')
-    sessions.delete(name)
+function oldestIdle (match: (s: Session) => boolean): Session | undefined {
+  for (const s of sessions.values()) if (idle(s) && match(s)) return s // insertion order = recency
+  return undefined
+}
+
+function heaviestOwner (): string | undefined {
+  const counts = new Map<string, number>()
+  let best: string | undefined
+  for (const s of sessions.values()) {
+    const n = (counts.get(s.owner) ?? 0) + 1
+    counts.set(s.owner, n)
+    if (best === undefined || n > counts.get(best)!) best = s.owner
   }
+  return best
+}
+
+/** Drop an idle session, remembering why for its next run. */
+function forget (s: Session, reason: string): void {
+  s.drop(reason)
+  sessions.delete(s.name)
+  if (s.lostReason === undefined) return // it never had a context: nothing was lost
+  forgotten.delete(s.name)
+  forgotten.set(s.name, s.lostReason)
+  if (forgotten.size > FORGOTTEN_ENTRIES) forgotten.delete(forgotten.keys().next().value as string)
 }
 
 function sweepIdle (): void {
   const cutoff = Date.now() - init.sessionIdleMs
-  for (const [name, s] of sessions) {
-    if (s.lastUsed < cutoff && !s.busy && s.queue.length === 0) {
-      s.drop('idle')
-      sessions.delete(name)
-    }
+  for (const s of [...sessions.values()]) {
+    if (s.lastUsed < cutoff && idle(s)) forget(s, 'idle')
   }
+}
+
+function heapTotal (): number {
+  let n = 0
+  for (const s of sessions.values()) n += s.heapBytes
+  return n
+}
+
+function mib (bytes: number): number {
+  return Math.round(bytes / (1024 * 1024))
 }
 
 function finish (job: Job, ok: boolean, valueOrError: unknown): void {
@@ -291,8 +393,9 @@ function finish (job: Job, ok: boolean, valueOrError: unknown): void {
   job.done = true
   jobs.delete(job.id)
   const seconds = (performance.now() - job.start) / 1000
-  if (ok && job.output.length === 0 && !job.outputTruncated) post([job.id, valueOrError, seconds])
-  else post([job.id, valueOrError, seconds, ok, job.output.join(''), job.outputTruncated])
+  if (ok && job.output.length === 0 && !job.outputTruncated && job.contextLost === undefined) post([job.id, valueOrError, seconds])
+  else if (job.contextLost === undefined) post([job.id, valueOrError, seconds, ok, job.output.join(''), job.outputTruncated])
+  else post([job.id, valueOrError, seconds, ok, job.output.join(''), job.outputTruncated, job.contextLost])
 }
 
 async function pump (s: Session): Promise<void> {
@@ -328,6 +431,13 @@ async function pump (s: Session): Promise<void> {
       } finally {
         s.current = undefined
         s.lastUsed = Date.now()
+        if (task.job.transient) {
+          // A transient context serves one run: its globals are not kept.
+          s.drop('reset')
+          sessions.delete(s.name)
+        } else {
+          s.sampleHeap()
+        }
       }
     }
   } finally {
@@ -351,7 +461,7 @@ async function execute (s: Session, job: Job, evaluate?: (timeout: number) => Pr
   try {
     let outcome: Outcome
     const work = (async (): Promise<Outcome> => {
-      if (s.isolate === undefined || s.isolate.isDisposed || s.installedGrants !== grantsVersion) await s.ensure(memoryMb)
+      if (s.isolate === undefined || s.isolate.isDisposed || s.installedGrants !== grantsVersion) noteFresh(s, job, await s.ensure(memoryMb))
       const generation = s.generation
       // Script-level bindings would shadow the globals the batch runner checks: this context is done with batches.
       if (evaluate === undefined && !s.lexicals && !AWAIT.test(job.form) && MAY_DECLARE_LEXICALS.test(job.form)) s.lexicals = true
@@ -426,7 +536,7 @@ function batchable (job: Job, timeoutMs: number): boolean {
 /** The queued jobs at the head of the session's queue that can run as one batch, taken off it. */
 function takeBatch (s: Session): Job[] | undefined {
   const head = s.queue[0]
-  if (head === undefined || head.kind !== 'job' || s.lexicals) return undefined
+  if (head === undefined || head.kind !== 'job' || s.lexicals || head.job.transient) return undefined
   const timeoutMs = head.job.limits.timeoutMs
   if (timeoutMs < BATCH_MIN_TIMEOUT_MS || !batchable(head.job, timeoutMs)) return undefined
   let n = 1
@@ -450,7 +560,7 @@ async function runBatch (s: Session, jobs: Job[]): Promise<void> {
   const { timeoutMs } = first.limits
   if (s.isolate === undefined || s.isolate.isDisposed || s.installedGrants !== grantsVersion) {
     try {
-      await s.ensure(first.limits.memoryMb)
+      noteFresh(s, first, await s.ensure(first.limits.memoryMb))
     } catch {
       // Let the slow path start the isolate and report what goes wrong.
       first.slowOnly = true
@@ -554,6 +664,13 @@ async function runBatch (s: Session, jobs: Job[]): Promise<void> {
       s.current = undefined
     }
   }
+}
+
+/** A run that starts a new context where one was lost says so in its reply. */
+function noteFresh (s: Session, job: Job, fresh: boolean): void {
+  if (!fresh || s.lostReason === undefined) return
+  job.contextLost = s.lostReason
+  s.lostReason = undefined
 }
 
 function requeue (s: Session, jobs: Job[]): void {
@@ -706,7 +823,7 @@ function limitsOf (m: RunMsg): EvalLimits {
   const prev = lastLimitsOf
   if (lastLimits !== undefined && prev !== undefined && prev[3] === m[3] && prev[4] === m[4] && prev[5] === m[5] && prev[6] === m[6]) return lastLimits
   lastLimitsOf = m
-  lastLimits = clampLimits({ timeoutMs: m[3], memoryMb: m[4], resultBytes: m[5], outputBytes: m[6] })
+  lastLimits = clampLimits({ timeoutMs: m[3], memoryMb: m[4], resultBytes: m[5], outputBytes: m[6] }, init.limits)
   return lastLimits
 }
 
@@ -714,6 +831,7 @@ function onRun (m: RunMsg): void {
   const job: Job = {
     id: m[0],
     session: m[1],
+    transient: m[7] === 1,
     form: typeof m[2] === 'string' ? m[2] : String(m[2]),
     limits: limitsOf(m),
     done: false,
@@ -728,6 +846,10 @@ function onRun (m: RunMsg): void {
     return
   }
   const s = sessionFor(job.session)
+  if (typeof s === 'string') {
+    finish(job, false, wireError('QUOTA', s, 'Error'))
+    return
+  }
   s.queue.push({ kind: 'job', job })
   touched.add(s)
 }
@@ -819,10 +941,11 @@ async function shutdown (code: number): Promise<void> {
   setImmediate(() => process.exit(code))
 }
 
-function fatal (reason: string): void {
+function fatal (reason: string, culprit: number | undefined): void {
   // V8 has lost the isolate; its thread may never return, and process.exit could hang.
   try {
-    process.send!({ sessions: sessions.size, batched: batchedRuns, msgs: [{ t: 'fatal', reason }] } satisfies ParentBatch, () => process.kill(process.pid, 'SIGKILL'))
+    const msg: ToParent = culprit === undefined ? { t: 'fatal', reason } : { t: 'fatal', reason, culprit }
+    process.send!({ sessions: sessions.size, batched: batchedRuns, heapBytes: 0, msgs: [msg] } satisfies ParentBatch, () => process.kill(process.pid, 'SIGKILL'))
   } catch { /* channel gone */ }
   setTimeout(() => process.kill(process.pid, 'SIGKILL'), 200).unref()
 }

@@ -30,13 +30,24 @@
  * TIME_LIMIT, MEMORY_LIMIT, RESULT_LIMIT, NOT_CLONEABLE, ABORTED, SANDBOX_LOST).
  */
 import type { EvalLimits, WireError } from '@evalmesh/protocol'
-import { ChildSandbox } from './sandbox.js'
+import { SandboxPool } from './pool.js'
 
 export interface SandboxInit {
   /** The node's ceilings; every job's limits are clamped to them. */
   limits: EvalLimits
-  /** Live session contexts kept; least recently used beyond it are dropped (default 256). */
+  /** Live session contexts one sandbox process keeps; beyond it the busiest client's oldest idle one goes (default 256). */
   maxSessions?: number
+  /** Sessions one client may hold; beyond it that client's least recently used idle session goes (default 32). */
+  maxSessionsPerClient?: number
+  /** Heap one client's sessions may hold, in MiB (default 512). */
+  clientMemoryMb?: number
+  /** Heap all sessions of the node may hold, in MiB; a run needing a new session beyond it is refused QUOTA (default 2048). */
+  maxMemoryMb?: number
+  /**
+   * Sandbox processes shared by clients (default 4). Each client is served by one;
+   * a client whose form crashed its process gets a process of its own afterwards.
+   */
+  processes?: number
   /** Idle sessions are dropped after this (default 30 min). */
   sessionIdleMs?: number
   /** Runs in the parent process when a form calls a granted function. */
@@ -48,11 +59,24 @@ export interface SandboxInit {
 }
 
 /** One evaluation; `limits` are already clamped by the server. */
-export interface SandboxJob { txn: string, session: string, form: string, limits: EvalLimits }
+export interface SandboxJob {
+  txn: string
+  /** `<client id>/<name>`: the part before the first '/' says whose quotas it counts against. */
+  session: string
+  form: string
+  limits: EvalLimits
+  /** Run in a fresh context that is dropped afterwards (its globals are not kept). */
+  transient?: boolean
+}
 
+/**
+ * How a run ended. `contextLost` says why the session's globals were gone when
+ * this run started (evicted, memory, its process replaced): the form ran in a fresh
+ * context. It is absent when the session simply kept its globals or was new.
+ */
 export type SandboxResult =
-  | { ok: true, value: unknown, output: string, outputTruncated: boolean, seconds: number }
-  | { ok: false, error: WireError, output: string, outputTruncated: boolean, seconds: number }
+  | { ok: true, value: unknown, output: string, outputTruncated: boolean, seconds: number, contextLost?: string }
+  | { ok: false, error: WireError, output: string, outputTruncated: boolean, seconds: number, contextLost?: string }
 
 export interface SandboxStats {
   restarts: number
@@ -61,6 +85,10 @@ export interface SandboxStats {
   pid: number | undefined
   /** Runs the current child served on the batch path (several queued forms in one trip into the isolate). */
   batched: number
+  /** Heap held by the sessions, as last measured. */
+  heapBytes: number
+  /** Every sandbox process, with the clients it serves. */
+  processes?: Array<{ pid: number | undefined, clients: number, dedicated: boolean, sessions: number, running: number, heapBytes: number }>
 }
 
 export interface Sandbox {
@@ -76,9 +104,13 @@ export interface Sandbox {
   /** Clean shutdown; safe to call twice. */
   stop (): Promise<void>
   readonly stats: SandboxStats
-  on (event: 'restart', listener: (info: { reason: string }) => void): this
+  /** A sandbox process was replaced; `culpritSession` names the session whose form crashed it, when known. */
+  on (event: 'restart', listener: (info: { reason: string, culpritSession?: string }) => void): this
 }
 
 export function createSandbox (init: SandboxInit): Sandbox {
-  return new ChildSandbox(init)
+  return new SandboxPool(init)
 }
+
+export { clampLimits, MIN_MEMORY_MB } from './limits.js'
+export { isQuickForm } from './batch-forms.js'

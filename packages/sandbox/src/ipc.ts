@@ -7,8 +7,11 @@ import type { EvalLimits } from '@evalmesh/protocol'
  * are flat tuples: the structured-clone serializer then writes no property names.
  */
 
-/** A run: id, session, form, then its clamped limits (timeoutMs, memoryMb, resultBytes, outputBytes). */
-export type RunMsg = [id: number, session: string, form: string, timeoutMs: number, memoryMb: number, resultBytes: number, outputBytes: number]
+/**
+ * A run: id, session, form, then its clamped limits (timeoutMs, memoryMb, resultBytes,
+ * outputBytes), then 1 if it runs in a transient context of its own.
+ */
+export type RunMsg = [id: number, session: string, form: string, timeoutMs: number, memoryMb: number, resultBytes: number, outputBytes: number, transient?: 1]
 
 /**
  * A result. A success without output is [id, value, seconds]; anything else is
@@ -17,6 +20,7 @@ export type RunMsg = [id: number, session: string, form: string, timeoutMs: numb
 export type ResultMsg =
   | [id: number, value: unknown, seconds: number]
   | [id: number, valueOrError: unknown, seconds: number, ok: boolean, output: string, outputTruncated: boolean]
+  | [id: number, valueOrError: unknown, seconds: number, ok: boolean, output: string, outputTruncated: boolean, contextLost: string]
 
 export type ToChild =
   | RunMsg
@@ -34,17 +38,21 @@ export type ToParent =
   | { t: 'host-call', cid: number, id: number, name: string, args: unknown[] }
   | { t: 'reset-done', rid: number }
   | { t: 'pong', n: number }
-  | { t: 'fatal', reason: string }
+  | { t: 'fatal', reason: string, culprit?: number }
 
 export interface ChildInit {
   limits: EvalLimits
   maxSessions: number
   sessionIdleMs: number
+  /** Sessions one client may hold in this process; its least recently used idle one goes first. */
+  maxSessionsPerClient?: number
+  /** Heap one client's sessions may hold in this process. */
+  clientMemoryMb?: number
   grants: string[]
 }
 
 /** One IPC message: a batch plus the child's live session count and batched-run count, for stats. */
-export interface ParentBatch { sessions: number, batched: number, msgs: ToParent[] }
+export interface ParentBatch { sessions: number, batched: number, heapBytes: number, msgs: ToParent[] }
 
 // Megatest command names carry ! ? > and / (csv->test-data, teststep-set-status!): allowed after the first character.
 const SEGMENT = /^[A-Za-z_$][\w$\-!?>/]*$/

@@ -5,6 +5,7 @@ import { serialize } from 'node:v8'
 import { EvalMeshError, type EvalLimits, type WireError } from '@evalmesh/protocol'
 import { wireError } from './errors.js'
 import { checkGrant, type ChildInit, type ParentBatch, type ResultMsg, type ToChild, type ToParent } from './ipc.js'
+import { clampLimits } from './limits.js'
 import type { Sandbox, SandboxInit, SandboxJob, SandboxResult, SandboxStats } from './index.js'
 
 const CHILD_PATH = fileURLToPath(new URL('./child.js', import.meta.url))
@@ -14,6 +15,8 @@ const DEFAULT_GRACE_MS = 2000
 const TICK_MS = 250
 const PING_EVERY_MS = 500
 const STOP_KILL_MS = 3000
+/** Session names remembered per process for lost-context notices; far above any process's live sessions. */
+const MAX_TRACKED_SESSIONS = 8192
 
 interface Pending {
   id: number
@@ -56,6 +59,12 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
   #restarts = 0
   #sessions = 0
   #batched = 0
+  #heapBytes = 0
+  #culprit: number | undefined
+  /** Sessions that have had a run in the current child. */
+  #live = new Set<string>()
+  /** Sessions whose child died, and why: their next run is told its globals are gone. */
+  #lost = new Map<string, string>()
 
   constructor (init: SandboxInit) {
     super()
@@ -70,7 +79,12 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
   }
 
   get stats (): SandboxStats {
-    return { restarts: this.#restarts, sessions: this.#sessions, running: this.#runs.size, pid: this.#child?.pid, batched: this.#batched }
+    return { restarts: this.#restarts, sessions: this.#sessions, running: this.#runs.size, pid: this.#child?.pid, batched: this.#batched, heapBytes: this.#heapBytes }
+  }
+
+  /** True if this session has had a run in the current sandbox process (so it holds a context). */
+  hasSession (session: string): boolean {
+    return this.#live.has(session)
   }
 
   async start (): Promise<void> {
@@ -97,7 +111,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
         return
       }
       const id = this.#nextId++
-      const limits = clamp(job.limits, this.#init.limits)
+      const limits = clampLimits(job.limits, this.#init.limits)
       const pending: Pending = { id, job, sentAt: Date.now(), resolve }
       this.#runs.set(id, pending)
       this.#byTxn.set(job.txn, id)
@@ -108,7 +122,12 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
       }
       if (track.ids.length === 0) track.headSince = pending.sentAt
       track.ids.push(id)
-      this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes])
+      if (job.transient === true) this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes, 1])
+      else {
+        if (this.#live.size >= MAX_TRACKED_SESSIONS) this.#live.delete(this.#live.values().next().value as string)
+        this.#live.add(job.session)
+        this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes])
+      }
     })
   }
 
@@ -120,6 +139,8 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
   }
 
   resetSession (session: string): Promise<void> {
+    this.#lost.delete(session)
+    this.#live.delete(session)
     if (!this.#started || this.#stopping !== undefined) return Promise.resolve()
     const rid = this.#nextId++
     return new Promise<void>(resolve => {
@@ -168,9 +189,12 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
       sessionIdleMs: this.#init.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS,
       grants: this.#grants
     }
+    if (this.#init.maxSessionsPerClient !== undefined) init.maxSessionsPerClient = this.#init.maxSessionsPerClient
+    if (this.#init.clientMemoryMb !== undefined) init.clientMemoryMb = this.#init.clientMemoryMb
     this.#ready = false
     this.#killReason = undefined
     this.#fatalReason = undefined
+    this.#culprit = undefined
     const child = fork(CHILD_PATH, [], {
       execArgv: ['--no-node-snapshot'],
       serialization: 'advanced',
@@ -189,11 +213,21 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     this.#child = undefined
     const how = signal !== null ? `signal ${signal}` : `code ${String(code)}`
     const reason = this.#killReason ?? this.#fatalReason ?? `the sandbox process exited (${how})`
-    this.#settleAll('SANDBOX_LOST', `${reason}; the evaluation was lost and the sandbox restarted`)
+    // The run whose isolate blew up gets the memory error it earned; the others were
+    // only in the same process. Every session of the process lost its globals.
+    const culprit = this.#culprit === undefined ? undefined : this.#runs.get(this.#culprit)
+    const culpritSession = culprit?.job.session
+    if (culprit !== undefined) {
+      this.#runs.delete(culprit.id)
+      culprit.resolve(failure('MEMORY_LIMIT', `evaluation exhausted its isolate's memory (${reason}); its sandbox process was replaced and the session's globals are gone`))
+    }
+    for (const session of this.#live) this.#lost.set(session, `the sandbox process serving this session was replaced (${reason})`)
+    this.#live.clear()
+    this.#settleAll('SANDBOX_LOST', `${reason}; the evaluation was lost and the sandbox restarted, so every session of that sandbox process starts with fresh globals`)
     this.#outbox = this.#outbox.filter(m => !Array.isArray(m) && m.t === 'grants')
     if (this.#stopping !== undefined) return
     this.#restarts++
-    this.emit('restart', { reason })
+    this.emit('restart', culpritSession === undefined ? { reason } : { reason, culpritSession })
     this.#failedStarts = wasReady ? 0 : this.#failedStarts + 1
     if (this.#failedStarts >= 5) {
       const err = new EvalMeshError('SANDBOX_LOST', `sandbox process failed to start 5 times (last: ${reason})`)
@@ -236,7 +270,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     for (const [session, track] of this.#tracks) {
       const head = this.#runs.get(track.ids[0] ?? -1)
       if (head === undefined) continue
-      const limit = clamp(head.job.limits, this.#init.limits).timeoutMs
+      const limit = clampLimits(head.job.limits, this.#init.limits).timeoutMs
       if (now - track.headSince > limit + this.#graceMs) {
         this.#kill(`run ${head.job.txn} in session ${session} outlived its ${limit} ms wall-time limit by more than ${this.#graceMs} ms`)
         return
@@ -271,6 +305,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     if (typeof batch !== 'object' || batch === null || !Array.isArray(batch.msgs)) return
     this.#sessions = batch.sessions
     this.#batched = batch.batched
+    if (typeof batch.heapBytes === 'number' && batch.heapBytes > 0) this.#heapBytes = batch.heapBytes
     this.#lastPong = Date.now()
     for (const m of batch.msgs) this.#onMessage(m)
   }
@@ -294,7 +329,10 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
         break
       }
       case 'pong': break
-      case 'fatal': this.#fatalReason = m.reason; break
+      case 'fatal':
+        this.#fatalReason = m.reason
+        this.#culprit = m.culprit
+        break
     }
   }
 
@@ -311,9 +349,14 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
       if (at === 0) track.headSince = Date.now()
       if (track.ids.length === 0) this.#tracks.delete(p.job.session)
     }
-    if (r.length === 3) p.resolve({ ok: true, value: r[1], output: '', outputTruncated: false, seconds: r[2] })
-    else if (r[3]) p.resolve({ ok: true, value: r[1], output: r[4], outputTruncated: r[5], seconds: r[2] })
-    else p.resolve({ ok: false, error: r[1] as WireError, output: r[4], outputTruncated: r[5], seconds: r[2] })
+    let result: SandboxResult
+    if (r.length === 3) result = { ok: true, value: r[1], output: '', outputTruncated: false, seconds: r[2] }
+    else if (r[3]) result = { ok: true, value: r[1], output: r[4], outputTruncated: r[5], seconds: r[2] }
+    else result = { ok: false, error: r[1] as WireError, output: r[4], outputTruncated: r[5], seconds: r[2] }
+    const lost = r.length === 7 ? r[6] : this.#lost.get(p.job.session)
+    if (this.#lost.size > 0) this.#lost.delete(p.job.session)
+    if (lost !== undefined && p.job.transient !== true) result.contextLost = lost
+    p.resolve(result)
   }
 
   async #onHostCall (cid: number, id: number, name: string, args: unknown[]): Promise<void> {
@@ -358,18 +401,8 @@ function scrubPaths (message: string): string {
     .replace(/(?:\/[\w.@+-]+)+\.(?:[cm]?js|ts|node)(?::\d+)*\b/g, '<host>')
 }
 
-function failure (code: 'SANDBOX_LOST' | 'SHUTTING_DOWN' | 'BAD_MESSAGE', message: string): SandboxResult {
+function failure (code: 'SANDBOX_LOST' | 'SHUTTING_DOWN' | 'BAD_MESSAGE' | 'MEMORY_LIMIT', message: string): SandboxResult {
   return { ok: false, error: wireError(code, message, 'EvalMeshError'), output: '', outputTruncated: false, seconds: 0 }
-}
-
-function clamp (limits: EvalLimits | undefined, ceiling: EvalLimits): EvalLimits {
-  const pick = (v: unknown, max: number): number => typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.min(v, max) : max
-  return {
-    timeoutMs: pick(limits?.timeoutMs, ceiling.timeoutMs),
-    memoryMb: pick(limits?.memoryMb, ceiling.memoryMb),
-    resultBytes: pick(limits?.resultBytes, ceiling.resultBytes),
-    outputBytes: pick(limits?.outputBytes, ceiling.outputBytes)
-  }
 }
 
 function validateLimits (l: EvalLimits): void {

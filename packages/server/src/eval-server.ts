@@ -9,12 +9,13 @@ import {
   type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError
 } from '@evalmesh/protocol'
 import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
-import { createSandbox, type Sandbox } from '@evalmesh/sandbox'
+import { clampLimits, createSandbox, isQuickForm, type Sandbox } from '@evalmesh/sandbox'
 import { TrustStore, defaultStateDir, loadIdentity, writePrivateFile, type Identity } from '@evalmesh/trust'
 import { Listener, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
 import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
+import { Scheduler, sessionKey, type Route } from './scheduler.js'
 import { FUNCTION_NAME, loadFunctionsModule, type ApplyContext, type OperatorFunction } from './functions.js'
 import { BroadcastResponder } from './broadcast-responder.js'
 import { startControlPort, type ControlPort } from './control-port.js'
@@ -54,6 +55,8 @@ export interface ServerInit {
   concurrency?: number
   /** Requests waiting beyond the running ones before BUSY (default 1024). */
   queueLength?: number
+  /** Per-client quotas and the node's bounds on waiting and on sandbox memory; see NodeQuotas. */
+  quotas?: Partial<NodeQuotas>
   /** Bytes of results kept for re-fetch (default 64 MiB). */
   resultBudgetBytes?: number
   /** Use this identity instead of the state dir's (tests). */
@@ -89,6 +92,24 @@ export interface NodeLocator {
 }
 
 export const NODE_FILE = 'node.json'
+
+/** What one client may hold, and how long anyone may wait: shown in describe, set on `serve`. */
+export interface NodeQuotas {
+  /** Runs one client may have at once (default: concurrency - 2, at least 1): the rest stay free for others. */
+  runningPerClient: number
+  /** Requests one client may have waiting before BUSY (default 256). */
+  queuedPerClient: number
+  /** A request whose estimated wait exceeds this is refused BUSY with a retry-after (default 2000 ms). */
+  maxQueueWaitMs: number
+  /** Sessions one client may hold; its least recently used idle one is evicted beyond it (default 32). */
+  sessionsPerClient: number
+  /** Heap one client's sessions may hold, MiB (default 512). */
+  memoryPerClientMb: number
+  /** Heap all sandbox sessions of the node may hold, MiB (default 2048). */
+  sandboxMemoryMb: number
+  /** Sandbox processes clients are spread over (default 4); a client that crashes one gets its own. */
+  sandboxProcesses: number
+}
 
 /** The locator of the node running with this state dir, if one is (or was) there. */
 export function readNodeLocator (stateDir: string): NodeLocator | undefined {
@@ -138,6 +159,8 @@ export class EvalServer extends EventEmitter {
   readonly limits: NodeLimits
   readonly startedAt = Date.now()
   readonly table: TxnTable
+  readonly scheduler: Scheduler
+  readonly quotas: NodeQuotas
   readonly counters = { served: 0, refused: 0, busy: 0, declined: 0, completed: 0, failed: 0, aborted: 0, lost: 0 }
   readonly #init: ServerInit
   readonly #functions = new Map<string, OperatorFunction>()
@@ -173,6 +196,23 @@ export class EvalServer extends EventEmitter {
     }
     const budget = init.resultBudgetBytes ?? 64 * 1024 * 1024
     this.table = new TxnTable({ resultBudgetBytes: budget, maxKeptResultBytes: Math.min(budget, evalLimits.resultBytes), maxDoneRecords: 100_000 })
+    this.quotas = {
+      runningPerClient: Math.max(1, this.limits.concurrency - 2),
+      queuedPerClient: 256,
+      maxQueueWaitMs: 2000,
+      sessionsPerClient: 32,
+      memoryPerClientMb: 512,
+      sandboxMemoryMb: 2048,
+      sandboxProcesses: 4,
+      ...definedOnly(init.quotas ?? {})
+    }
+    this.scheduler = new Scheduler(this.table, {
+      concurrency: this.limits.concurrency,
+      perClient: this.quotas.runningPerClient,
+      queueLength: this.limits.queueLength,
+      perClientQueue: this.quotas.queuedPerClient,
+      maxWaitMs: this.quotas.maxQueueWaitMs
+    })
     for (const [name, fn] of Object.entries(init.functions ?? {})) this.registerFunction(name, fn)
     this.#stopped = new Promise(resolve => { this.#resolveStopped = resolve })
   }
@@ -212,6 +252,10 @@ export class EvalServer extends EventEmitter {
     }
     this.#sandbox = createSandbox({
       limits: this.#evalLimits(),
+      maxSessionsPerClient: this.quotas.sessionsPerClient,
+      clientMemoryMb: this.quotas.memoryPerClientMb,
+      maxMemoryMb: this.quotas.sandboxMemoryMb,
+      processes: this.quotas.sandboxProcesses,
       grants: this.#grants(),
       hostCall: async (name, args, ctx) => await this.#hostCall(name, args, ctx.txn)
     })
@@ -353,8 +397,7 @@ export class EvalServer extends EventEmitter {
     const reason = options.reason ?? (options.by === undefined ? 'aborted locally' : `aborted remotely by ${options.by}`)
     t.abortReason = reason
     this.trace.record('aborted', reason, t.record.txn, options.by)
-    if (t.record.state === 'input') {
-      this.table.removeInput(t)
+    if (this.scheduler.withdraw(t)) {
       this.#finish(t, { ok: false, error: abortError(t, reason), output: '', outputTruncated: false, seconds: 0 })
       return { txn: t.record.txn, aborted: true, state: 'done', reason }
     }
@@ -380,6 +423,9 @@ export class EvalServer extends EventEmitter {
       advertisedAs: this.#discovery?.advertisedName ?? null,
       broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
       limits: this.limits,
+      quotas: this.quotas,
+      retention: { results: this.table.doneCount, keptBytes: this.table.keptBytes, budgetBytes: this.table.budgetBytes, maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#init.purgeSeconds ?? 600 },
+      sandbox: this.#sandbox?.stats ?? null,
       functions: this.functionNames(),
       policy: this.policy.state,
       trace: this.trace.enabled,
@@ -406,10 +452,10 @@ export class EvalServer extends EventEmitter {
     const locator = readNodeLocator(this.stateDir)
     if (locator?.pid === process.pid) rmSync(join(this.stateDir, NODE_FILE), { force: true })
     for (const t of [...this.table.input]) {
-      this.table.removeInput(t)
+      if (!this.scheduler.withdraw(t)) continue // started behind its session: stopped with the running ones
       this.#finish(t, { ok: false, error: new EvalMeshError('SHUTTING_DOWN', `node ${this.name} is stopping (${reason})`, { txn: t.record.txn }).toWire(), output: '', outputTruncated: false, seconds: 0 })
     }
-    await Promise.all([...this.table.running].map(async t => await this.abort(t.record.txn, { reason: `node stopping: ${reason}` }).catch(() => {})))
+    await Promise.all([...this.table.running, ...this.table.input].map(async t => await this.abort(t.record.txn, { reason: `node stopping: ${reason}` }).catch(() => {})))
     await this.#sandbox.stop()
     await closing
     this.emit('stopped', reason)
@@ -451,7 +497,7 @@ export class EvalServer extends EventEmitter {
         conn.reply(req.id, this.peers())
         return
       case 'reset':
-        await this.#sandbox.resetSession(sessionKey(peer.id, req.session))
+        await this.#sandbox.resetSession(sessionKey(peer.id, req.session ?? 'default'))
         conn.reply(req.id, { reset: true, session: req.session ?? 'default' })
         return
       case 'policy': {
@@ -500,15 +546,15 @@ export class EvalServer extends EventEmitter {
     if (req.kind === 'apply' && !this.#knowsFunction(req.fn)) {
       throw new EvalMeshError('UNKNOWN_FUNCTION', `node ${this.name} has no function "${req.fn}"; it offers: ${this.functionNames().join(', ')}`, { fn: req.fn })
     }
-    if (this.table.running.size >= this.limits.concurrency && this.table.input.length >= this.limits.queueLength) {
+    const refusal = this.scheduler.refusal(peer.id)
+    if (refusal !== undefined) {
       this.counters.busy++
-      const retryAfterMs = this.#retryAfterMs()
-      this.trace.record('busy', `busy: ${this.table.running.size} running, ${this.table.input.length} queued; retry after ${retryAfterMs} ms`, req.txn, peer.name)
-      throw new EvalMeshError('BUSY', `node ${this.name} is busy (${this.table.running.size} running, ${this.table.input.length} queued); retry after ${retryAfterMs} ms`, { retryAfterMs, txn: req.txn })
+      this.trace.record('busy', refusal.message, req.txn, peer.name)
+      throw new EvalMeshError('BUSY', `node ${this.name} is ${refusal.message}`, { retryAfterMs: refusal.retryAfterMs, txn: req.txn })
     }
 
     this.counters.served++
-    const limits = this.#clampLimits(req.limits)
+    const limits = clampLimits(req.limits, this.#evalLimits())
     const t: Txn = {
       record: {
         txn: req.txn, client, clientName: peer.name, seq, kind: req.kind,
@@ -521,26 +567,26 @@ export class EvalServer extends EventEmitter {
     if (this.trace.enabled) this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
     if (req.wait) this.#whenSettled(t, s => this.#replySettled(conn, req.id, t, s))
     const run = req.kind === 'eval'
-      ? async (): Promise<Settled> => await this.#sandbox.run({ txn: t.record.txn, session: sessionKey(peer.id, req.session), form: req.form, limits })
+      ? async (route: Route | undefined): Promise<Settled> => await this.#sandbox.run({
+        txn: t.record.txn, session: route?.session ?? sessionKey(peer.id, 'default'), form: req.form, limits, transient: route?.transient === true
+      })
       : async (): Promise<Settled> => await this.#runApply(t, req.fn, req.args, limits, peer)
-    runners.set(t, run)
-    this.#schedule()
+    this.scheduler.submit({
+      txn: t,
+      client: peer.id,
+      session: req.kind === 'eval' ? req.session : undefined,
+      kind: req.kind,
+      quick: req.kind === 'eval' && isQuickForm(req.form),
+      start: route => {
+        if (this.trace.enabled) this.trace.record('started', `started: ${t.record.summary}`, t.record.txn, t.record.clientName)
+        run(route).then(
+          settled => this.#finish(t, settled),
+          err => this.#finish(t, { ok: false, error: toWireError(err), output: '', outputTruncated: false, seconds: secondsSince(t.record.startedAt) })
+        )
+      }
+    })
     if (!req.wait) conn.reply(req.id, this.#ack(t))
     this.emit('change')
-  }
-
-  #schedule (): void {
-    while (this.table.running.size < this.limits.concurrency && this.table.input.length > 0) {
-      const t = this.table.nextInput()!
-      const run = runners.get(t)!
-      runners.delete(t)
-      if (this.trace.enabled) this.trace.record('started', `started: ${t.record.summary}`, t.record.txn, t.record.clientName)
-      run().then(
-        settled => this.#finish(t, settled),
-        err => this.#finish(t, { ok: false, error: toWireError(err), output: '', outputTruncated: false, seconds: secondsSince(t.record.startedAt) })
-      )
-    }
-    if (this.table.input.length > 0) this.emit('change')
   }
 
   #finish (t: Txn, settled: Settled): void {
@@ -548,7 +594,7 @@ export class EvalServer extends EventEmitter {
     if (!settled.ok && settled.error.code === 'ABORTED' && t.abortReason !== undefined) {
       settled = { ...settled, error: abortError(t, t.abortReason) }
     }
-    runners.delete(t)
+    this.scheduler.finished(t)
     this.table.finish(t, settled)
     const how = t.record.howStopped!
     this.counters[how === 'completed' ? 'completed' : how]++
@@ -558,7 +604,6 @@ export class EvalServer extends EventEmitter {
     t.waiters = []
     for (const w of waiters) w(settled)
     this.emit('change')
-    this.#schedule()
   }
 
   #whenSettled (t: Txn, fn: (s: Settled) => void): void {
@@ -570,9 +615,14 @@ export class EvalServer extends EventEmitter {
     if (conn.closed) return // the result stays in the done list for re-fetch
     if (s.ok) {
       const outcome: EvalOutcome = { txn: t.record.txn, node: this.name, state: 'done', value: s.value, output: s.output, outputTruncated: s.outputTruncated, seconds: s.seconds }
+      if (s.contextLost !== undefined) outcome.contextLost = s.contextLost
+      if (t.record.session === 'transient') outcome.session = 'transient'
       conn.reply(id, outcome)
     } else {
-      conn.replyError(id, withData(s.error, { txn: t.record.txn, node: this.name, output: s.output, seconds: s.seconds }))
+      const data: Record<string, unknown> = { txn: t.record.txn, node: this.name, output: s.output, seconds: s.seconds }
+      if (s.contextLost !== undefined) data.contextLost = s.contextLost
+      if (t.record.session === 'transient') data.session = 'transient'
+      conn.replyError(id, withData(s.error, data))
     }
   }
 
@@ -680,32 +730,6 @@ export class EvalServer extends EventEmitter {
     const { timeoutMs, memoryMb, resultBytes, outputBytes } = this.limits
     return { timeoutMs, memoryMb, resultBytes, outputBytes }
   }
-
-  #clampLimits (asked: Partial<EvalLimits> | undefined): EvalLimits {
-    const node = this.#evalLimits()
-    if (asked === undefined) return node
-    return {
-      timeoutMs: Math.min(node.timeoutMs, asked.timeoutMs ?? Infinity),
-      memoryMb: Math.max(8, Math.min(node.memoryMb, asked.memoryMb ?? Infinity)),
-      resultBytes: Math.min(node.resultBytes, asked.resultBytes ?? Infinity),
-      outputBytes: Math.min(node.outputBytes, asked.outputBytes ?? Infinity)
-    }
-  }
-
-  #retryAfterMs (): number {
-    let total = 0
-    let n = 0
-    for (const r of this.table.list('done').slice(0, 50)) { total += r.seconds ?? 0; n++ }
-    const avgMs = n === 0 ? 100 : (total / n) * 1000
-    return Math.round(Math.min(30_000, Math.max(50, avgMs * (1 + this.table.input.length / this.limits.concurrency))))
-  }
-}
-
-// Pending runners, held outside the record so that records stay plain data.
-const runners = new WeakMap<Txn, () => Promise<Settled>>()
-
-function sessionKey (peerId: string, session: string | undefined): string {
-  return `${peerId}/${session ?? 'default'}`
 }
 
 function abortError (t: Txn, reason: string): WireError {

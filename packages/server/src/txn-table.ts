@@ -1,9 +1,8 @@
-import { EvalMeshError, encodeValue, type ApplyRequest, type EvalRequest, type HowStopped, type StatusWhich, type TxnRecord, type WireError } from '@evalmesh/protocol'
+import { EvalMeshError, encodeValue, type ApplyRequest, type EvalRequest, type HowStopped, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
+import type { SandboxResult } from '@evalmesh/sandbox'
 
-/** How a transaction ended, as kept for its waiters and for re-fetch. */
-export type Settled =
-  | { ok: true, value: unknown, output: string, outputTruncated: boolean, seconds: number }
-  | { ok: false, error: WireError, output: string, outputTruncated: boolean, seconds: number }
+/** How a transaction ended, as kept for its waiters and for re-fetch: the sandbox's result type, for applies too. */
+export type Settled = SandboxResult
 
 export interface Txn {
   readonly record: TxnRecord
@@ -49,6 +48,8 @@ export class TxnTable {
   get (txn: string): Txn | undefined { return this.#all.get(txn) }
 
   get keptBytes (): number { return this.#keptBytes }
+  get budgetBytes (): number { return this.#init.resultBudgetBytes }
+  get maxDoneRecords (): number { return this.#init.maxDoneRecords }
   get doneCount (): number { return this.#done.size }
 
   add (txn: Txn): void {
@@ -56,19 +57,18 @@ export class TxnTable {
     this.input.push(txn)
   }
 
-  /** Take the next queued transaction to run. */
-  nextInput (): Txn | undefined {
-    const t = this.input.shift()
-    if (t !== undefined) {
-      t.record.state = 'running'
-      t.record.startedAt = Date.now()
-      this.running.add(t)
-    }
-    return t
+  /** Move a queued transaction to running (the scheduler decides which and when). */
+  start (t: Txn): void {
+    if (t.record.state !== 'input') return
+    this.removeInput(t)
+    t.record.state = 'running'
+    t.record.startedAt = Date.now()
+    this.running.add(t)
   }
 
   removeInput (t: Txn): boolean {
-    const i = this.input.indexOf(t)
+    // The newest are at the end and most often the ones taken: search from there.
+    const i = this.input.lastIndexOf(t)
     if (i < 0) return false
     this.input.splice(i, 1)
     return true
