@@ -50,14 +50,26 @@ function bignumBytes (n: bigint): Buffer {
 const BIGNUM_CEILING = 1n << BigInt(8 * MAX_BIGNUM_BYTES)
 
 /**
- * Deepest JavaScript nesting encodeValue follows. Any receiver refuses a frame deeper
- * than its maxDepth (64 by default) anyway; this only turns a runaway (or cyclic)
- * value into a clear error instead of a stack overflow.
+ * What the walk counts as it goes, exactly as scanCbor will count the bytes: the open
+ * containers and tags around the current value (`depth`) and the data items so far, so
+ * that a value no receiver would take is refused before it is encoded at all.
  */
-const ENCODE_DEPTH_CAP = 1000
+interface Walk {
+  depth: number
+  items: number
+  readonly limits: DecodeLimits
+  /** Strings shorter than this cannot exceed maxStringBytes in UTF-8 (3 bytes a unit). */
+  readonly longString: number
+  /** Whether BigInts are bounded by MAX_BIGNUM_BYTES (when encoding for the wire). */
+  readonly boundBignums: boolean
+}
 
-/** The reason toWire gives for nesting; encodeWithin replaces it with the limit in numbers. */
+/** No limits: encodeValue without `limits`, for measuring a value rather than sending it. */
+const UNBOUNDED: DecodeLimits = Object.freeze({ maxFrameBytes: Infinity, maxDepth: Infinity, maxStringBytes: Infinity, maxItems: Infinity })
+
+/** The reasons toWire gives for a limit; encodeWithin puts the limit in numbers. */
 const TOO_DEEP = 'too deep'
+const TOO_MANY = 'too many items'
 
 /** Thrown inside the walk; `path` grows as it unwinds, so the message can say where. */
 class WalkError extends Error {
@@ -67,39 +79,58 @@ class WalkError extends Error {
 }
 
 /**
- * Encode one value as CBOR in the §1.3 profile. Throws EvalMeshError: NOT_CLONEABLE
- * for a value CBOR cannot carry (a function, a symbol), RESULT_UNENCODABLE for one
- * that breaks a wire limit (a BigInt over MAX_BIGNUM_BYTES, runaway nesting).
+ * Encode one value as CBOR in the §1.3 profile. Throws EvalMeshError NOT_CLONEABLE for
+ * a value CBOR cannot carry (a function, a symbol).
+ *
+ * With `limits`, also refuse what a receiver with those limits would refuse to decode
+ * (§1.2), with RESULT_UNENCODABLE: nesting depth, item count, string length, frame
+ * size, a BigInt over MAX_BIGNUM_BYTES. encodeFrame passes the default limits, so a
+ * frame that would be refused, and close the connection, is never sent: the sender gets
+ * the error instead. Without `limits` nothing is bounded (for measuring a value's size).
  */
-export function encodeValue (value: unknown): Uint8Array {
-  return encodeWithin(value, ENCODE_DEPTH_CAP, 'value')
+export function encodeValue (value: unknown, limits?: DecodeLimits): Uint8Array {
+  return encodeWithin(value, limits, 'value')
 }
 
-function encodeWithin (value: unknown, maxDepth: number, what: string, depthNote = ''): Uint8Array {
+function encodeWithin (value: unknown, bounds: DecodeLimits | undefined, what: string, depthNote = ''): Uint8Array {
+  const limits = bounds ?? UNBOUNDED
+  const walk: Walk = { depth: 0, items: 0, limits, longString: Math.floor(limits.maxStringBytes / 3), boundBignums: bounds !== undefined }
   let wire: unknown
   try {
-    wire = toWire(value, maxDepth)
+    wire = toWire(value, walk)
   } catch (err) {
     if (err instanceof WalkError) {
       const path = shortPath(err.path)
       const at = path !== '' ? ` at ${what}${path}` : ''
-      const why = err.why === TOO_DEEP ? `it nests deeper than ${maxDepth} levels${depthNote}` : err.why
+      const why = err.why === TOO_DEEP
+        ? `it nests deeper than ${limits.maxDepth} levels${depthNote}, or refers to itself`
+        : err.why === TOO_MANY ? `it holds more than ${limits.maxItems} data items` : err.why
       throw new EvalMeshError(err.code, `${what} cannot be encoded${at}: ${why}`, { path })
     }
-    if (err instanceof RangeError) throw new EvalMeshError('RESULT_UNENCODABLE', `${what} cannot be encoded: it nests too deeply (${err.message})`)
+    if (err instanceof RangeError) throw new EvalMeshError('NOT_CLONEABLE', `${what} cannot be encoded: ${err.message}`)
     throw err
   }
+  let bytes: Uint8Array
   try {
-    return encoder.encode(wire)
+    bytes = encoder.encode(wire)
   } catch (err) {
     throw new EvalMeshError('NOT_CLONEABLE', `${what} cannot be encoded: ${(err as Error).message}`)
   }
+  if (bytes.length > limits.maxFrameBytes) {
+    throw new EvalMeshError('RESULT_UNENCODABLE', `${what} cannot be sent: it encodes to ${bytes.length} bytes, over the frame limit of ${limits.maxFrameBytes}`)
+  }
+  return bytes
+}
+
+/** Encode a whole message for a frame, refusing what the receiver would refuse (see encodeValue). */
+export function encodeMessage (message: unknown, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): Uint8Array {
+  return encodeWithin(message, limits, 'message')
 }
 
 /**
- * Rewrite the parts of `value` that cbor-x would not write in the §1.3 profile.
- * Copy on write: containers are copied only on the path to something rewritten, so
- * plain data costs one read-only walk.
+ * Rewrite the parts of `value` that cbor-x would not write in the §1.3 profile, and
+ * count its nesting and items on the way. Copy on write: containers are copied only on
+ * the path to something rewritten, so plain data costs one read-only walk.
  *
  * - BigInt: tag 2/3 with its magnitude in big-endian bytes, always, so that a BigInt
  *   stays a BigInt (a plain integer decodes as a Number); over MAX_BIGNUM_BYTES refused.
@@ -109,38 +140,87 @@ function encodeWithin (value: unknown, maxDepth: number, what: string, depthNote
  * - RegExp: its text, "/source/flags".
  * - Invalid Date: null. Boxed primitives: their primitive value.
  */
-function toWire (v: unknown, depthLeft: number): unknown {
+function toWire (v: unknown, w: Walk): unknown {
+  count(w, 1)
   switch (typeof v) {
-    case 'bigint': return bigintToWire(v)
+    case 'bigint': count(w, 1); within1(w); return bigintToWire(v, w.boundBignums)
     case 'number': return wideInteger(v) ? BigInt(v) : v
+    case 'string': if (v.length >= w.longString) checkString(v, w); return v
     case 'function': throw new WalkError('NOT_CLONEABLE', 'a function cannot be encoded; return plain data')
     case 'symbol': throw new WalkError('NOT_CLONEABLE', 'a symbol cannot be encoded; return plain data')
     case 'object': break
     default: return v
   }
   if (v === null) return v
-  if (depthLeft <= 0) throw new WalkError('RESULT_UNENCODABLE', TOO_DEEP)
-  if (Array.isArray(v)) return arrayToWire(v, depthLeft - 1)
-  if (v instanceof Uint8Array || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return v
-  if (v instanceof Map) return mapToWire(v, depthLeft - 1)
-  if (v instanceof Set) {
-    const items = [...v]
-    const out = arrayToWire(items, depthLeft - 1)
-    return out === items ? v : new Set(out as unknown[])
+  if (Array.isArray(v)) return arrayToWire(v, w)
+  if (ArrayBuffer.isView(v)) {
+    // Typed arrays other than Buffer and DataView are an RFC 8746 tag around the bytes.
+    if (!(v instanceof Buffer) && !(v instanceof DataView)) { count(w, 1); within1(w) }
+    checkBytes(v.byteLength, w)
+    return v
   }
-  if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v
-  if (v instanceof Error) return { $error: { name: String(v.name), message: String(v.message) } }
+  if (v instanceof ArrayBuffer) { checkBytes(v.byteLength, w); return v }
+  if (v instanceof Map) return tagged(w, () => mapToWire(v, w))
+  if (v instanceof Set) return tagged(w, () => setToWire(v, w))
+  if (v instanceof Date) {
+    if (Number.isNaN(v.getTime())) return null
+    count(w, 1); within1(w)
+    return v
+  }
+  if (v instanceof Error) {
+    const plain = { $error: { name: String(v.name), message: String(v.message) } }
+    w.items-- // counted again as the plain map
+    return toWire(plain, w)
+  }
   if (v instanceof RegExp) return String(v)
-  if (v instanceof Number || v instanceof String || v instanceof Boolean) return toWire(v.valueOf(), depthLeft)
+  if (v instanceof Number || v instanceof String || v instanceof Boolean) { w.items--; return toWire(v.valueOf(), w) }
   if (v instanceof Tag) {
     if (!ALLOWED_TAGS.has(v.tag)) throw new WalkError('NOT_CLONEABLE', `CBOR tag ${v.tag} is outside the allowed set (PROTOCOL.md §1.3)`)
     return v
   }
   if (typeof (v as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function') {
     // cbor-x writes any other iterable as an array; make that explicit, and walk it.
-    return arrayToWire([...(v as Iterable<unknown>)], depthLeft - 1)
+    return arrayToWire([...(v as Iterable<unknown>)], w)
   }
-  return objectToWire(v as Record<string, unknown>, depthLeft - 1)
+  return objectToWire(v as Record<string, unknown>, w)
+}
+
+function count (w: Walk, n: number): void {
+  w.items += n
+  if (w.items > w.limits.maxItems) throw new WalkError('RESULT_UNENCODABLE', TOO_MANY)
+}
+
+/** A tag or non-empty container opens one level around what follows. */
+function within1 (w: Walk): void {
+  if (w.depth + 1 > w.limits.maxDepth) throw new WalkError('RESULT_UNENCODABLE', TOO_DEEP)
+}
+
+/** Walk the inside of a container (or a tag) one level down. */
+function nested<T> (w: Walk, inside: () => T): T {
+  within1(w)
+  w.depth++
+  try { return inside() } finally { w.depth-- }
+}
+
+/** Map and Set: a tag (259, 258) holding the container. */
+function tagged<T> (w: Walk, inside: () => T): T {
+  count(w, 1)
+  return nested(w, inside)
+}
+
+function setToWire (set: Set<unknown>, w: Walk): Set<unknown> {
+  const items = [...set]
+  const out = arrayToWire(items, w)
+  return out === items ? set : new Set(out)
+}
+
+function checkString (s: string, w: Walk): void {
+  const bytes = Buffer.byteLength(s, 'utf8')
+  if (bytes > w.limits.maxStringBytes) throw new WalkError('RESULT_UNENCODABLE', `a string of ${bytes} bytes exceeds the limit of ${w.limits.maxStringBytes}`)
+}
+
+function checkBytes (n: number, w: Walk): void {
+  if (n > w.limits.maxStringBytes) throw new WalkError('RESULT_UNENCODABLE', `a byte string of ${n} bytes exceeds the limit of ${w.limits.maxStringBytes}`)
 }
 
 /** True for a safe integer that cbor-x would write as float64 (outside 32 bits). */
@@ -148,67 +228,86 @@ function wideInteger (n: number): boolean {
   return (n > 0xffffffff || n < -0x100000000) && Number.isSafeInteger(n)
 }
 
-function bigintToWire (n: bigint): Tag {
+function bigintToWire (n: bigint, bounded: boolean): Tag {
   // The magnitude on the wire is n for tag 2 and -1 - n for tag 3 (as the decoder bounds it).
-  if (n >= BIGNUM_CEILING || n < -BIGNUM_CEILING) {
+  if (bounded && (n >= BIGNUM_CEILING || n < -BIGNUM_CEILING)) {
     throw new WalkError('RESULT_UNENCODABLE', `a BigInt of more than ${8 * MAX_BIGNUM_BYTES} bits exceeds the bignum limit of ${MAX_BIGNUM_BYTES} bytes (PROTOCOL.md §1.3); send it as text (n.toString())`)
   }
   return n >= 0n ? new Tag(bignumBytes(n), 2) : new Tag(bignumBytes(-1n - n), 3)
 }
 
-/** Whether an element needs the walk at all: primitives other than these pass as they are. */
-function needsWalk (x: unknown): boolean {
+/** Whether an element needs the walk beyond being counted: most primitives do not. */
+function needsWalk (x: unknown, w: Walk): boolean {
   const t = typeof x
-  return t === 'object' ? x !== null : t === 'bigint' || t === 'function' || t === 'symbol' || (t === 'number' && wideInteger(x as number))
+  return t === 'object'
+    ? x !== null
+    : t === 'bigint' || t === 'function' || t === 'symbol' || (t === 'number' && wideInteger(x as number)) || (t === 'string' && (x as string).length >= w.longString)
 }
 
-function arrayToWire (a: unknown[], depthLeft: number): unknown[] {
+function arrayToWire (a: unknown[], w: Walk): unknown[] {
+  if (a.length === 0) return a
+  within1(w)
+  w.depth++
   let out: unknown[] | undefined
   let i = 0
   try {
     for (; i < a.length; i++) {
       const x = a[i]
-      if (!needsWalk(x)) continue
-      const y = toWire(x, depthLeft)
+      if (!needsWalk(x, w)) { count(w, 1); continue }
+      const y = toWire(x, w)
       if (y !== x) (out ??= a.slice())[i] = y
     }
   } catch (err) {
     throw within(err, `[${i}]`)
+  } finally {
+    w.depth--
   }
   return out ?? a
 }
 
-function objectToWire (o: Record<string, unknown>, depthLeft: number): Record<string, unknown> {
+function objectToWire (o: Record<string, unknown>, w: Walk): Record<string, unknown> {
   let out: Record<string, unknown> | undefined
   let key = ''
+  let opened = false
   try {
     for (key in o) {
       if (!Object.hasOwn(o, key)) continue
+      // The first own key opens the map (an empty map opens no level).
+      if (!opened) { within1(w); w.depth++; opened = true }
+      if (key.length >= w.longString) checkString(key, w)
       const x = o[key]
-      if (!needsWalk(x)) continue
-      const y = toWire(x, depthLeft)
+      if (!needsWalk(x, w)) { count(w, 2); continue }
+      count(w, 1)
+      const y = toWire(x, w)
       if (y !== x) (out ??= { ...o })[key] = y
     }
   } catch (err) {
-    throw within(err, /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`)
+    throw within(err, /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key).slice(0, 40)}]`)
+  } finally {
+    if (opened) w.depth--
   }
   return out ?? o
 }
 
-function mapToWire (m: Map<unknown, unknown>, depthLeft: number): Map<unknown, unknown> {
+function mapToWire (m: Map<unknown, unknown>, w: Walk): Map<unknown, unknown> {
+  if (m.size === 0) return m
+  within1(w)
+  w.depth++
   let changed = false
   const entries: Array<[unknown, unknown]> = []
   let at = 0
   try {
     for (const [k, x] of m) {
-      const k2 = needsWalk(k) ? toWire(k, depthLeft) : k
-      const y = needsWalk(x) ? toWire(x, depthLeft) : x
+      const k2 = toWire(k, w)
+      const y = toWire(x, w)
       if (k2 !== k || y !== x) changed = true
       entries.push([k2, y])
       at++
     }
   } catch (err) {
     throw within(err, `<Map entry ${at}>`)
+  } finally {
+    w.depth--
   }
   return changed ? new Map(entries) : m
 }
@@ -288,15 +387,21 @@ function stringHeader (major: 2 | 3, length: number): Buffer {
  */
 export function encodeResultValue (value: unknown, limits: Partial<DecodeLimits> = {}): Uint8Array {
   const full = { ...DEFAULT_DECODE_LIMITS, ...limits }
-  const maxDepth = full.maxDepth - RESULT_ENVELOPE_DEPTH
+  const inner: DecodeLimits = {
+    ...full,
+    maxDepth: full.maxDepth - RESULT_ENVELOPE_DEPTH,
+    // The envelope also holds a few dozen items and bytes of its own (txn, node, output...).
+    maxItems: full.maxItems - 64,
+    maxFrameBytes: full.maxFrameBytes - 1024
+  }
   const envelope = ` (${full.maxDepth} less ${RESULT_ENVELOPE_DEPTH} for the reply envelope)`
-  const bytes = encodeWithin(value, maxDepth, 'result', envelope)
+  const bytes = encodeWithin(value, inner, 'result', envelope)
   try {
-    // The envelope also holds a few dozen items of its own (txn, node, output...).
-    scanCbor(bytes, { ...full, maxDepth, maxItems: full.maxItems - 64, maxFrameBytes: Number.MAX_SAFE_INTEGER })
+    // The walk counted as the receiver will; reading the bytes as it will is the proof.
+    scanCbor(bytes, inner)
   } catch (err) {
     const e = err as EvalMeshError
-    const why = e.code === 'DEPTH_LIMIT' ? `it nests deeper than ${maxDepth} levels${envelope}` : e.message
+    const why = e.code === 'DEPTH_LIMIT' ? `it nests deeper than ${inner.maxDepth} levels${envelope}` : e.message
     throw new EvalMeshError('RESULT_UNENCODABLE', `result cannot be sent: ${why}`, { limit: e.code })
   }
   return bytes

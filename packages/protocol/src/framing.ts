@@ -1,10 +1,15 @@
 import { DEFAULT_DECODE_LIMITS, FRAME_HEADER_BYTES } from './constants.js'
-import { encodeValue } from './codec.js'
+import { encodeMessage } from './codec.js'
 import { EvalMeshError } from './errors.js'
 
-/** Encode one message as a frame: 4-byte big-endian payload length, then the CBOR payload. */
+/**
+ * Encode one message as a frame: 4-byte big-endian payload length, then the CBOR payload.
+ * Throws EvalMeshError (RESULT_UNENCODABLE, NOT_CLONEABLE) rather than produce a frame a
+ * receiver would refuse (PROTOCOL.md §1.2): the caller can answer that request with the
+ * error while the connection carries on.
+ */
 export function encodeFrame (message: unknown): Buffer {
-  const payload = encodeValue(message)
+  const payload = encodeMessage(message)
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
   frame.writeUInt32BE(payload.length, 0)
   frame.set(payload, FRAME_HEADER_BYTES)

@@ -13,7 +13,7 @@
  */
 export * from './constants.js'
 export * from './errors.js'
-export { encodeValue, decodeValue, encodeResultValue, checkEncodable } from './codec.js'
+export { encodeValue, encodeMessage, decodeValue, encodeResultValue, checkEncodable } from './codec.js'
 export { encodeFrame, FrameDecoder } from './framing.js'
 export { scanCbor, type ScanResult, type Rewrite } from './scan.js'
 export * from './txn.js'

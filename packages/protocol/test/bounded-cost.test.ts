@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { decodeValue, encodeValue, encodeResultValue, checkEncodable, EvalMeshError, MAX_BIGNUM_BYTES, DEFAULT_DECODE_LIMITS } from '../src/index.js'
+import { decodeValue, encodeValue, encodeMessage, encodeFrame, encodeResultValue, checkEncodable, EvalMeshError, MAX_BIGNUM_BYTES, DEFAULT_DECODE_LIMITS } from '../src/index.js'
 
 /** A frame {"v": bignum} whose magnitude is `bytes` bytes of 0xff. */
 function bignumFrame (bytes: number, tag: 0xc2 | 0xc3 = 0xc2): Buffer {
@@ -50,13 +50,20 @@ test('a bignum tag must hold a definite byte string', () => {
   assert.equal(code([0xc2]), 'MALFORMED_FRAME') // nothing at all
 })
 
-test('encoding a huge BigInt is refused at once, before any work on it', () => {
-  const [err, ms] = timed(() => encodeValue(1n << 1310720n)) // the 160 KiB result of the issue
-  assert.ok(err instanceof EvalMeshError)
-  assert.equal(err.code, 'RESULT_UNENCODABLE')
-  assert.match(err.message, /BigInt of more than 65536 bits exceeds the bignum limit of 8192 bytes/)
-  assert.ok(ms < 50, `took ${ms} ms`)
+test('a huge BigInt is refused for the wire at once, and measured in linear time', () => {
+  const huge = 1n << 1310720n // the 160 KiB result of the issue, which took cbor-x 5.2 s
+  for (const send of [() => encodeFrame({ kind: 'reply', id: 1, ok: true, value: huge }), () => encodeResultValue(huge), () => encodeMessage([huge])]) {
+    const [err, ms] = timed(send)
+    assert.ok(err instanceof EvalMeshError)
+    assert.equal(err.code, 'RESULT_UNENCODABLE')
+    assert.match(err.message, /BigInt of more than 65536 bits exceeds the bignum limit of 8192 bytes/)
+    assert.ok(ms < 50, `took ${ms} ms`)
+  }
   assert.throws(() => encodeResultValue({ x: [-(1n << 70000n)] }), (e: EvalMeshError) => e.code === 'RESULT_UNENCODABLE' && /result\.x\[0\]/.test(e.message))
+  // Without limits (sizing a value, not sending it) it is encoded, in linear time.
+  const [bytes, ms] = timed(() => encodeValue([huge]))
+  assert.ok(bytes instanceof Uint8Array && bytes.length > 160 * 1024)
+  assert.ok(ms < 100, `took ${ms} ms`)
 })
 
 test('the largest BigInt allowed encodes in linear time', () => {
@@ -95,4 +102,40 @@ test('an encoded result is what a receiver decodes, inside a reply envelope', ()
   const bytes = encodeResultValue(value)
   assert.deepEqual(decodeValue(bytes), { n: 2 ** 40, big: 3n ** 100n, when: new Date(5000), err: { $error: { name: 'Error', message: 'boom' } }, re: '/x+/m' })
   assert.deepEqual(decodeValue(encodeValue({ kind: 'reply', id: 1, ok: true, value: { value } })), { kind: 'reply', id: 1, ok: true, value: { value: decodeValue(bytes) } })
+})
+
+test('the encoder refuses exactly what the receiver would refuse: depth and item counts agree', () => {
+  const values: unknown[] = [
+    1, 'text', [], {}, [1, [2, [3]]], { a: { b: { c: [] } } }, new Map(), new Map([[1, new Map([[2, 'x']])]]), new Set([[1], { a: 2 }]),
+    new Date(0), new Date(NaN), 5n, [2n ** 64n, -3n], 2 ** 40, new Uint8Array(3), Buffer.from('ab'), new Float64Array(2), new DataView(new ArrayBuffer(2)),
+    new Error('e'), [new RangeError('r')], /re/g, new Number(4), { s: new Set(), m: new Map([[new Map(), []]]) }, [undefined, null, true]
+  ]
+  const smallest = (ok: (n: number) => boolean): number => { let n = 0; while (!ok(n)) n++; return n }
+  const passes = (fn: () => unknown): boolean => { try { fn(); return true } catch { return false } }
+  for (const v of values) {
+    const bytes = encodeValue(v)
+    const label = Buffer.from(bytes).toString('hex').slice(0, 40)
+    const decodeDepth = smallest(d => passes(() => decodeValue(bytes, { ...DEFAULT_DECODE_LIMITS, maxDepth: d })))
+    const encodeDepth = smallest(d => passes(() => encodeValue(v, { ...DEFAULT_DECODE_LIMITS, maxDepth: d })))
+    assert.equal(encodeDepth, decodeDepth, `depth of ${label}`)
+    const decodeItems = smallest(n => passes(() => decodeValue(bytes, { ...DEFAULT_DECODE_LIMITS, maxItems: n })))
+    const encodeItems = smallest(n => passes(() => encodeValue(v, { ...DEFAULT_DECODE_LIMITS, maxItems: n })))
+    assert.equal(encodeItems, decodeItems, `items of ${label}`)
+  }
+})
+
+test('a frame no receiver would take is never produced: too deep, too many items, too long', () => {
+  let deep: unknown = 1
+  for (let i = 0; i < 64; i++) deep = [deep]
+  assert.throws(() => encodeFrame({ deep }), (e: EvalMeshError) => e.code === 'RESULT_UNENCODABLE' && /message cannot be encoded at message\.deep\[0\].*nests deeper than 64 levels/.test(e.message))
+  // Measuring it (no limits) still works, as it did.
+  assert.ok(encodeValue({ deep }).length > 64)
+  const tight = { ...DEFAULT_DECODE_LIMITS, maxItems: 100, maxStringBytes: 10, maxFrameBytes: 50 }
+  assert.throws(() => encodeValue(new Array(100).fill(0), tight), (e: EvalMeshError) => e.code === 'RESULT_UNENCODABLE' && /more than 100 data items/.test(e.message))
+  assert.throws(() => encodeValue({ s: 'x'.repeat(11) }, tight), (e: EvalMeshError) => e.code === 'RESULT_UNENCODABLE' && /value\.s: a string of 11 bytes/.test(e.message))
+  assert.throws(() => encodeValue({ ['k'.repeat(11)]: 1 }, tight), (e: EvalMeshError) => /a string of 11 bytes/.test(e.message))
+  assert.throws(() => encodeValue(Buffer.alloc(11), tight), (e: EvalMeshError) => /a byte string of 11 bytes/.test(e.message))
+  assert.throws(() => encodeValue(['123456789', '123456789', '123456789', '123456789', '123456789', '123456789'], tight), (e: EvalMeshError) => /over the frame limit of 50/.test(e.message))
+  assert.doesNotThrow(() => encodeValue('é'.repeat(5), tight)) // 10 bytes of UTF-8
+  assert.throws(() => encodeValue('é'.repeat(6), tight), /12 bytes/)
 })
