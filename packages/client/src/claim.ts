@@ -1,8 +1,7 @@
-import { EvalMeshError, type ReplyOf, type RequestBody } from '@evalmesh/protocol'
+import { EvalMeshError, retryOf, type ReplyOf, type RequestBody } from '@evalmesh/protocol'
 import type { ClientConnection } from '@evalmesh/transport'
 import { noWillingServer, type Broadcaster, type Offer, type QueryHandle } from './broadcast.js'
 import { formatHost, type Endpoint } from './host.js'
-import { retryOf } from './retry.js'
 
 /**
  * The claim primitive (PROTOCOL.md §5.4): offer -> connect -> claim -> release, written

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import {
-  EvalMeshError, RemoteEvalError, formatTxn,
+  EvalMeshError, RemoteEvalError, formatTxn, retryAfterMs, retryOf,
   type AbortResult, type DescribeReply, type EvalAck, type EvalLimits, type EvalOutcome, type PingReply, type PolicyState,
   type ReplyOf, type RequestBody, type RequestKind, type StatusWhich, type TraceReply, type TxnRecord
 } from '@evalmesh/protocol'
@@ -10,7 +10,6 @@ import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
 import { Broadcaster, type BroadcastConfig } from './broadcast.js'
 import { claimOne, type ClaimBody } from './claim.js'
 import { fanOut, type FanOutOptions, type NodeOutcome } from './fanout.js'
-import { retryAfterMs, retryOf } from './retry.js'
 
 export interface ClientInit {
   /** Where this client's key lives (default ~/.evalmesh or $EVALMESH_STATE_DIR). */
