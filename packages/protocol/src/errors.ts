@@ -30,8 +30,8 @@ export interface RetryHint { field: string, unitMs: number }
 export interface CatalogueEntry {
   wire: number
   retry: Retry
-  /** The `data` fields this code carries beyond the common txn, node, output, seconds. */
-  data?: readonly string[]
+  /** The `data` fields this code carries beyond the common txn, node, output, seconds, and their types. */
+  data?: Readonly<Record<string, 'string' | 'number'>>
   hint?: RetryHint
   message: string
 }
@@ -52,13 +52,13 @@ export const ERROR_CATALOGUE = {
   BAD_SIGNATURE: { wire: 201, retry: 'never', message: 'peer failed to prove its identity' },
   CLIENT_ID_MISMATCH: { wire: 202, retry: 'never', message: 'transaction client id does not belong to the authenticated peer' },
   BAD_DATAGRAM: { wire: 203, retry: 'never', message: 'datagram failed authentication or replay check' },
-  FORBIDDEN: { wire: 204, retry: 'never', data: ['right'], message: 'the request needs a right this client does not have' },
+  FORBIDDEN: { wire: 204, retry: 'never', data: { right: 'string' }, message: 'the request needs a right this client does not have' },
 
-  REFUSED: { wire: 300, retry: 'same-txn', data: ['rule'], message: 'request refused by the admission policy' },
-  BUSY: { wire: 301, retry: 'same-txn', data: ['retryAfterMs'], hint: { field: 'retryAfterMs', unitMs: 1 }, message: 'node is at capacity; retry later' },
+  REFUSED: { wire: 300, retry: 'same-txn', data: { rule: 'string' }, message: 'request refused by the admission policy' },
+  BUSY: { wire: 301, retry: 'same-txn', data: { retryAfterMs: 'number' }, hint: { field: 'retryAfterMs', unitMs: 1 }, message: 'node is at capacity; retry later' },
   SHUTTING_DOWN: { wire: 302, retry: 'never', message: 'node is shutting down' },
   NO_WILLING_SERVER: { wire: 303, retry: 'same-txn', message: 'no willing server answered in time' },
-  QUOTA: { wire: 304, retry: 'new-txn', data: ['quota'], message: 'a per-client quota is exhausted (sessions, memory or concurrency)' },
+  QUOTA: { wire: 304, retry: 'new-txn', data: { quota: 'string' }, message: 'a per-client quota is exhausted (sessions, memory or concurrency)' },
 
   NO_SUCH_TXN: { wire: 400, retry: 'never', message: 'no such transaction' },
   AMBIGUOUS_TXN: { wire: 401, retry: 'never', message: 'transaction id matches more than one client; give the client too' },
@@ -72,10 +72,10 @@ export const ERROR_CATALOGUE = {
   MEMORY_LIMIT: { wire: 502, retry: 'never', message: 'evaluation exceeded its memory limit' },
   RESULT_LIMIT: { wire: 503, retry: 'never', message: 'result exceeds the result size limit' },
   NOT_CLONEABLE: { wire: 504, retry: 'never', message: 'result cannot be cloned (functions, symbols, host objects)' },
-  ABORTED: { wire: 505, retry: 'never', data: ['reason'], message: 'transaction was aborted' },
+  ABORTED: { wire: 505, retry: 'never', data: { reason: 'string' }, message: 'transaction was aborted' },
   SANDBOX_LOST: { wire: 506, retry: 'never', message: 'the sandbox process died during the evaluation' },
   UNKNOWN_FUNCTION: { wire: 507, retry: 'never', message: 'no function is registered under that name' },
-  BAD_LIMITS: { wire: 508, retry: 'never', data: ['field'], message: 'requested limits are not valid' },
+  BAD_LIMITS: { wire: 508, retry: 'never', data: { field: 'string' }, message: 'requested limits are not valid' },
   RESULT_UNENCODABLE: { wire: 509, retry: 'never', message: 'result cannot be sent: it breaks a wire limit (nesting depth, bignum size)' },
 
   LOST: { wire: 600, retry: 'never', message: 'connection to the node was lost while waiting' },
@@ -86,7 +86,7 @@ export const ERROR_CATALOGUE = {
   MEGATEST_ERROR: { wire: 700, retry: 'never', message: 'Megatest command failed' },
   READ_ONLY: { wire: 701, retry: 'never', message: 'area is read-only; write commands are refused' },
   UNKNOWN_AREA: { wire: 702, retry: 'never', message: 'this node does not serve that Megatest area' },
-  MEGATEST_BUSY: { wire: 703, retry: 'new-txn', data: ['wait'], hint: { field: 'wait', unitMs: 1000 }, message: 'Megatest server is past its load limit' },
+  MEGATEST_BUSY: { wire: 703, retry: 'new-txn', data: { wait: 'number' }, hint: { field: 'wait', unitMs: 1000 }, message: 'Megatest server is past its load limit' },
   UNKNOWN_COMMAND: { wire: 704, retry: 'never', message: 'unknown Megatest command' },
 
   BAD_COMMAND: { wire: 800, retry: 'never', message: 'malformed control or policy command' }
@@ -108,6 +108,52 @@ export function wireCodeOf (code: ErrorCode): number {
 
 export function codeOfWire (wire: number): ErrorCode | undefined {
   return codeByWire.get(wire)
+}
+
+/**
+ * The typed `data` of the codes that carry their own fields (the `data` column of
+ * PROTOCOL.md §6), beside the common ones. Fields are optional on read: an error from
+ * another implementation may lack them.
+ */
+export interface ErrorData {
+  FORBIDDEN: { right: string }
+  REFUSED: { rule: string }
+  BUSY: { retryAfterMs: number }
+  QUOTA: { quota: 'sessions' | 'memory' | 'concurrency' | (string & {}) }
+  ABORTED: { reason: string }
+  BAD_LIMITS: { field: string }
+  MEGATEST_BUSY: { wait: number }
+}
+
+/** Fields any transaction error may carry (PROTOCOL.md §3.4). */
+export interface CommonErrorData {
+  txn?: string
+  node?: string
+  output?: string
+  seconds?: number
+}
+
+/** The data of an error with code C, as far as the catalogue knows it. */
+export type ErrorDataOf<C extends ErrorCode> = CommonErrorData & (C extends keyof ErrorData ? Partial<ErrorData[C]> : {}) & Record<string, unknown>
+
+// Compile-time check: every typed field is listed in the catalogue's `data` for its code.
+type DataListed = { [C in keyof ErrorData]: Exclude<keyof ErrorData[C], keyof (typeof ERROR_CATALOGUE)[C]['data']> }
+const dataListed: { [C in keyof ErrorData]: never } = null as unknown as DataListed
+void dataListed
+
+/**
+ * The data of `err` typed for `code`, when `err` carries that code; else undefined.
+ * `errorData(err, 'BUSY')?.retryAfterMs` is a number or undefined, never a guess.
+ */
+export function errorData<C extends ErrorCode> (err: unknown, code: C): ErrorDataOf<C> | undefined {
+  if (codeOf(err) !== code) return undefined
+  const data = dataOf(err) ?? {}
+  const out: Record<string, unknown> = { ...data }
+  // Drop typed fields of the wrong type, so that the declared types hold.
+  for (const [f, type] of Object.entries((ERROR_CATALOGUE[code] as CatalogueEntry).data ?? {})) {
+    if (out[f] !== undefined && typeof out[f] !== type) delete out[f]
+  }
+  return out as ErrorDataOf<C>
 }
 
 /** Anything that names a catalogue code: the code itself, or an error carrying one. */

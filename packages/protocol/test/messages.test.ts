@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { parseRequest, parseTxn, formatTxn, EvalMeshError, retryOf, retryAfterMs, dataText, ERROR_CATALOGUE, RemoteEvalError, type ErrorCode } from '../src/index.js'
+import { parseRequest, parseTxn, formatTxn, EvalMeshError, retryOf, retryAfterMs, dataText, errorData, ERROR_CATALOGUE, RemoteEvalError, type ErrorCode } from '../src/index.js'
 
 const fails = (value: unknown, code: string, pattern: RegExp): void => {
   assert.throws(() => parseRequest(value), (err: EvalMeshError) => err.code === code && pattern.test(err.message))
@@ -65,4 +65,16 @@ test('every code carries a retry rule; the accessors read the catalogue', () => 
   assert.equal(dataText(new EvalMeshError('FORBIDDEN', 'needs operator', { right: 'operator' }), 'right'), 'operator')
   const codes: ErrorCode[] = ['FORBIDDEN', 'QUOTA', 'RESULT_UNENCODABLE']
   assert.deepEqual(codes.map(c => ERROR_CATALOGUE[c].retry), ['never', 'new-txn', 'never'])
+})
+
+test('errorData types the data of a code and drops fields of the wrong type', () => {
+  const busy = new EvalMeshError('BUSY', 'busy', { retryAfterMs: 40, txn: 'abcd1234abcd1234:1' })
+  const d = errorData(busy, 'BUSY')
+  assert.equal(d?.retryAfterMs, 40)
+  assert.equal(d?.txn, 'abcd1234abcd1234:1')
+  assert.equal(errorData(busy, 'QUOTA'), undefined)
+  const remote = new RemoteEvalError({ code: 'QUOTA', wire: 304, name: 'Error', message: 'too many sessions', data: { quota: 'sessions' } })
+  assert.equal(errorData(remote, 'QUOTA')?.quota, 'sessions')
+  assert.equal(errorData({ code: 'FORBIDDEN', data: { right: 7 } }, 'FORBIDDEN')?.right, undefined)
+  assert.deepEqual(errorData({ code: 'EVAL_ERROR' }, 'EVAL_ERROR'), {})
 })
