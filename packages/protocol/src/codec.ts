@@ -175,8 +175,11 @@ function toWire (v: unknown, w: Walk): unknown {
   if (v instanceof RegExp) return String(v)
   if (v instanceof Number || v instanceof String || v instanceof Boolean) { w.items--; return toWire(v.valueOf(), w) }
   if (v instanceof Tag) {
+    // Only code that imports cbor-x makes these; the tag must still be one §1.3 allows.
     if (!ALLOWED_TAGS.has(v.tag)) throw new WalkError('NOT_CLONEABLE', `CBOR tag ${v.tag} is outside the allowed set (PROTOCOL.md §1.3)`)
-    return v
+    const inner = v.value as unknown
+    const out = nested(w, () => toWire(inner, w)) // the tag (counted above) around its value
+    return out === inner ? v : new Tag(out, v.tag)
   }
   if (typeof (v as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function') {
     // cbor-x writes any other iterable as an array; make that explicit, and walk it.

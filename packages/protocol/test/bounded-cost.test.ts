@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { Tag } from 'cbor-x'
 import { decodeValue, encodeValue, encodeMessage, encodeFrame, encodeResultValue, checkEncodable, EvalMeshError, MAX_BIGNUM_BYTES, DEFAULT_DECODE_LIMITS } from '../src/index.js'
 
 /** A frame {"v": bignum} whose magnitude is `bytes` bytes of 0xff. */
@@ -108,7 +109,8 @@ test('the encoder refuses exactly what the receiver would refuse: depth and item
   const values: unknown[] = [
     1, 'text', [], {}, [1, [2, [3]]], { a: { b: { c: [] } } }, new Map(), new Map([[1, new Map([[2, 'x']])]]), new Set([[1], { a: 2 }]),
     new Date(0), new Date(NaN), 5n, [2n ** 64n, -3n], 2 ** 40, new Uint8Array(3), Buffer.from('ab'), new Float64Array(2), new DataView(new ArrayBuffer(2)),
-    new Error('e'), [new RangeError('r')], /re/g, new Number(4), { s: new Set(), m: new Map([[new Map(), []]]) }, [undefined, null, true]
+    new Error('e'), [new RangeError('r')], /re/g, new Number(4), { s: new Set(), m: new Map([[new Map(), []]]) }, [undefined, null, true],
+    new Tag([1, [2]], 258), [new Tag('2020-01-01T00:00:00Z', 0)]
   ]
   const smallest = (ok: (n: number) => boolean): number => { let n = 0; while (!ok(n)) n++; return n }
   const passes = (fn: () => unknown): boolean => { try { fn(); return true } catch { return false } }
@@ -136,6 +138,7 @@ test('a frame no receiver would take is never produced: too deep, too many items
   assert.throws(() => encodeValue({ ['k'.repeat(11)]: 1 }, tight), (e: EvalMeshError) => /a string of 11 bytes/.test(e.message))
   assert.throws(() => encodeValue(Buffer.alloc(11), tight), (e: EvalMeshError) => /a byte string of 11 bytes/.test(e.message))
   assert.throws(() => encodeValue(['123456789', '123456789', '123456789', '123456789', '123456789', '123456789'], tight), (e: EvalMeshError) => /over the frame limit of 50/.test(e.message))
+  assert.throws(() => encodeValue([new Tag('x', 27)]), (e: EvalMeshError) => e.code === 'NOT_CLONEABLE' && /value\[0\]: CBOR tag 27 is outside the allowed set/.test(e.message))
   assert.doesNotThrow(() => encodeValue('é'.repeat(5), tight)) // 10 bytes of UTF-8
   assert.throws(() => encodeValue('é'.repeat(6), tight), /12 bytes/)
 })
