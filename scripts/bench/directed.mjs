@@ -34,7 +34,7 @@ async function echoClient (port) {
  * process (issue 2): an IPC round trip to a child and an async isolated-vm call (async so
  * that the sandbox process stays free to take an abort), each measured alone.
  */
-async function whereTheTimeGoes (echoProc, { count }) {
+export async function whereTheTimeGoes (echoProc, { count }) {
   const message = [1, 'session', '1+1', 30000, 128, 16777216, 65536]
   const ipc = await latency(() => new Promise(resolve => { echoProc.once('message', resolve); echoProc.send(message) }), { count })
   const ivm = createRequire(join(ROOT, 'packages', 'sandbox', 'package.json'))('isolated-vm')

@@ -1,11 +1,12 @@
 // `npm run bench`: every benchmark, each printing its numbers beside a baseline
 // measured in the same run. `--quick` shortens the runs; names select sections:
-//   npm run bench -- directed broadcast discovery megatest [--quick]
+//   npm run bench -- directed broadcast discovery megatest peers [--quick]
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { benchDirected } from './directed.mjs'
 import { benchBroadcast, canRunLab } from './broadcast.mjs'
+import { benchPeers } from './peers.mjs'
 import { ROOT } from './lib.mjs'
 
 const args = process.argv.slice(2)
@@ -30,7 +31,8 @@ const sections = [
   ['directed', () => benchDirected({ quick })],
   ['broadcast', () => benchBroadcast({ quick })],
   ['discovery', benchDiscovery],
-  ['megatest', benchMegatestIfPresent]
+  ['megatest', benchMegatestIfPresent],
+  ['peers', () => benchPeers({ quick })]
 ]
 console.log(`evalmesh benchmarks (${quick ? 'quick' : 'full'} run) on ${process.version}, ${new Date().toISOString()}`)
 for (const [name, run] of sections) {
