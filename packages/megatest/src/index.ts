@@ -22,7 +22,7 @@ export type { CommandMode } from './commands/index.js'
 export { rollUpGroups } from './rollup.js'
 export type { ItemRollUpResult, StateStatus } from './rollup.js'
 export { createMegatestService, OPERATOR_COMMANDS } from './service.js'
-export { scrubPaths } from './scrub.js'
+export { scrubPaths } from '@evalmesh/protocol'
 export { AREA_DIR_MODE, AREA_FILE_MODE } from './files.js'
 export type { MegatestResponse, MegatestService, MegatestServiceOptions, CommandInfo, AreaInfo } from './service.js'
 export {

@@ -1,7 +1,6 @@
-import { EvalMeshError, type ErrorCode } from '@evalmesh/protocol'
+import { EvalMeshError, type ErrorCode, scrubPaths } from '@evalmesh/protocol'
 import { openArea, type AreaInit, type MegatestArea } from './area.js'
 import { COMMANDS } from './commands/index.js'
-import { scrubPaths } from './scrub.js'
 
 /**
  * Commands only an operator of the node may send (docs/SECURITY.md). The service does

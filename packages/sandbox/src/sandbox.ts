@@ -2,7 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { serialize } from 'node:v8'
-import { EvalMeshError, type EvalLimits, type WireError } from '@evalmesh/protocol'
+import { EvalMeshError, scrubPaths, type EvalLimits, type WireError } from '@evalmesh/protocol'
 import { wireError } from './errors.js'
 import { checkGrant, type ChildInit, type ParentBatch, type ResultMsg, type ToChild, type ToParent } from './ipc.js'
 import { clampLimits } from './limits.js'
@@ -392,13 +392,6 @@ function hostFailure (cid: number, name: string, err: unknown): ToChild {
       : { t: 'host-result', cid, ok: false, message }
   }
   return { t: 'host-result', cid, ok: false, message: typeof err === 'string' ? err : `${name} failed` }
-}
-
-/** Host source locations stay on the host; data paths (an ENOENT's file) are kept. */
-function scrubPaths (message: string): string {
-  return message
-    .replace(/\b(?:file|node):\/\/\S+/g, '<host>')
-    .replace(/(?:\/[\w.@+-]+)+\.(?:[cm]?js|ts|node)(?::\d+)*\b/g, '<host>')
 }
 
 function failure (code: 'SANDBOX_LOST' | 'SHUTTING_DOWN' | 'BAD_MESSAGE' | 'MEMORY_LIMIT', message: string): SandboxResult {

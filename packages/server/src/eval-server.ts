@@ -3,8 +3,8 @@ import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import {
-  BROADCAST_PORT, DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeValue,
-  nodeIdOfClient, parseTxn, toWireError, wireCodeOf,
+  BROADCAST_PORT, DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeResultValue,
+  nodeIdOfClient, parseTxn, scrubPaths, toWireError, wireCodeOf,
   type AbortRequest, type ApplyRequest, type EvalAck, type EvalLimits, type EvalOutcome, type EvalRequest,
   type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError
 } from '@evalmesh/protocol'
@@ -16,19 +16,13 @@ import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } fr
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
 import { Scheduler, sessionKey, type Route } from './scheduler.js'
-import { FUNCTION_NAME, loadFunctionsModule, type ApplyContext, type OperatorFunction } from './functions.js'
+import { loadFunctionsModule, type OperatorFunction } from './functions.js'
+import { FunctionRegistry, type CallContext, type MegatestBinding } from './registry.js'
+import { localOperator, ownsTxn, requireOperator, type Caller } from './access.js'
 import { BroadcastResponder } from './broadcast-responder.js'
 import { startControlPort, type ControlPort } from './control-port.js'
 
-/** A Megatest service the node serves (packages/megatest), seen through what the server needs. */
-export interface MegatestBinding {
-  /** Megatest's transport shape: { status: ok | busy | error, errmsg, result, meta }. */
-  call (area: string, command: string, params: unknown[]): Promise<unknown>
-  /** The bare result; errors thrown as EvalMeshError (UNKNOWN_AREA, READ_ONLY, MEGATEST_BUSY...). */
-  callOrThrow (area: string, command: string, params: unknown[]): Promise<unknown>
-  commands (): Array<{ name: string }>
-  areas (): Array<{ name: string }>
-}
+export type { MegatestBinding }
 
 export interface ServerInit {
   /** State directory holding the node key and trust files (default ~/.evalmesh). */
@@ -95,7 +89,7 @@ export const NODE_FILE = 'node.json'
 
 /** What one client may hold, and how long anyone may wait: shown in describe, set on `serve`. */
 export interface NodeQuotas {
-  /** Runs one client may have at once (default: concurrency - 2, at least 1): the rest stay free for others. */
+  /** Runs one client may have at once (default: three quarters of concurrency; all of it up to 2): the rest stay free for others. */
   runningPerClient: number
   /** Requests one client may have waiting before BUSY (default 256). */
   queuedPerClient: number
@@ -130,15 +124,14 @@ export const DEFAULT_EVAL_LIMITS: Readonly<EvalLimits> = Object.freeze({
   outputBytes: 64 * 1024
 })
 
-/** Functions every node offers to remoteApply and to sandboxed forms. */
-const BUILTINS = ['evalserver.status', 'evalserver.abort', 'evalserver.describe', 'evalserver.trace'] as const
-
 export interface AbortOptions {
   reason?: string
   mustExist?: boolean
   client?: string
   /** Who asked: undefined = the local operator ("aborted locally"). */
   by?: string
+  /** Whose rights apply: a non-operator may abort only its own transactions (default: the local operator). */
+  caller?: Caller
 }
 
 export interface AbortResult { txn: string | null, aborted: boolean, state: string, reason: string }
@@ -163,7 +156,8 @@ export class EvalServer extends EventEmitter {
   readonly quotas: NodeQuotas
   readonly counters = { served: 0, refused: 0, busy: 0, declined: 0, completed: 0, failed: 0, aborted: 0, lost: 0 }
   readonly #init: ServerInit
-  readonly #functions = new Map<string, OperatorFunction>()
+  /** Every apply name and the names forms see (built-ins, operator functions, Megatest). */
+  readonly functions: FunctionRegistry
   #sandbox!: Sandbox
   #listener!: Listener
   #responder: BroadcastResponder | undefined
@@ -197,7 +191,7 @@ export class EvalServer extends EventEmitter {
     const budget = init.resultBudgetBytes ?? 64 * 1024 * 1024
     this.table = new TxnTable({ resultBudgetBytes: budget, maxKeptResultBytes: Math.min(budget, evalLimits.resultBytes), maxDoneRecords: 100_000 })
     this.quotas = {
-      runningPerClient: Math.max(1, this.limits.concurrency - 2),
+      runningPerClient: defaultRunningPerClient(this.limits.concurrency),
       queuedPerClient: 256,
       maxQueueWaitMs: 2000,
       sessionsPerClient: 32,
@@ -212,6 +206,20 @@ export class EvalServer extends EventEmitter {
       queueLength: this.limits.queueLength,
       perClientQueue: this.quotas.queuedPerClient,
       maxWaitMs: this.quotas.maxQueueWaitMs
+    })
+    this.functions = new FunctionRegistry({
+      builtins: {
+        'evalserver.status': (args, ctx) => this.status(asWhich(args[0]), args[1] as string | number | undefined, undefined, ctx.caller),
+        'evalserver.abort': async (args, ctx) => {
+          const opts: AbortOptions = { by: ctx.caller.name, caller: ctx.caller }
+          if (typeof args[1] === 'string') opts.reason = args[1]
+          return await this.abort(args[0] as string | number, opts)
+        },
+        'evalserver.describe': () => this.describe(),
+        'evalserver.trace': (args, ctx) => ({ on: this.trace.enabled, events: this.#traceFor(ctx.caller, typeof args[0] === 'number' ? args[0] : 0), lastSeq: this.trace.lastSeq })
+      },
+      megatest: init.megatest,
+      onChange: () => this.#sandbox?.setGrants(this.functions.grants())
     })
     for (const [name, fn] of Object.entries(init.functions ?? {})) this.registerFunction(name, fn)
     this.#stopped = new Promise(resolve => { this.#resolveStopped = resolve })
@@ -235,15 +243,11 @@ export class EvalServer extends EventEmitter {
   get whenStopped (): Promise<void> { return this.#stopped }
 
   registerFunction (name: string, fn: OperatorFunction): void {
-    if (!FUNCTION_NAME.test(name)) throw new Error(`"${name}" is not a usable function name`)
-    if (name.startsWith('evalserver.') || name.startsWith('megatest.')) throw new Error(`"${name}" is reserved for built-ins`)
-    this.#functions.set(name, fn)
-    this.#sandbox?.setGrants(this.#grants())
+    this.functions.register(name, fn)
   }
 
   functionNames (): string[] {
-    const mt = this.#init.megatest === undefined ? [] : ['megatest', ...this.#init.megatest.commands().map(c => `megatest.${c.name}`)]
-    return [...BUILTINS, ...this.#functions.keys(), ...mt]
+    return this.functions.names()
   }
 
   async start (): Promise<void> {
@@ -256,7 +260,7 @@ export class EvalServer extends EventEmitter {
       clientMemoryMb: this.quotas.memoryPerClientMb,
       maxMemoryMb: this.quotas.sandboxMemoryMb,
       processes: this.quotas.sandboxProcesses,
-      grants: this.#grants(),
+      grants: this.functions.grants(),
       hostCall: async (name, args, ctx) => await this.#hostCall(name, args, ctx.txn)
     })
     this.#sandbox.on('restart', ({ reason }) => this.trace.record('error', `sandbox restarted: ${reason}`))
@@ -363,8 +367,16 @@ export class EvalServer extends EventEmitter {
 
   // ---- the operator's API (also what the control port and the monitor use) ----
 
-  status (which: StatusWhich = 'all', id?: string | number, limit?: number): TxnRecord[] {
-    return this.table.list(which, id, limit)
+  /** The lists, as `caller` may see them: a client sees its own transactions, an operator all (default). */
+  status (which: StatusWhich = 'all', id?: string | number, limit?: number, caller?: Caller): TxnRecord[] {
+    if (caller === undefined || caller.operator) return this.table.list(which, id, limit)
+    return this.table.list(which, id, limit, t => t.caller.id === caller.id)
+  }
+
+  /** Trace events `caller` may see: an operator all, a client those of its own transactions. */
+  #traceFor (caller: Caller, since: number): TraceEvent[] {
+    const events = this.trace.since(since)
+    return caller.operator ? events : events.filter(e => e.txn !== undefined && ownsTxn(caller, e.txn))
   }
 
   setPolicy (change: Omit<PolicyRequest, 'kind' | 'id'>, by = 'local operator'): PolicyState {
@@ -383,8 +395,14 @@ export class EvalServer extends EventEmitter {
    * or a bare sequence number (give `client` when numbers collide).
    */
   async abort (id: string | number, options: AbortOptions = {}): Promise<AbortResult> {
-    const found = this.table.find(id, options.client).filter(t => t.record.state !== 'done')
-    const all = found.length > 0 ? found : this.table.find(id, options.client)
+    const caller = options.caller ?? localOperator(this.id, this.name)
+    // A bare number names one of the caller's own transactions unless it is an operator.
+    const mine = (t: Txn): boolean => caller.operator || t.caller.id === caller.id
+    const matches = this.table.find(id, options.client)
+    const foreign = matches.filter(t => !mine(t))
+    if (typeof id === 'string' && foreign.length > 0) requireOperator(caller, `aborting ${id}, a transaction of another client,`)
+    const found = matches.filter(t => mine(t) && t.record.state !== 'done')
+    const all = found.length > 0 ? found : matches.filter(mine)
     if (found.length > 1) {
       throw new EvalMeshError('AMBIGUOUS_TXN', `${id} matches ${found.map(t => t.record.txn).join(', ')}: give the client too`)
     }
@@ -426,7 +444,7 @@ export class EvalServer extends EventEmitter {
       quotas: this.quotas,
       retention: { results: this.table.doneCount, keptBytes: this.table.keptBytes, budgetBytes: this.table.budgetBytes, maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#init.purgeSeconds ?? 600 },
       sandbox: this.#sandbox?.stats ?? null,
-      functions: this.functionNames(),
+      functions: this.functions.names(),
       policy: this.policy.state,
       trace: this.trace.enabled,
       uptimeSeconds: (Date.now() - this.startedAt) / 1000,
@@ -465,11 +483,22 @@ export class EvalServer extends EventEmitter {
   // ---- requests -------------------------------------------------------------
 
   #onConnection (conn: ServerConnection): void {
+    // Policy, status and the trace use the name this node gives the key, never the
+    // name the peer claims in its hello: that is kept only as a hint.
+    const peer = conn.peer
+    const claimed = peer.name
+    peer.name = this.trust.nameOrId(peer.key)
+    if (claimed !== peer.name) peer.claimedName = claimed
     this.trace.record('connect', `connection ${conn.id} from ${conn.peer.address} (trusted by ${conn.peer.trustedBy})`, undefined, conn.peer.name)
     conn.on('request', (req: Request) => {
       this.#handle(conn, req).catch(err => conn.replyError(req.id, err))
     })
     conn.on('close', () => this.trace.record('disconnect', `connection ${conn.id} closed`, undefined, conn.peer.name))
+  }
+
+  /** Who a connection's requests come from, with the rights this node gives its key. */
+  #callerOf (peer: PeerInfo): Caller {
+    return { id: peer.id, name: peer.name, operator: peer.self || this.trust.isOperator(peer.key) }
   }
 
   async #handle (conn: ServerConnection, req: Request): Promise<void> {
@@ -482,7 +511,7 @@ export class EvalServer extends EventEmitter {
         conn.reply(req.id, await this.#remoteAbort(req, peer))
         return
       case 'status':
-        conn.reply(req.id, this.status(req.which ?? 'all', req.txn, req.limit))
+        conn.reply(req.id, this.status(req.which ?? 'all', req.txn, req.limit, this.#callerOf(peer)))
         return
       case 'result':
         this.#result(conn, req.id, req.txn, req.wait === true)
@@ -502,17 +531,19 @@ export class EvalServer extends EventEmitter {
         return
       case 'policy': {
         const changes = req.hosts !== undefined || req.gags !== undefined || req.gag !== undefined || req.ungag !== undefined
-        if (changes && !(peer.self || peer.trustedBy === 'key')) {
-          throw new EvalMeshError('REFUSED', `only this node's own key or an explicitly trusted key may change its policy; ${peer.name} is trusted by ${peer.trustedBy}`, { rule: 'policy changes' })
-        }
+        if (changes) requireOperator(this.#callerOf(peer), 'changing the policy')
         const { kind: _k, id: _i, ...change } = req
         conn.reply(req.id, changes ? this.setPolicy(change, peer.name) : this.policy.state)
         return
       }
-      case 'trace':
+      case 'trace': {
+        const caller = this.#callerOf(peer)
+        if (req.on !== undefined && req.on !== this.trace.enabled) requireOperator(caller, `switching the trace ${req.on ? 'on' : 'off'}`)
+        if (req.clear === true) requireOperator(caller, 'clearing the trace')
         if (req.on !== undefined) this.trace.enabled = req.on
         if (req.clear === true) this.trace.clear()
-        conn.reply(req.id, { on: this.trace.enabled, events: this.trace.since(req.since ?? 0), lastSeq: this.trace.lastSeq })
+        conn.reply(req.id, { on: this.trace.enabled, events: this.#traceFor(caller, req.since ?? 0), lastSeq: this.trace.lastSeq })
+      }
     }
   }
 
@@ -543,7 +574,7 @@ export class EvalServer extends EventEmitter {
       this.trace.record('refused', `${mode} request refused: ${decision.rule}`, req.txn, peer.name)
       throw new EvalMeshError('REFUSED', `node ${this.name} refused ${req.txn}: ${decision.rule}`, { rule: decision.rule, txn: req.txn, node: this.name })
     }
-    if (req.kind === 'apply' && !this.#knowsFunction(req.fn)) {
+    if (req.kind === 'apply' && !this.functions.has(req.fn)) {
       throw new EvalMeshError('UNKNOWN_FUNCTION', `node ${this.name} has no function "${req.fn}"; it offers: ${this.functionNames().join(', ')}`, { fn: req.fn })
     }
     const refusal = this.scheduler.refusal(peer.id)
@@ -561,7 +592,7 @@ export class EvalServer extends EventEmitter {
         summary: req.kind === 'eval' ? summarize(req.form) : `${req.fn}(${summarizeArgs(req.args)})`,
         mode: peer.self ? 'self' : mode, state: 'input', queuedAt: Date.now()
       },
-      request: req, peerId: peer.id, waiters: [], keptBytes: 0
+      request: req, peerId: peer.id, caller: this.#callerOf(peer), waiters: [], keptBytes: 0
     }
     this.table.add(t)
     if (this.trace.enabled) this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
@@ -591,11 +622,31 @@ export class EvalServer extends EventEmitter {
 
   #finish (t: Txn, settled: Settled): void {
     if (t.record.state === 'done') return
+    // Decide on the node whether the result can travel, so that a value the client
+    // would refuse (cyclic, too deep, an outsized bignum) fails this request alone.
+    let size: number | undefined
+    if (settled.ok && typeof settled.value === 'object' && settled.value !== null) {
+      try {
+        size = encodeResultValue(settled.value).length
+        const limit = (t.request.limits?.resultBytes ?? this.limits.resultBytes)
+        if (size > Math.min(limit, this.limits.resultBytes)) {
+          settled = { ...settled, ok: false, error: new EvalMeshError('RESULT_LIMIT', `result of ${size} bytes exceeds the limit of ${Math.min(limit, this.limits.resultBytes)}`).toWire() }
+          size = undefined
+        }
+      } catch (err) {
+        settled = { ok: false, error: toWireError(err, 'RESULT_UNENCODABLE'), output: settled.output, outputTruncated: settled.outputTruncated, seconds: settled.seconds }
+        size = undefined
+      }
+    } else if (settled.ok && typeof settled.value === 'bigint') {
+      try { encodeResultValue(settled.value) } catch (err) {
+        settled = { ok: false, error: toWireError(err, 'RESULT_UNENCODABLE'), output: settled.output, outputTruncated: settled.outputTruncated, seconds: settled.seconds }
+      }
+    }
     if (!settled.ok && settled.error.code === 'ABORTED' && t.abortReason !== undefined) {
       settled = { ...settled, error: abortError(t, t.abortReason) }
     }
     this.scheduler.finished(t)
-    this.table.finish(t, settled)
+    this.table.finish(t, settled, size)
     const how = t.record.howStopped!
     this.counters[how === 'completed' ? 'completed' : how]++
     if (this.trace.enabled) this.trace.record(how === 'completed' ? 'finished' : how === 'aborted' ? 'aborted' : how === 'lost' ? 'lost' : 'failed',
@@ -648,7 +699,7 @@ export class EvalServer extends EventEmitter {
   }
 
   async #remoteAbort (req: AbortRequest, peer: PeerInfo): Promise<AbortResult> {
-    const opts: AbortOptions = { by: peer.name }
+    const opts: AbortOptions = { by: peer.name, caller: this.#callerOf(peer) }
     if (req.reason !== undefined) opts.reason = req.reason
     if (req.mustExist !== undefined) opts.mustExist = req.mustExist
     if (req.client !== undefined) opts.client = req.client
@@ -656,11 +707,6 @@ export class EvalServer extends EventEmitter {
   }
 
   // ---- apply: built-ins, operator functions, Megatest ------------------------
-
-  #knowsFunction (fn: string): boolean {
-    if ((BUILTINS as readonly string[]).includes(fn) || this.#functions.has(fn)) return true
-    return (fn === 'megatest' || fn.startsWith('megatest.')) && this.#init.megatest !== undefined
-  }
 
   async #runApply (t: Txn, fn: string, args: unknown[], limits: EvalLimits, peer: PeerInfo): Promise<Settled> {
     const started = Date.now()
@@ -671,65 +717,52 @@ export class EvalServer extends EventEmitter {
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
     })
     try {
-      const value = await Promise.race([this.#call(fn, args, { txn: t.record.txn, peer: { id: peer.id, name: peer.name }, signal: controller.signal }), stopped])
-      const size = value === undefined ? 0 : encodeValue(value).length
-      if (size > limits.resultBytes) throw new EvalMeshError('RESULT_LIMIT', `result of ${size} bytes exceeds the limit of ${limits.resultBytes}`)
+      const value = await Promise.race([this.functions.call(fn, args, { txn: t.record.txn, peer: { id: peer.id, name: peer.name }, caller: t.caller, signal: controller.signal }), stopped])
       return { ok: true, value, output: '', outputTruncated: false, seconds: (Date.now() - started) / 1000 }
     } catch (err) {
-      const wire = toWireError(err, 'EVAL_ERROR')
-      if (err instanceof Error && !(err instanceof EvalMeshError) && err.stack !== undefined) wire.stack = err.stack
-      return { ok: false, error: wire, output: '', outputTruncated: false, seconds: (Date.now() - started) / 1000 }
+      return { ok: false, error: hostError(err, t.caller), output: '', outputTruncated: false, seconds: (Date.now() - started) / 1000 }
     } finally {
       clearTimeout(timer)
       stopped.catch(() => {})
     }
   }
 
-  async #call (fn: string, args: unknown[], ctx: ApplyContext): Promise<unknown> {
-    switch (fn) {
-      case 'evalserver.status': return this.status(asWhich(args[0]), args[1] as string | number | undefined)
-      case 'evalserver.abort': {
-        const opts: AbortOptions = { by: ctx.peer.name }
-        if (typeof args[1] === 'string') opts.reason = args[1]
-        return await this.abort(args[0] as string | number, opts)
-      }
-      case 'evalserver.describe': return this.describe()
-      case 'evalserver.trace': return { on: this.trace.enabled, events: this.trace.since(typeof args[0] === 'number' ? args[0] : 0) }
-    }
-    if (fn === 'megatest' && this.#init.megatest !== undefined) {
-      const [area, command, ...params] = args
-      if (typeof area !== 'string' || typeof command !== 'string') throw new EvalMeshError('BAD_MESSAGE', 'megatest: the arguments are (area, command, ...params)')
-      return await this.#init.megatest.call(area, command, params)
-    }
-    if (fn.startsWith('megatest.') && this.#init.megatest !== undefined) {
-      const [area, ...params] = args
-      if (typeof area !== 'string') throw new EvalMeshError('BAD_MESSAGE', `${fn}: the first argument must be the area name`)
-      return await this.#init.megatest.callOrThrow(area, fn.slice('megatest.'.length), params)
-    }
-    const f = this.#functions.get(fn)
-    if (f === undefined) throw new EvalMeshError('UNKNOWN_FUNCTION', `node ${this.name} has no function "${fn}"`)
-    return await f.apply(ctx, args)
-  }
-
   /** Calls from sandboxed forms: `evalserver.status()`, `fns.greet()`, `megatest['get-keys']()`. */
   async #hostCall (name: string, args: unknown[], txn: string): Promise<unknown> {
     const t = this.table.get(txn)
-    const peer = { id: t?.peerId ?? this.id, name: t?.record.clientName ?? this.name }
-    const fn = name.startsWith('fns.') ? name.slice(4) : name === 'megatest.call' ? 'megatest' : name
-    const controller = new AbortController()
-    return await this.#call(fn, args, { txn, peer, signal: controller.signal })
-  }
-
-  #grants (): string[] {
-    const mt = this.#init.megatest?.commands().map(c => `megatest.${c.name}`) ?? []
-    if (this.#init.megatest !== undefined) mt.push('megatest.call')
-    return [...BUILTINS, ...[...this.#functions.keys()].map(n => `fns.${n}`), ...mt]
+    // A form has exactly its client's rights; one whose record is gone has none.
+    const caller: Caller = t?.caller ?? { id: '', name: 'unknown', operator: false }
+    const ctx: CallContext = { txn, peer: { id: caller.id, name: caller.name }, caller, signal: t?.controller?.signal ?? new AbortController().signal }
+    try {
+      return await this.functions.call(this.functions.fromGrant(name), args, ctx)
+    } catch (err) {
+      // The sandbox passes message and code into the form, nothing else.
+      const wire = hostError(err, caller)
+      throw Object.assign(new Error(wire.message), { code: wire.code })
+    }
   }
 
   #evalLimits (): EvalLimits {
     const { timeoutMs, memoryMb, resultBytes, outputBytes } = this.limits
     return { timeoutMs, memoryMb, resultBytes, outputBytes }
   }
+}
+
+/**
+ * An error from host code (an operator function, Megatest, a built-in) as a client may
+ * see it: message and code, with host paths taken out; only an operator gets the stack.
+ */
+function hostError (err: unknown, caller: Caller): WireError {
+  const wire = toWireError(err, 'EVAL_ERROR')
+  const fromHost = !(err instanceof EvalMeshError)
+  if (fromHost) wire.message = scrubPaths(wire.message)
+  if (fromHost && caller.operator && err instanceof Error && err.stack !== undefined) wire.stack = err.stack
+  return wire
+}
+
+/** A quarter of the slots stay free for other clients, once there are enough slots to share. */
+function defaultRunningPerClient (concurrency: number): number {
+  return concurrency <= 2 ? concurrency : concurrency - Math.max(1, Math.floor(concurrency / 4))
 }
 
 function abortError (t: Txn, reason: string): WireError {

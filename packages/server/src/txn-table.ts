@@ -1,5 +1,6 @@
 import { EvalMeshError, encodeValue, type ApplyRequest, type EvalRequest, type HowStopped, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
 import type { SandboxResult } from '@evalmesh/sandbox'
+import type { Caller } from './access.js'
 
 /** How a transaction ended, as kept for its waiters and for re-fetch: the sandbox's result type, for applies too. */
 export type Settled = SandboxResult
@@ -9,6 +10,8 @@ export interface Txn {
   /** What was asked, to tell an idempotent retransmit from a conflicting reuse of the id. */
   readonly request: EvalRequest | ApplyRequest
   readonly peerId: string
+  /** Who sent it, with the rights it had: forms it runs act with exactly these. */
+  readonly caller: Caller
   waiters: Array<(settled: Settled) => void>
   settled?: Settled
   /** Set when an abort was asked for; the record's reason comes from it. */
@@ -75,7 +78,8 @@ export class TxnTable {
   }
 
   /** Move a transaction to done, record how it stopped, and keep its result if it fits. */
-  finish (t: Txn, settled: Settled): void {
+  /** `size`: the result's encoded bytes when the caller has measured them already. */
+  finish (t: Txn, settled: Settled, size?: number): void {
     const r = t.record
     this.running.delete(t)
     this.removeInput(t)
@@ -92,7 +96,7 @@ export class TxnTable {
       if (code === 'ABORTED') r.reason = t.abortReason ?? settled.error.message
       else r.reason = settled.error.message
     }
-    r.resultKept = this.#keep(t, settled)
+    r.resultKept = this.#keep(t, settled, size)
     this.#done.set(r.txn, t)
     while (this.#done.size > this.#init.maxDoneRecords) {
       const oldest = this.#done.values().next().value as Txn
@@ -113,7 +117,7 @@ export class TxnTable {
     return out
   }
 
-  list (which: StatusWhich = 'all', id?: string | number, limit = Infinity): TxnRecord[] {
+  list (which: StatusWhich = 'all', id?: string | number, limit = Infinity, visible?: (t: Txn) => boolean): TxnRecord[] {
     const now = Date.now()
     let room = limit
     const pick = (ts: Iterable<Txn>): TxnRecord[] => {
@@ -121,6 +125,7 @@ export class TxnTable {
       for (const t of ts) {
         if (room <= 0) break
         if (id !== undefined && (typeof id === 'string' ? t.record.txn !== id : t.record.seq !== id)) continue
+        if (visible !== undefined && !visible(t)) continue
         const r = { ...t.record }
         if (r.state === 'running' && r.startedAt !== undefined) r.seconds = (now - r.startedAt) / 1000
         out.push(r)
@@ -153,9 +158,9 @@ export class TxnTable {
     t.keptBytes = 0
   }
 
-  #keep (t: Txn, settled: Settled): boolean {
+  #keep (t: Txn, settled: Settled, measured?: number): boolean {
     if (!settled.ok) return true // errors are small and always kept
-    const size = approximateSize(settled.value) + settled.output.length
+    const size = (measured ?? approximateSize(settled.value)) + settled.output.length
     if (size > this.#init.maxKeptResultBytes) { this.#dropValue(t); return false }
     // Make room by dropping the oldest kept results.
     for (const old of this.#done.values()) {
@@ -190,6 +195,8 @@ function approximateSize (value: unknown): number {
     case 'number': case 'boolean': case 'undefined': case 'bigint': return 16
     default:
       if (value === null) return 1
-      try { return encodeValue(value).length } catch (err) { throw new EvalMeshError('NOT_CLONEABLE', (err as Error).message) }
+      // Never throws: a value that cannot be encoded is refused before it gets here, and
+      // an estimate must not take the node down if one slips through.
+      try { return encodeValue(value).length } catch { return 0 }
   }
 }

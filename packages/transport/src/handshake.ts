@@ -11,8 +11,13 @@ import type { FramedSocket } from './framed-socket.js'
 export interface PeerInfo {
   /** Node id derived from the peer's proven public key. */
   id: string
-  /** The name the peer gave (a label, not proof). */
+  /**
+   * The name of the peer: the name it gave in its hello, until the node replaces it
+   * with the name it gives the key (its trusted-keys label); then `claimedName` keeps
+   * what the peer said, as a hint only.
+   */
   name: string
+  claimedName?: string
   key: Uint8Array
   /** The peer holds this node's own key: a process of the same user on this machine. */
   self: boolean
