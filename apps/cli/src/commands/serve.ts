@@ -4,7 +4,7 @@ import { basename, join, resolve } from 'node:path'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
 import { formatHost } from '@evalmesh/client'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
-import { startServer, type EvalServer, type ServerInit } from '@evalmesh/server'
+import { startServer, type EvalServer, type NodeQuotas, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { stateDirOf } from '../context.js'
 
@@ -43,7 +43,26 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const queue = int(p, 'queue'); if (queue !== undefined) init.queueLength = queue
   const timeoutMs = int(p, 'timeout'); if (timeoutMs !== undefined) init.limits = { ...init.limits, timeoutMs }
   const memoryMb = int(p, 'memory'); if (memoryMb !== undefined) init.limits = { ...init.limits, memoryMb }
+  const quotas = quotasFrom(list(p, 'quota') ?? []); if (quotas !== undefined) init.quotas = quotas
   return init
+}
+
+const QUOTA_NAMES: ReadonlyArray<keyof NodeQuotas> = [
+  'runningPerClient', 'queuedPerClient', 'maxQueueWaitMs', 'sessionsPerClient', 'memoryPerClientMb', 'sandboxMemoryMb', 'sandboxProcesses'
+]
+
+/** --quota NAME=N (repeatable, or NAME=N,NAME=N): per-client quotas and the node's bounds, as describe shows them. */
+function quotasFrom (specs: string[]): Partial<NodeQuotas> | undefined {
+  if (specs.length === 0) return undefined
+  const out: Partial<NodeQuotas> = {}
+  for (const spec of specs) {
+    const [name, value] = spec.split('=')
+    if (!(QUOTA_NAMES as readonly string[]).includes(name ?? '')) throw new UsageError(`--quota: unknown quota "${name ?? ''}"; the quotas are ${QUOTA_NAMES.join(', ')}`)
+    const n = Number(value)
+    if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--quota ${name ?? ''}: give a positive whole number, not "${value ?? ''}"`)
+    out[name as keyof NodeQuotas] = n
+  }
+  return out
 }
 
 /** --area NAME=DIR or --area DIR (named after the directory), with --read-only and --keys. */
@@ -107,6 +126,7 @@ export const serveOptions: Command['options'] = {
   queue: { type: 'string' },
   timeout: { type: 'string' },
   memory: { type: 'string' },
+  quota: { type: 'string', multiple: true },
   area: { type: 'string', multiple: true },
   'read-only': { type: 'boolean' },
   keys: { type: 'string' },
@@ -187,6 +207,9 @@ export const serve: Command = {
   --queue N          requests waiting beyond those before the node answers BUSY (default 1024)
   --timeout MS       wall-time ceiling per evaluation (default 30000)
   --memory MB        isolate memory ceiling per session (default 128)
+  --quota NAME=N     a per-client quota or node bound (repeatable): runningPerClient,
+                     queuedPerClient, maxQueueWaitMs, sessionsPerClient, memoryPerClientMb,
+                     sandboxMemoryMb, sandboxProcesses (describe shows the values in force)
   --area [NAME=]DIR  serve this Megatest area (repeatable); clients call megatest.<command>(NAME, ...)
   --read-only        refuse every Megatest write command
   --keys K1,K2       run keys for a new area (default TARGET)
