@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs every compiled test file with node's test runner. isolated-vm needs
-// --no-node-snapshot on Node 20; the runner passes it to each test process.
+// Lints (see below), then runs every compiled test file with node's test runner.
+// isolated-vm needs --no-node-snapshot on Node 20; the runner passes it to each test process.
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync, existsSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
@@ -32,6 +32,20 @@ const selected = files
 if (selected.length === 0) {
   console.error('no test files matched')
   process.exit(1)
+}
+
+// Type errors already failed `npm test` before this point: the pretest step (setup.mjs)
+// builds with `tsc -b`, which type-checks every project and exits non-zero on an error.
+// The whole suite (no file filter, as CI runs it) also lints first, and stops on a lint
+// error (eslint.config.js; `npm run lint` runs the same alone). Its type-aware rules read
+// the packages' declarations, which that build wrote. EVALMESH_SKIP_LINT=1 skips it.
+if (only.length === 0 && process.env.EVALMESH_SKIP_LINT !== '1') {
+  console.error('[test] linting: eslint . (npm run lint)')
+  const lint = spawnSync(process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.'], { cwd: root, stdio: 'inherit' })
+  if (lint.status !== 0) {
+    console.error('[test] lint failed: fix the errors above (`npx eslint --fix .` fixes the style ones), then run npm test again')
+    process.exit(lint.status ?? 1)
+  }
 }
 const result = spawnSync(process.execPath, [
   '--no-node-snapshot', '--test', '--test-concurrency=2', '--test-timeout=300000', ...selected

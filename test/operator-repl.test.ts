@@ -28,7 +28,6 @@ async function setup (): Promise<Setup> {
     peers: () => ['replnode-a', 'replnode-b', 'other'],
     historyFile: join(dir, 'repl_history')
   })
-  // eslint-disable-next-line no-control-regex
   const out = (): string => written.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '')
   return { dir, server, host, client, repl, input, out }
 }

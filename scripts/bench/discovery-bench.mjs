@@ -91,7 +91,6 @@ try {
   await until(() => allSee(all), `all ${N} nodes to see each other`)
   console.log(`cold start: all ${N} nodes list the other ${N - 1} ${completedAt(all) - startCold} ms after the first spawn`)
 
-
   const late = []
   for (let r = 0; r < ROUNDS; r++) {
     const last = nodes.get(N)

@@ -629,8 +629,10 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     // Every instance bound to 0.0.0.0 hears every link; keep only our link's packets.
     if (!isIPv4(rinfo.address) || ((ipToInt(rinfo.address) & this.#mask) >>> 0) !== this.#net) return
     if (this.#isOwn(packet, rinfo)) return
-    if (packet.type === 'query') { this.#noteForeignQuery(packet); this.#onQuery(packet, rinfo) }
-    else if (packet.type === 'response') this.#onResponse(packet, rinfo)
+    if (packet.type === 'query') {
+      this.#noteForeignQuery(packet)
+      this.#onQuery(packet, rinfo)
+    } else if (packet.type === 'response') this.#onResponse(packet, rinfo)
   }
 }
 

@@ -42,8 +42,8 @@ export function rollUpGroups (groups: readonly Group[]): StateStatus {
   const status = preqFail
     ? 'PREQ_FAIL'
     : (bad > 0 || (state === 'NOT_STARTED' && nonc.length > 0))
-        ? 'STARTED'
-        : statuses[0] ?? 'n/a'
+      ? 'STARTED'
+      : statuses[0] ?? 'n/a'
   return { state, status }
 }
 

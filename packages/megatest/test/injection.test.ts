@@ -6,7 +6,7 @@ const EVIL = [
   "x' OR '1'='1",
   "%' OR 1=1 --",
   "foo'; DROP TABLE tests; --",
-  "a\"; DELETE FROM runs; --",
+  'a"; DELETE FROM runs; --',
   "') UNION SELECT name, sql, 1, 1, 1, 1 FROM sqlite_master --"
 ]
 

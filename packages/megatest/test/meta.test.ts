@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fixture, KV, seedRun } from './helpers.js'
+import { fixture, seedRun } from './helpers.js'
 
 test('set-var, get-var (numbers come back as numbers), del-var, inc/dec/add-var', async (t) => {
   const f = fixture(t)

@@ -40,7 +40,7 @@ test('general-call runs every named statement with bound values', async (t) => {
   await f.c('set-state-status-and-roll-up-items', s.run, 'foo', 'a', 'COMPLETED', 'FAIL', null)
   await f.c('set-state-status-and-roll-up-items', s.run, 'foo', 'b', 'COMPLETED', 'PASS', null)
   await gc('update-pass-fail-counts', 'foo', 'foo', 'foo')
-  assert.deepEqual(db.prepare("SELECT fail_count, pass_count FROM tests WHERE id=?").get(s.top), { fail_count: 1, pass_count: 1 })
+  assert.deepEqual(db.prepare('SELECT fail_count, pass_count FROM tests WHERE id=?').get(s.top), { fail_count: 1, pass_count: 1 })
   await f.c('teststep-set-status!', s.run, a, 'build', 'start', '-', '', '')
   await f.c('csv->test-data', s.run, a, 'c,v,1,1,0')
   await gc('delete-test-step-records', a)
@@ -189,7 +189,7 @@ test('get-prereqs-not-met in normal, toplevel, itemwait and exclusive modes', as
 })
 
 test('have-incompletes? and mark-incomplete find tests with neither progress nor heartbeat', async (t) => {
-  let clock = Math.floor(Date.now() / 1000)
+  const clock = Math.floor(Date.now() / 1000)
   const f = fixture(t, { now: () => clock })
   const run = await f.c('register-run', KV('v1', 'x86'), 'r', 'RUNNING', 'n/a', 'u', '')
   const old = clock - 20_000

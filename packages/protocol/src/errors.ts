@@ -134,7 +134,7 @@ export interface CommonErrorData {
 }
 
 /** The data of an error with code C, as far as the catalogue knows it. */
-export type ErrorDataOf<C extends ErrorCode> = CommonErrorData & (C extends keyof ErrorData ? Partial<ErrorData[C]> : {}) & Record<string, unknown>
+export type ErrorDataOf<C extends ErrorCode> = CommonErrorData & (C extends keyof ErrorData ? Partial<ErrorData[C]> : unknown) & Record<string, unknown>
 
 // Compile-time check: every typed field is listed in the catalogue's `data` for its code.
 type DataListed = { [C in keyof ErrorData]: Exclude<keyof ErrorData[C], keyof (typeof ERROR_CATALOGUE)[C]['data']> }
