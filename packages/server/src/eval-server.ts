@@ -55,6 +55,8 @@ export interface ServerInit {
   resultBudgetBytes?: number
   /** Use this identity instead of the state dir's (tests). */
   identity?: Identity
+  /** Use this sandbox instead of forking sandbox processes (unit tests pass a fake). */
+  sandbox?: Sandbox
   megatest?: MegatestBinding
   /**
    * Join a LAN on the interface with this IPv4 address: listen there (unless `host` is
@@ -254,7 +256,7 @@ export class EvalServer extends EventEmitter {
     if (this.#init.functionsModule !== undefined) {
       for (const [name, fn] of Object.entries(await loadFunctionsModule(this.#init.functionsModule))) this.registerFunction(name, fn)
     }
-    this.#sandbox = createSandbox({
+    this.#sandbox = this.#init.sandbox ?? createSandbox({
       limits: this.#evalLimits(),
       maxSessionsPerClient: this.quotas.sessionsPerClient,
       clientMemoryMb: this.quotas.memoryPerClientMb,

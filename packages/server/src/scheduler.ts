@@ -54,8 +54,11 @@ export class Scheduler {
   readonly limits: SchedulerLimits
   readonly #table: TxnTable
   readonly #queues = new Map<string, Work[]>()
-  /** Clients with queued work, in turn order; the head goes next. */
+  /** Clients with queued work. */
   #turns: string[] = []
+  /** When each client last started something (a turn counter): the least recent goes next. */
+  readonly #served = new Map<string, number>()
+  #turn = 0
   readonly #running = new Map<string, number>()
   readonly #sessions = new Map<string, SessionLine>()
   readonly #byTxn = new Map<Txn, { work: Work, session?: string, slot: boolean }>()
@@ -151,8 +154,11 @@ export class Scheduler {
   #release (work: Work, t: Txn): void {
     this.#slots--
     const n = (this.#running.get(work.client) ?? 1) - 1
-    if (n <= 0) this.#running.delete(work.client)
-    else this.#running.set(work.client, n)
+    if (n > 0) this.#running.set(work.client, n)
+    else {
+      this.#running.delete(work.client)
+      if (!this.#queues.has(work.client)) this.#served.delete(work.client) // forget clients that are gone
+    }
     const held = t.record.startedAt === undefined ? 0 : Date.now() - t.record.startedAt
     this.#serviceMs = this.#serviceMs * 0.8 + Math.max(1, held) * 0.2
   }
@@ -162,15 +168,21 @@ export class Scheduler {
     this.#running.set(work.client, (this.#running.get(work.client) ?? 0) + 1)
   }
 
+  /**
+   * Start what can start, least recently served client first: a client that has just
+   * had a turn goes after every client that is waiting, whoever came first.
+   */
   #pump (): void {
-    let idleTurns = 0
-    while (this.#turns.length > 0 && idleTurns < this.#turns.length) {
-      const client = this.#turns[0]!
-      const started = this.#startOne(client)
-      // The client goes to the back of the line after each start (round robin).
-      this.#turns.shift()
-      if (this.#queues.has(client)) this.#turns.push(client)
-      idleTurns = started ? 0 : idleTurns + 1
+    for (;;) {
+      let started = false
+      const line = [...this.#turns].sort((a, b) => (this.#served.get(a) ?? 0) - (this.#served.get(b) ?? 0))
+      for (const client of line) {
+        if (!this.#startOne(client)) continue
+        this.#served.set(client, ++this.#turn)
+        started = true
+        break
+      }
+      if (!started) break
     }
     this.#explainWaits()
   }
@@ -214,6 +226,8 @@ export class Scheduler {
   #dispatch (work: Work, plan: { slot: boolean, route: Route | undefined }): void {
     const t = work.txn
     const route = plan.route
+    delete t.record.waiting // what it waited for while queued
+    delete t.record.heldBy
     const entry: { work: Work, session?: string, slot: boolean } = { work, slot: plan.slot }
     if (plan.slot) this.#take(work)
     if (route !== undefined) {
@@ -246,6 +260,7 @@ export class Scheduler {
 
   #dropClient (client: string): void {
     this.#queues.delete(client)
+    if (!this.#running.has(client)) this.#served.delete(client)
     const i = this.#turns.indexOf(client)
     if (i >= 0) this.#turns.splice(i, 1)
   }
