@@ -10,7 +10,7 @@ import type IVM from 'isolated-vm'
 import type { EvalLimits, WireError } from '@evalmesh/protocol'
 import { BOARD, BOOTSTRAP_SOURCE, KIND, SLOT, boardBytes } from './bootstrap.js'
 import { batchForm, MAY_DECLARE_LEXICALS, type BatchForm } from './batch-forms.js'
-import { evalError, isCloneFailure, userStack, wireError } from './errors.js'
+import { evalError, isCloneFailure, wireError } from './errors.js'
 import type { ChildInit, ParentBatch, RunMsg, ToChild, ToParent } from './ipc.js'
 import { clampLimits } from './limits.js'
 
@@ -113,7 +113,6 @@ let nextCallId = 1
 let stopping = false
 /** Runs served by the batch path, reported to the parent for its stats. */
 let batchedRuns = 0
-
 
 class Session {
   readonly name: string
@@ -459,7 +458,6 @@ async function execute (s: Session, job: Job, evaluate?: (timeout: number) => Pr
     timer = setTimeout(resolve, timeoutMs + TIMER_SLACK_MS, { kind: 'timeout' })
   })
   try {
-    let outcome: Outcome
     const work = (async (): Promise<Outcome> => {
       if (s.isolate === undefined || s.isolate.isDisposed || s.installedGrants !== grantsVersion) noteFresh(s, job, await s.ensure(memoryMb))
       const generation = s.generation
@@ -476,7 +474,7 @@ async function execute (s: Session, job: Job, evaluate?: (timeout: number) => Pr
         return { kind: 'error', error }
       }
     })().catch((error: unknown): Outcome => ({ kind: 'error', error }))
-    outcome = await Promise.race([work, interrupted])
+    const outcome: Outcome = await Promise.race([work, interrupted])
     if (job.done) return
 
     if (outcome.kind === 'value') {
@@ -607,7 +605,7 @@ async function runBatch (s: Session, jobs: Job[]): Promise<void> {
   const settled = trip.then((): TripEnd => ({ kind: 'returned' }), (error: unknown): TripEnd => ({ kind: 'threw', error }))
   void settled.then(() => s.inflight.delete(trip))
   let timer: NodeJS.Timeout | undefined
-  let end = await Promise.race([settled, new Promise<TripEnd>(resolve => { timer = setTimeout(resolve, timeoutMs + TIMER_SLACK_MS, { kind: 'timer' }) })])
+  const end = await Promise.race([settled, new Promise<TripEnd>(resolve => { timer = setTimeout(resolve, timeoutMs + TIMER_SLACK_MS, { kind: 'timer' }) })])
   clearTimeout(timer)
   let alive = true
   if (end.kind === 'timer') {

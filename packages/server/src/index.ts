@@ -11,7 +11,9 @@
  */
 export { startServer, EvalServer, DEFAULT_EVAL_LIMITS, readNodeLocator, NODE_FILE, type NodeLocator, type NodeQuotas, type ServerInit, type AbortOptions, type AbortResult, type MegatestBinding } from './eval-server.js'
 export { AdmissionPolicy, DEFAULT_HOSTS, type PolicyState, type Decision, type RequestMode, type PolicyPeer } from './policy.js'
-export { Trace, type TraceEvent, type TraceEventKind } from './trace.js'
+export { Trace, attachTrace, type TraceEvent, type TraceEventKind } from './trace.js'
+export { channels, publish, subscribeAll, eventsAtLeast, ownerOf, txnOwner, EVENTS, EVENT_NAMES, LEVELS, type TypedChannel, type EventName, type PayloadOf, type EventSpec, type AnyEvent, type Level, type TraceKind, type NodeEvent, type PeerEvent } from './events.js'
+export { createNodeLogger, isLogLevel, isLogFormat, LOG_LEVELS, LOG_FORMATS, type NodeLogger, type NodeLoggerOptions, type LogLevel, type LogFormat } from './log.js'
 export type { ApplyContext, OperatorFunction } from './functions.js'
 export { loadFunctionsModule } from './functions.js'
 export { BroadcastResponder } from './broadcast-responder.js'

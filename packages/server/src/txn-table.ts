@@ -1,4 +1,4 @@
-import { EvalMeshError, encodeValue, type ApplyRequest, type EvalRequest, type HowStopped, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
+import { encodeValue, type ApplyRequest, type EvalRequest, type HowStopped, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
 import type { SandboxResult } from '@evalmesh/sandbox'
 import type { Caller } from './access.js'
 
