@@ -124,6 +124,50 @@ export interface DescribeReply {
   counters: NodeCounters
   lists: { input: number, running: number, done: number }
   megatestAreas: string[]
+  /** What one client may hold and how long anyone may wait (set with `serve --quota`). */
+  quotas: NodeQuotas
+  /** Done records and kept results: how much is kept for re-fetch, and for how long. */
+  retention: RetentionState
+  /** The sandbox processes and what they hold, or null before the node has started. */
+  sandbox: SandboxState | null
+}
+
+/** Per-client quotas and the node's bounds (PROTOCOL.md §7.3). */
+export interface NodeQuotas {
+  /** Runs one client may have at once: the rest of the slots stay free for others. */
+  runningPerClient: number
+  /** Requests one client may have waiting before BUSY. */
+  queuedPerClient: number
+  /** A request whose estimated wait exceeds this is refused BUSY with a retry-after. */
+  maxQueueWaitMs: number
+  /** Sessions one client may hold; its least recently used idle one is evicted beyond it. */
+  sessionsPerClient: number
+  /** Heap one client's sessions may hold, MiB. */
+  memoryPerClientMb: number
+  /** Heap all sandbox sessions of the node may hold, MiB; a new session beyond it is refused QUOTA. */
+  sandboxMemoryMb: number
+  /** Sandbox processes clients are spread over; a client whose form crashes one gets its own. */
+  sandboxProcesses: number
+}
+
+export interface RetentionState {
+  /** Done records held now. */
+  results: number
+  /** Bytes of results kept for re-fetch now, and the most that are kept. */
+  keptBytes: number
+  budgetBytes: number
+  /** Done records kept at most; the oldest go first. */
+  maxDoneRecords: number
+  /** Done records are purged this long after they ended. */
+  purgeSeconds: number
+}
+
+export interface SandboxState {
+  restarts: number
+  sessions: number
+  running: number
+  heapBytes: number
+  processes?: Array<{ pid: number | undefined, clients: number, dedicated: boolean, sessions: number, running: number, heapBytes: number }>
 }
 
 /**

@@ -6,7 +6,8 @@ import {
   BROADCAST_PORT, DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeResultValue,
   nodeIdOfClient, parseTxn, scrubPaths, toWireError, wireCodeOf,
   type AbortRequest, type ApplyRequest, type EvalAck, type EvalLimits, type EvalOutcome, type EvalRequest,
-  type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError
+  type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError,
+  type AbortResult, type DescribeReply, type NodeQuotas, type RequestHandlers
 } from '@evalmesh/protocol'
 import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
 import { clampLimits, createSandbox, isQuickForm, type Sandbox } from '@evalmesh/sandbox'
@@ -89,23 +90,7 @@ export interface NodeLocator {
 
 export const NODE_FILE = 'node.json'
 
-/** What one client may hold, and how long anyone may wait: shown in describe, set on `serve`. */
-export interface NodeQuotas {
-  /** Runs one client may have at once (default: three quarters of concurrency; all of it up to 2): the rest stay free for others. */
-  runningPerClient: number
-  /** Requests one client may have waiting before BUSY (default 256). */
-  queuedPerClient: number
-  /** A request whose estimated wait exceeds this is refused BUSY with a retry-after (default 2000 ms). */
-  maxQueueWaitMs: number
-  /** Sessions one client may hold; its least recently used idle one is evicted beyond it (default 32). */
-  sessionsPerClient: number
-  /** Heap one client's sessions may hold, MiB (default 512). */
-  memoryPerClientMb: number
-  /** Heap all sandbox sessions of the node may hold, MiB (default 2048). */
-  sandboxMemoryMb: number
-  /** Sandbox processes clients are spread over (default 4); a client that crashes one gets its own. */
-  sandboxProcesses: number
-}
+export type { NodeQuotas }
 
 /** The locator of the node running with this state dir, if one is (or was) there. */
 export function readNodeLocator (stateDir: string): NodeLocator | undefined {
@@ -136,7 +121,7 @@ export interface AbortOptions {
   caller?: Caller
 }
 
-export interface AbortResult { txn: string | null, aborted: boolean, state: string, reason: string }
+export type { AbortResult }
 
 /**
  * The EvalServer: admission (gags, then hosts), the transaction table, the scheduler,
@@ -432,7 +417,7 @@ export class EvalServer extends EventEmitter {
     return { txn: t.record.txn, aborted: true, state: 'done', reason }
   }
 
-  describe (): Record<string, unknown> {
+  describe (): DescribeReply {
     return {
       name: this.name,
       id: this.id,
@@ -492,9 +477,7 @@ export class EvalServer extends EventEmitter {
     peer.name = this.trust.nameOrId(peer.key)
     if (claimed !== peer.name) peer.claimedName = claimed
     this.trace.record('connect', `connection ${conn.id} from ${conn.peer.address} (trusted by ${conn.peer.trustedBy})`, undefined, conn.peer.name)
-    conn.on('request', (req: Request) => {
-      this.#handle(conn, req).catch(err => conn.replyError(req.id, err))
-    })
+    conn.on('request', (req: Request) => this.#dispatch(conn, req))
     conn.on('close', () => this.trace.record('disconnect', `connection ${conn.id} closed`, undefined, conn.peer.name))
   }
 
@@ -503,53 +486,49 @@ export class EvalServer extends EventEmitter {
     return { id: peer.id, name: peer.name, operator: peer.self || this.trust.isOperator(peer.key) }
   }
 
-  async #handle (conn: ServerConnection, req: Request): Promise<void> {
-    const peer = conn.peer
-    switch (req.kind) {
-      case 'eval': case 'apply':
-        this.#submit(conn, req)
-        return
-      case 'abort':
-        conn.reply(req.id, await this.#remoteAbort(req, peer))
-        return
-      case 'status':
-        conn.reply(req.id, this.status(req.which ?? 'all', req.txn, req.limit, this.#callerOf(peer)))
-        return
-      case 'result':
-        this.#result(conn, req.id, req.txn, req.wait === true)
-        return
-      case 'describe':
-        conn.reply(req.id, this.describe())
-        return
-      case 'ping':
-        conn.reply(req.id, { time: Date.now(), name: this.name, id: this.id })
-        return
-      case 'peers':
-        conn.reply(req.id, this.peers())
-        return
-      case 'reset':
-        await this.#sandbox.resetSession(sessionKey(peer.id, req.session ?? 'default'))
-        conn.reply(req.id, { reset: true, session: req.session ?? 'default' })
-        return
-      case 'policy': {
-        const changes = req.hosts !== undefined || req.gags !== undefined || req.gag !== undefined || req.ungag !== undefined
-        if (changes) requireOperator(this.#callerOf(peer), 'changing the policy')
-        const { kind: _k, id: _i, ...change } = req
-        conn.reply(req.id, changes ? this.setPolicy(change, peer.name) : this.policy.state)
-        return
-      }
-      case 'trace': {
-        const caller = this.#callerOf(peer)
-        if (req.on !== undefined && req.on !== this.trace.enabled) requireOperator(caller, `switching the trace ${req.on ? 'on' : 'off'}`)
-        if (req.clear === true) requireOperator(caller, 'clearing the trace')
-        if (req.on !== undefined) this.trace.enabled = req.on
-        if (req.clear === true) this.trace.clear()
-        conn.reply(req.id, { on: this.trace.enabled, events: this.#traceFor(caller, req.since ?? 0), lastSeq: this.trace.lastSeq })
-      }
+  /**
+   * One handler per request kind, checked against the protocol's request/reply map:
+   * a handler that answers the wrong shape, or a kind left without one, does not compile.
+   */
+  readonly #handlers: RequestHandlers<ServerConnection> = {
+    eval: async (req, conn) => await this.#submit(conn, req),
+    apply: async (req, conn) => await this.#submit(conn, req),
+    abort: async (req, conn) => await this.#remoteAbort(req, conn.peer),
+    status: async (req, conn) => this.status(req.which ?? 'all', req.txn, req.limit, this.#callerOf(conn.peer)),
+    result: async (req, conn) => await this.#result(conn, req.txn, req.wait === true),
+    describe: async () => this.describe(),
+    ping: async () => ({ time: Date.now(), name: this.name, id: this.id }),
+    peers: async () => this.peers(),
+    reset: async (req, conn) => {
+      await this.#sandbox.resetSession(sessionKey(conn.peer.id, req.session ?? 'default'))
+      return { reset: true, session: req.session ?? 'default' }
+    },
+    policy: async (req, conn) => {
+      const changes = req.hosts !== undefined || req.gags !== undefined || req.gag !== undefined || req.ungag !== undefined
+      if (!changes) return this.policy.state
+      requireOperator(this.#callerOf(conn.peer), 'changing the policy')
+      const { kind: _k, id: _i, ...change } = req
+      return this.setPolicy(change, conn.peer.name)
+    },
+    trace: async (req, conn) => {
+      const caller = this.#callerOf(conn.peer)
+      if (req.on !== undefined && req.on !== this.trace.enabled) requireOperator(caller, `switching the trace ${req.on ? 'on' : 'off'}`)
+      if (req.clear === true) requireOperator(caller, 'clearing the trace')
+      if (req.on !== undefined) this.trace.enabled = req.on
+      if (req.clear === true) this.trace.clear()
+      return { on: this.trace.enabled, events: this.#traceFor(caller, req.since ?? 0), lastSeq: this.trace.lastSeq }
     }
   }
 
-  #submit (conn: ServerConnection, req: EvalRequest | ApplyRequest): void {
+  #dispatch (conn: ServerConnection, req: Request): void {
+    const handler = this.#handlers[req.kind] as (req: Request, conn: ServerConnection) => Promise<unknown>
+    handler(req, conn).then(
+      value => { if (!conn.closed) conn.reply(req.id, value) },
+      (err: unknown) => { if (!conn.closed) conn.replyError(req.id, err instanceof ReplyFailure ? err.wire : err) }
+    )
+  }
+
+  async #submit (conn: ServerConnection, req: EvalRequest | ApplyRequest): Promise<EvalOutcome | EvalAck> {
     const peer = conn.peer
     const { client, seq } = parseTxn(req.txn)
     if (nodeIdOfClient(client) !== peer.id) {
@@ -559,9 +538,7 @@ export class EvalServer extends EventEmitter {
     if (existing !== undefined) {
       // A retransmit: never run twice; answer from the record.
       if (fingerprint(existing.request) !== fingerprint(req)) throw new EvalMeshError('TXN_CONFLICT', `transaction ${req.txn} was already used for a different request`, { txn: req.txn })
-      if (req.wait) this.#whenSettled(existing, s => this.#replySettled(conn, req.id, existing, s))
-      else conn.reply(req.id, this.#ack(existing))
-      return
+      return req.wait ? await this.#outcomeOf(existing) : this.#ack(existing)
     }
 
     let mode: RequestMode = 'directed'
@@ -598,7 +575,6 @@ export class EvalServer extends EventEmitter {
     }
     this.table.add(t)
     if (this.trace.enabled) this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
-    if (req.wait) this.#whenSettled(t, s => this.#replySettled(conn, req.id, t, s))
     const run = req.kind === 'eval'
       ? async (route: Route | undefined): Promise<Settled> => await this.#sandbox.run({
         txn: t.record.txn, session: route?.session ?? sessionKey(peer.id, 'default'), form: req.form, limits, transient: route?.transient === true
@@ -618,8 +594,8 @@ export class EvalServer extends EventEmitter {
         )
       }
     })
-    if (!req.wait) conn.reply(req.id, this.#ack(t))
     this.emit('change')
+    return req.wait ? await this.#outcomeOf(t) : this.#ack(t)
   }
 
   #finish (t: Txn, settled: Settled): void {
@@ -659,45 +635,37 @@ export class EvalServer extends EventEmitter {
     this.emit('change')
   }
 
-  #whenSettled (t: Txn, fn: (s: Settled) => void): void {
-    if (t.settled !== undefined) fn(t.settled)
-    else t.waiters.push(fn)
-  }
-
-  #replySettled (conn: ServerConnection, id: number, t: Txn, s: Settled): void {
-    if (conn.closed) return // the result stays in the done list for re-fetch
+  /** The reply for a settled transaction: its outcome, or a ReplyFailure carrying its error. */
+  async #outcomeOf (t: Txn, requireKept = false): Promise<EvalOutcome> {
+    const s = t.settled ?? await new Promise<Settled>(resolve => t.waiters.push(resolve))
+    if (s.ok && requireKept && t.record.resultKept === false) {
+      throw new EvalMeshError('RESULT_NOT_KEPT', `${t.record.txn} completed, but its result was not kept (over the retention budget)`, { txn: t.record.txn, seconds: s.seconds })
+    }
     if (s.ok) {
       const outcome: EvalOutcome = { txn: t.record.txn, node: this.name, state: 'done', value: s.value, output: s.output, outputTruncated: s.outputTruncated, seconds: s.seconds }
       if (s.contextLost !== undefined) outcome.contextLost = s.contextLost
       if (t.record.session === 'transient') outcome.session = 'transient'
-      conn.reply(id, outcome)
-    } else {
-      const data: Record<string, unknown> = { txn: t.record.txn, node: this.name, output: s.output, seconds: s.seconds }
-      if (s.contextLost !== undefined) data.contextLost = s.contextLost
-      if (t.record.session === 'transient') data.session = 'transient'
-      conn.replyError(id, withData(s.error, data))
+      return outcome
     }
+    const data: Record<string, unknown> = { txn: t.record.txn, node: this.name, output: s.output, seconds: s.seconds }
+    if (s.contextLost !== undefined) data.contextLost = s.contextLost
+    if (t.record.session === 'transient') data.session = 'transient'
+    throw new ReplyFailure(withData(s.error, data))
   }
 
   #ack (t: Txn): EvalAck {
     return { txn: t.record.txn, node: this.name, state: t.record.state }
   }
 
-  #result (conn: ServerConnection, id: number, txn: string, wait: boolean): void {
+  async #result (conn: ServerConnection, txn: string, wait: boolean): Promise<EvalOutcome> {
     const t = this.table.get(txn)
-    if (t === undefined || (t.peerId !== conn.peer.id && !conn.peer.self)) {
+    if (t === undefined || !ownsTxn(this.#callerOf(conn.peer), txn)) {
       throw new EvalMeshError('NO_SUCH_TXN', `node ${this.name} has no record of ${txn} (never seen, or purged)`, { txn })
     }
     if (t.settled === undefined && !wait) {
       throw new EvalMeshError('TXN_NOT_DONE', `${txn} is still ${t.record.state === 'input' ? 'queued' : 'running'}`, { txn, state: t.record.state })
     }
-    this.#whenSettled(t, s => {
-      if (s.ok && t.record.resultKept === false) {
-        conn.replyError(id, new EvalMeshError('RESULT_NOT_KEPT', `${txn} completed, but its result was not kept (over the retention budget)`, { txn, seconds: s.seconds }))
-        return
-      }
-      this.#replySettled(conn, id, t, s)
-    })
+    return await this.#outcomeOf(t, true)
   }
 
   async #remoteAbort (req: AbortRequest, peer: PeerInfo): Promise<AbortResult> {
@@ -765,6 +733,15 @@ function hostError (err: unknown, caller: Caller): WireError {
 /** A quarter of the slots stay free for other clients, once there are enough slots to share. */
 function defaultRunningPerClient (concurrency: number): number {
   return concurrency <= 2 ? concurrency : concurrency - Math.max(1, Math.floor(concurrency / 4))
+}
+
+/** A reply that is an error already in wire form (a settled transaction's), passed through as it is. */
+class ReplyFailure extends Error {
+  readonly wire: WireError
+  constructor (wire: WireError) {
+    super(wire.message)
+    this.wire = wire
+  }
 }
 
 function abortError (t: Txn, reason: string): WireError {
