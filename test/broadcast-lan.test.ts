@@ -10,7 +10,7 @@ import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { createMeshKey } from '@evalmesh/trust'
+import { addTrustedKey, createMeshKey, loadIdentity, trustLine } from '@evalmesh/trust'
 import { canUseNamespaces, createLab, repoRoot, skipUnlessNamespaces, type Lab } from './support/netlab.js'
 import { CLI, busyFor, eventually } from './support/node.js'
 
@@ -70,6 +70,10 @@ test('broadcast on a simulated LAN', { skip: skipUnlessNamespaces(canUseNamespac
   try {
     nodes.push(...await Promise.all(Array.from({ length: HOSTS - 1 }, async (_, i) => await startLabNode(lab, i, meshDir))))
     const driverDir = stateDirWith(meshDir, 'driver')
+    // Nodes name a peer by what they know of its key, never by its hello: on the mesh key
+    // alone the driver is its node id; h4 knows its key by the label "driver".
+    const driverIdentity = loadIdentity(driverDir, { create: true, name: 'driver' })
+    addTrustedKey(nodes.find(n => n.name === 'h4')!.stateDir, trustLine(driverIdentity))
     const driverProc = lab.exec(lab.hosts[0]!, [process.execPath, '--no-node-snapshot', DRIVER, driverDir, lab.hosts[0]!.address], { stdio: ['pipe', 'pipe', 'pipe'] })
     const driver = new Driver(driverProc)
     const byName = (name: string): LabNode => nodes.find(n => n.name === name)!

@@ -306,7 +306,7 @@ function idle (s: Session): boolean {
  * opens too many sessions, or holds too much heap in them, loses its own least
  * recently used idle sessions, never another client's. A string is a refusal.
  */
-function sessionFor (name: string): Session | string {
+function sessionFor (name: string): Session | QuotaRefusal {
   let s = sessions.get(name)
   if (s !== undefined) {
     sessions.delete(name)
@@ -322,8 +322,8 @@ function sessionFor (name: string): Session | string {
     const victim = oldestIdle(o => o.owner === owner)
     if (victim === undefined) {
       return count >= maxSessionsPerClient
-        ? `client session quota: ${count} sessions are busy, the most a client may hold is ${maxSessionsPerClient}`
-        : `client memory quota: this client's sessions hold ${mib(heap)} MiB, the most a client may hold is ${mib(clientMemoryBytes)} MiB`
+        ? { quota: 'sessionsPerClient', message: `client session quota: ${count} sessions are busy, the most a client may hold is ${maxSessionsPerClient}` }
+        : { quota: 'memoryPerClientMb', message: `client memory quota: this client's sessions hold ${mib(heap)} MiB, the most a client may hold is ${mib(clientMemoryBytes)} MiB` }
     }
     count--
     heap -= victim.heapBytes
@@ -334,7 +334,7 @@ function sessionFor (name: string): Session | string {
   if (sessions.size >= init.maxSessions) {
     const heaviest = heaviestOwner()
     const victim = oldestIdle(o => o.owner === heaviest) ?? oldestIdle(() => true)
-    if (victim === undefined) return `sandbox session capacity: all ${sessions.size} sessions of this sandbox process are busy`
+    if (victim === undefined) return { quota: 'sandboxSessions', message: `sandbox session capacity: all ${sessions.size} sessions of this sandbox process are busy` }
     forget(victim, 'evicted')
   }
   s = new Session(name)
@@ -343,6 +343,9 @@ function sessionFor (name: string): Session | string {
   sessions.set(name, s)
   return s
 }
+
+/** Why a run could not have a session: the quota named, and a message saying so. */
+interface QuotaRefusal { quota: string, message: string }
 
 function oldestIdle (match: (s: Session) => boolean): Session | undefined {
   for (const s of sessions.values()) if (idle(s) && match(s)) return s // insertion order = recency
@@ -844,8 +847,8 @@ function onRun (m: RunMsg): void {
     return
   }
   const s = sessionFor(job.session)
-  if (typeof s === 'string') {
-    finish(job, false, wireError('QUOTA', s, 'Error'))
+  if (!(s instanceof Session)) {
+    finish(job, false, { ...wireError('QUOTA', s.message, 'EvalMeshError'), data: { quota: s.quota } })
     return
   }
   s.queue.push({ kind: 'job', job })

@@ -74,7 +74,7 @@ export class SandboxPool extends EventEmitter implements Sandbox {
       const mib = Math.round(this.#maxMemoryBytes / 1048576)
       return Promise.resolve({
         ok: false,
-        error: wireError('QUOTA', `node sandbox memory quota: sessions hold ${Math.round(this.#heapBytes() / 1048576)} MiB of the node's ${mib} MiB; no new session can start until some are reset or expire`, 'EvalMeshError'),
+        error: { ...wireError('QUOTA', `node sandbox memory quota: sessions hold ${Math.round(this.#heapBytes() / 1048576)} MiB of the node's ${mib} MiB; no new session can start until some are reset or expire`, 'EvalMeshError'), data: { quota: 'sandboxMemoryMb' } },
         output: '', outputTruncated: false, seconds: 0
       })
     }

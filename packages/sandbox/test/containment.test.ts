@@ -76,6 +76,7 @@ test('the node memory cap refuses a new session with QUOTA instead of growing wi
     const refused = await run(sandbox, '1 + 1', 'bob/new')
     assert.equal(!refused.ok && refused.error.code, 'QUOTA')
     assert.match(!refused.ok ? refused.error.message : '', /node sandbox memory quota/)
+    assert.deepEqual(!refused.ok && refused.error.data, { quota: 'sandboxMemoryMb' })
     assert.equal(await value(sandbox, 'big.length', 'eve/a'), 3_000_000, 'existing sessions keep working')
   } finally {
     await sandbox.stop()

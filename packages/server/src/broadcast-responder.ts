@@ -109,6 +109,8 @@ export class BroadcastResponder {
       if (offer !== undefined) { this.#sendOffer(offer, rinfo); return }
     }
     if (server.table.get(txn) !== undefined) return // already claimed here; the client has its answer
+    // The name in the datagram is the sender's claim; policy matches the name this node gives its key.
+    sender.name = server.trust.nameOrId(sender.key)
     const decision = server.policy.decide({ id: sender.id, name: sender.name, self: sender.self }, 'broadcast')
     if (!decision.admit) {
       this.stats.declined++
