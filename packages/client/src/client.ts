@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import {
   EvalMeshError, RemoteEvalError, formatTxn, retryAfterMs, retryOf,
   type AbortResult, type DescribeReply, type EvalAck, type EvalLimits, type EvalOutcome, type PingReply, type PolicyState,
-  type ReplyOf, type RequestBody, type RequestKind, type StatusWhich, type TraceReply, type TxnRecord
+  type ReplyOf, type RequestBody, type RequestKind, type StatusWhich, type StreamEvent, type TraceReply, type TxnRecord
 } from '@evalmesh/protocol'
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
 import { ClientConnection } from '@evalmesh/transport'
@@ -178,6 +178,21 @@ export class Client {
 
   async trace (host: string, options: { on?: boolean, since?: number, clear?: boolean } = {}): Promise<TraceReply> {
     return await this.request(host, { kind: 'trace', ...options })
+  }
+
+  /**
+   * Follow what happens on `host` (PROTOCOL.md §3.11): `onEvents` gets batches of
+   * transaction records as they change list, trace events and policy changes, as this
+   * client may see them, until `close()` or the connection drops (then `onClose`).
+   */
+  async subscribe (host: string, onEvents: (events: StreamEvent[]) => void, options: { since?: number, onClose?: () => void } = {}): Promise<{ lastSeq: number, close: () => void }> {
+    const conn = await this.connection(this.resolve(host))
+    const opts: { since?: number } = {}
+    if (options.since !== undefined) opts.since = options.since
+    const stream = await conn.subscribe(onEvents, opts)
+    const onClose = options.onClose
+    if (onClose !== undefined) conn.once('close', onClose)
+    return { lastSeq: stream.lastSeq, close: () => { stream.close(); if (onClose !== undefined) conn.off('close', onClose) } }
   }
 
   /** Send any request to `host` over a pooled connection; resolves with the reply of its kind. */

@@ -150,14 +150,24 @@ export interface TraceRequest extends RequestBase {
 /** The node's peer table (discovered and seeded nodes). */
 export interface PeersRequest extends RequestBase { kind: 'peers' }
 
+/**
+ * Open a stream of the node's events on this request's id (PROTOCOL.md §3.11): the
+ * reply says it is open, then event frames follow until the connection closes.
+ */
+export interface SubscribeRequest extends RequestBase {
+  kind: 'subscribe'
+  /** Also send the trace events recorded after this seq first (default: only new ones). */
+  since?: number
+}
+
 export type Request =
   | EvalRequest | ApplyRequest | AbortRequest | StatusRequest | ResultRequest
-  | DescribeRequest | PingRequest | ResetRequest | PolicyRequest | TraceRequest | PeersRequest
+  | DescribeRequest | PingRequest | ResetRequest | PolicyRequest | TraceRequest | PeersRequest | SubscribeRequest
 
 export type RequestKind = Request['kind']
 
 export const REQUEST_KINDS: readonly RequestKind[] = [
-  'eval', 'apply', 'abort', 'status', 'result', 'describe', 'ping', 'reset', 'policy', 'trace', 'peers'
+  'eval', 'apply', 'abort', 'status', 'result', 'describe', 'ping', 'reset', 'policy', 'trace', 'peers', 'subscribe'
 ]
 
 // ---- replies (server to client) -------------------------------------------------
@@ -396,15 +406,25 @@ export function parseRequest (value: unknown): Request {
       if (clear !== undefined) r.clear = clear
       return r
     }
+    case 'subscribe': {
+      const r: SubscribeRequest = { kind, id }
+      const since = field(m, 'since', isUint, UINT, true)
+      if (since !== undefined) r.since = since
+      return r
+    }
     default:
       throw new EvalMeshError('UNKNOWN_KIND', `unknown message kind ${JSON.stringify(kind).slice(0, 40)}`, { kind })
   }
 }
 
 /** Validate a decoded frame received by a client as a reply or a fatal error. */
-export function parseServerMessage (value: unknown): Reply | ErrorMessage {
+/** An event frame of a stream (§3.11): a batch of events on the id of the request that opened it. */
+export interface EventMessage { kind: 'event', id: number, events: unknown[] }
+
+export function parseServerMessage (value: unknown): Reply | ErrorMessage | EventMessage {
   const m = asRecord(value)
   if (m.kind === 'error') return { kind: 'error', error: m.error as WireError }
+  if (m.kind === 'event') return { kind: 'event', id: field(m, 'id', isUint, UINT), events: field(m, 'events', isArray, 'an array') }
   if (m.kind !== 'reply') bad(`expected a reply, got kind ${JSON.stringify(m.kind)}`)
   const id = field(m, 'id', isUint, UINT)
   if (m.ok === true) return { kind: 'reply', id, ok: true, value: m.value }

@@ -185,6 +185,7 @@ export interface ReplyMap {
   reset: ResetReply
   policy: PolicyState
   trace: TraceReply
+  subscribe: SubscribeReply
   peers: PeerEntry[]
 }
 
@@ -215,27 +216,23 @@ export type RequestHandlers<Context = void> = {
 // ---- streams --------------------------------------------------------------------
 
 /**
- * `subscribe` (issue 10, point 4): the node streams events on the request's id, one
- * `{kind: "event", id, event}` frame each, until the connection closes. Declared here so
- * that both sides share the shape; a node that does not offer it answers UNKNOWN_KIND.
+ * What a `subscribe` stream carries (PROTOCOL.md §3.11), in batches of at most one per
+ * tenth of a second: a transaction record each time one changes list (its latest state
+ * only), the trace events as they are recorded (while the trace is on), and policy
+ * changes. A client that is not an operator gets only its own transactions and their
+ * trace events.
  */
-export interface SubscribeRequest {
-  kind: 'subscribe'
-  id: number
-  /** Replay events with seq greater than this first (default: only new events). */
-  since?: number
-}
+export type StreamEvent =
+  | { type: 'txn', record: TxnRecord }
+  | { type: 'trace', event: TraceEvent }
+  | { type: 'policy', policy: PolicyState }
 
-/** Requests answered by a stream of event frames instead of one reply. */
-export interface StreamMap {
-  subscribe: TraceEvent
-}
-
-export type StreamKind = keyof StreamMap
+/** The reply that opens a stream; the event frames follow on the same id. */
+export interface SubscribeReply { subscribed: true, lastSeq: number }
 
 /** One frame of a stream, sent on the id of the request that opened it. */
-export interface EventFrame<K extends StreamKind = StreamKind> {
+export interface EventFrame {
   kind: 'event'
   id: number
-  event: StreamMap[K]
+  events: StreamEvent[]
 }

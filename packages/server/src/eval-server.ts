@@ -17,6 +17,7 @@ import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } fr
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
 import { Scheduler, sessionKey, type Route } from './scheduler.js'
+import { Streams } from './streams.js'
 import { loadFunctionsModule, type OperatorFunction } from './functions.js'
 import { FunctionRegistry, type CallContext, type MegatestBinding } from './registry.js'
 import { localOperator, ownsTxn, requireOperator, type Caller } from './access.js'
@@ -140,6 +141,8 @@ export class EvalServer extends EventEmitter {
   readonly startedAt = Date.now()
   readonly table: TxnTable
   readonly scheduler: Scheduler
+  /** The `subscribe` streams: what changes on the node, pushed to who may see it. */
+  readonly streams = new Streams()
   readonly quotas: NodeQuotas
   readonly counters = { served: 0, refused: 0, busy: 0, declined: 0, completed: 0, failed: 0, aborted: 0, lost: 0 }
   readonly #init: ServerInit
@@ -193,7 +196,8 @@ export class EvalServer extends EventEmitter {
       queueLength: this.limits.queueLength,
       perClientQueue: this.quotas.queuedPerClient,
       maxWaitMs: this.quotas.maxQueueWaitMs
-    })
+    }, t => this.streams.txn(t.record))
+    this.trace.on('event', (event: TraceEvent) => this.streams.trace(event))
     this.functions = new FunctionRegistry({
       builtins: {
         'evalserver.status': (args, ctx) => this.status(asWhich(args[0]), args[1] as string | number | undefined, undefined, ctx.caller),
@@ -349,7 +353,7 @@ export class EvalServer extends EventEmitter {
   }
 
   #capabilities (): string[] {
-    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', ...(this.#init.megatest !== undefined ? ['megatest'] : [])]
+    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', 'subscribe', ...(this.#init.megatest !== undefined ? ['megatest'] : [])]
   }
 
   // ---- the operator's API (also what the control port and the monitor use) ----
@@ -372,6 +376,7 @@ export class EvalServer extends EventEmitter {
     if (change.gag !== undefined) this.policy.gag(change.gag)
     if (change.ungag !== undefined) this.policy.ungag(change.ungag)
     const state = this.policy.state
+    this.streams.policy(state)
     this.trace.record('policy', `policy changed by ${by}: hosts [${state.hosts.join(', ')}], gags [${state.gags.join(', ')}]`)
     this.emit('policy', state)
     return state
@@ -450,6 +455,7 @@ export class EvalServer extends EventEmitter {
     if (this.#purgeTimer !== undefined) clearInterval(this.#purgeTimer)
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer)
     this.trace.record('error', `node stopping: ${reason}`)
+    this.streams.close()
     const closing = this.#listener.close()
     await this.#control?.close()
     await this.#responder?.stop()
@@ -517,6 +523,11 @@ export class EvalServer extends EventEmitter {
       if (req.on !== undefined) this.trace.enabled = req.on
       if (req.clear === true) this.trace.clear()
       return { on: this.trace.enabled, events: this.#traceFor(caller, req.since ?? 0), lastSeq: this.trace.lastSeq }
+    },
+    subscribe: async (req, conn) => {
+      const caller = this.#callerOf(conn.peer)
+      this.streams.open(conn, req.id, caller, req.since === undefined ? [] : this.#traceFor(caller, req.since))
+      return { subscribed: true, lastSeq: this.trace.lastSeq }
     }
   }
 
@@ -574,6 +585,7 @@ export class EvalServer extends EventEmitter {
       request: req, peerId: peer.id, caller: this.#callerOf(peer), waiters: [], keptBytes: 0
     }
     this.table.add(t)
+    this.streams.txn(t.record)
     if (this.trace.enabled) this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
     const run = req.kind === 'eval'
       ? async (route: Route | undefined): Promise<Settled> => await this.#sandbox.run({
@@ -625,6 +637,7 @@ export class EvalServer extends EventEmitter {
     }
     this.scheduler.finished(t)
     this.table.finish(t, settled, size)
+    this.streams.txn(t.record)
     const how = t.record.howStopped!
     this.counters[how === 'completed' ? 'completed' : how]++
     if (this.trace.enabled) this.trace.record(how === 'completed' ? 'finished' : how === 'aborted' ? 'aborted' : how === 'lost' ? 'lost' : 'failed',

@@ -68,9 +68,13 @@ export class Scheduler {
   /** Mean seconds a slot is held, smoothed: the basis of retry-after and the wait estimate. */
   #serviceMs = 50
 
-  constructor (table: TxnTable, limits: SchedulerLimits) {
+  readonly #onStart: (t: Txn) => void
+
+  /** `onStart` hears of every transaction that moves to running (the streams tell subscribers). */
+  constructor (table: TxnTable, limits: SchedulerLimits, onStart: (t: Txn) => void = () => {}) {
     this.#table = table
     this.limits = limits
+    this.#onStart = onStart
   }
 
   get running (): number { return this.#slots }
@@ -256,6 +260,7 @@ export class Scheduler {
     delete t.record.waiting
     delete t.record.heldBy
     this.#table.start(t)
+    this.#onStart(t)
   }
 
   #dropClient (client: string): void {

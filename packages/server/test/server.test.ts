@@ -128,3 +128,37 @@ test('describe shows the quotas in force and the retention budget', async () => 
     assert.equal(d.retention.budgetBytes, 1 << 20)
   } finally { await s.done() }
 })
+
+test('subscribe streams each transaction as it changes list, and a trace event stream; no polling', async () => {
+  const s = await setup()
+  try {
+    const seen: Array<{ txn: string, state: string }> = []
+    const got = new Promise<void>(resolve => {
+      void s.conn.subscribe(events => {
+        for (const e of events) if (e.type === 'txn') seen.push({ txn: e.record.txn, state: e.record.state })
+        if (seen.some(e => e.state === 'done')) resolve()
+      })
+    })
+    await new Promise(resolve => setTimeout(resolve, 20))
+    const txn = s.txn()
+    await s.conn.request({ kind: 'eval', txn, form: 'hold()', wait: false })
+    await new Promise(resolve => setTimeout(resolve, 250)) // one batch goes out with it running
+    s.sandbox.release(txn)
+    await got
+    const states = seen.filter(e => e.txn === txn).map(e => e.state)
+    assert.ok(states.includes('running'), states.join(','))
+    assert.equal(states.at(-1), 'done')
+  } finally { await s.done() }
+})
+
+test('a subscriber that is not an operator hears only of its own transactions', async () => {
+  const s = await setup()
+  try {
+    const events: string[] = []
+    s.server.streams.open({ closed: false, bufferedBytes: 0, once: () => {}, sendEvents: (_id: number, batch: Array<{ type: string, record?: { txn: string } }>) => { for (const e of batch) if (e.record !== undefined) events.push(e.record.txn) } } as never, 1, { id: 'ffffffffffffffff', name: 'mallory', operator: false })
+    const mine = s.txn()
+    await s.conn.request({ kind: 'eval', txn: mine, form: 'x', wait: true })
+    await new Promise(resolve => setTimeout(resolve, 250))
+    assert.deepEqual(events, [], 'another client\'s work is not streamed to mallory')
+  } finally { await s.done() }
+})

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { connect as netConnect } from 'node:net'
 import {
   DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, RemoteEvalError,
-  parseServerMessage, parseWireError, type NodeLimits, type ReplyOf, type RequestBody, type RequestKind
+  parseServerMessage, parseWireError, type NodeLimits, type ReplyOf, type RequestBody, type RequestKind, type StreamEvent
 } from '@evalmesh/protocol'
 import type { Identity, TrustStore } from '@evalmesh/trust'
 import { FramedSocket } from './framed-socket.js'
@@ -69,6 +69,8 @@ export class ClientConnection extends EventEmitter {
   readonly #heartbeat: { intervalMs: number, timeoutMs: number }
   #nextId = 1
   #pending = new Map<number, Pending>()
+  /** Open streams (subscribe), by the id of the request that opened them. */
+  readonly #streams = new Map<number, (events: StreamEvent[]) => void>()
   /** Why the connection closed: a fatal error frame, a local decision, or the socket's error. */
   #closeCause: Error | undefined
   #closed = false
@@ -149,6 +151,27 @@ export class ClientConnection extends EventEmitter {
   close (): void { this.#framed.close() }
   destroy (): void { this.#framed.destroy() }
 
+  /**
+   * Open the node's event stream (PROTOCOL.md §3.11): `onEvents` gets each batch (txn
+   * records as they change, trace events, policy changes) until the connection closes
+   * or `close()` is called. With `since`, trace events after that seq come first.
+   */
+  async subscribe (onEvents: (events: StreamEvent[]) => void, options: { since?: number } = {}): Promise<{ lastSeq: number, close: () => void }> {
+    // request() takes the next id synchronously: register the stream under it first, so
+    // that no frame can arrive before its listener.
+    const id = this.#nextId
+    this.#streams.set(id, onEvents)
+    try {
+      const body: RequestBody<'subscribe'> = { kind: 'subscribe' }
+      if (options.since !== undefined) body.since = options.since
+      const reply = await this.request(body)
+      return { lastSeq: reply.lastSeq, close: () => { this.#streams.delete(id) } }
+    } catch (err) {
+      this.#streams.delete(id)
+      throw err
+    }
+  }
+
   #onMessage (value: unknown): void {
     let msg
     try {
@@ -161,6 +184,10 @@ export class ClientConnection extends EventEmitter {
     if (msg.kind === 'error') {
       this.#closeCause ??= new RemoteEvalError(parseWireError(msg.error), { node: this.peer.name })
       this.#framed.destroy()
+      return
+    }
+    if (msg.kind === 'event') {
+      this.#streams.get(msg.id)?.(msg.events as StreamEvent[])
       return
     }
     const pending = this.#pending.get(msg.id)

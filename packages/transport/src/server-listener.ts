@@ -30,6 +30,14 @@ export class ServerConnection extends EventEmitter {
 
   get closed (): boolean { return this.#framed.closed }
 
+  /** Bytes written but not yet taken by the kernel: a stream stops feeding a reader this far behind. */
+  get bufferedBytes (): number { return this.#framed.socket.writableLength }
+
+  /** One event frame of a stream opened by request `id` (PROTOCOL.md §3.11). */
+  sendEvents (id: number, events: unknown[]): void {
+    this.#framed.send({ kind: 'event', id, events })
+  }
+
   reply (id: number, value: unknown): void {
     try {
       this.#framed.send({ kind: 'reply', id, ok: true, value })

@@ -1,0 +1,104 @@
+import type { PolicyState, StreamEvent, TraceEvent, TxnRecord } from '@evalmesh/protocol'
+import type { ServerConnection } from '@evalmesh/transport'
+import { ownsTxn, type Caller } from './access.js'
+
+/** Events are sent in batches, at most this often: a flood of transactions costs a subscriber ten frames a second. */
+const FLUSH_MS = 100
+/** A subscriber this far behind in reading is not sent more until it catches up (it keeps only the latest record of each txn). */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+/** Pending events kept per subscriber besides txn records; older ones go first. */
+const MAX_PENDING_EVENTS = 2000
+
+interface Subscriber {
+  conn: ServerConnection
+  id: number
+  caller: Caller
+  /** Latest record of each txn changed since the last frame. */
+  txns: Map<string, TxnRecord>
+  other: StreamEvent[]
+}
+
+/**
+ * The `subscribe` streams: what changed on the node, pushed to each subscriber as it
+ * happens instead of polled. A subscriber sees what its caller may see (access.ts): an
+ * operator everything, a client its own transactions and their trace events.
+ */
+export class Streams {
+  readonly #subs = new Set<Subscriber>()
+  #timer: NodeJS.Timeout | undefined
+
+  get count (): number { return this.#subs.size }
+
+  open (conn: ServerConnection, id: number, caller: Caller, backlog: TraceEvent[] = []): void {
+    const sub: Subscriber = { conn, id, caller, txns: new Map(), other: [] }
+    for (const event of backlog) this.#push(sub, { type: 'trace', event })
+    this.#subs.add(sub)
+    conn.once('close', () => this.#subs.delete(sub))
+    this.#schedule()
+  }
+
+  txn (record: TxnRecord): void {
+    if (this.#subs.size === 0) return
+    for (const sub of this.#subs) {
+      if (sub.caller.operator || ownsTxn(sub.caller, record.txn)) sub.txns.set(record.txn, record)
+    }
+    this.#schedule()
+  }
+
+  trace (event: TraceEvent): void {
+    if (this.#subs.size === 0) return
+    for (const sub of this.#subs) {
+      if (sub.caller.operator || (event.txn !== undefined && ownsTxn(sub.caller, event.txn))) this.#push(sub, { type: 'trace', event })
+    }
+    this.#schedule()
+  }
+
+  policy (policy: PolicyState): void {
+    for (const sub of this.#subs) this.#push(sub, { type: 'policy', policy })
+    this.#schedule()
+  }
+
+  close (): void {
+    clearTimeout(this.#timer)
+    this.#subs.clear()
+  }
+
+  #push (sub: Subscriber, event: StreamEvent): void {
+    sub.other.push(event)
+    if (sub.other.length > MAX_PENDING_EVENTS) sub.other.shift()
+  }
+
+  #schedule (): void {
+    if (this.#timer !== undefined || this.#subs.size === 0) return
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      this.#flush()
+    }, FLUSH_MS)
+    this.#timer.unref()
+  }
+
+  #flush (): void {
+    const now = Date.now()
+    let behind = false
+    for (const sub of this.#subs) {
+      if (sub.conn.closed) { this.#subs.delete(sub); continue }
+      if (sub.txns.size === 0 && sub.other.length === 0) continue
+      if (sub.conn.bufferedBytes > MAX_BUFFERED_BYTES) { behind = true; continue }
+      const events: StreamEvent[] = []
+      for (const r of sub.txns.values()) {
+        const record = { ...r }
+        if (record.state === 'running' && record.startedAt !== undefined) record.seconds = (now - record.startedAt) / 1000
+        events.push({ type: 'txn', record })
+      }
+      events.push(...sub.other)
+      sub.txns.clear()
+      sub.other = []
+      try {
+        sub.conn.sendEvents(sub.id, events)
+      } catch {
+        this.#subs.delete(sub) // the connection is going; nothing more to send it
+      }
+    }
+    if (behind) this.#schedule()
+  }
+}
