@@ -38,3 +38,14 @@ export function requireOperator (caller: Caller, action: string): void {
 export function localOperator (id: string, name: string): Caller {
   return { id, name, operator: true }
 }
+
+/** How an abort is asked for (EvalServer.abort, the control port, `evalserver.abort()`). */
+export interface AbortOptions {
+  reason?: string
+  mustExist?: boolean
+  client?: string
+  /** Who asked: undefined = the local operator ("aborted locally"). */
+  by?: string
+  /** Whose rights apply: a non-operator may abort only its own transactions (default: the local operator). */
+  caller?: Caller
+}

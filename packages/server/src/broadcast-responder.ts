@@ -3,8 +3,24 @@ import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
 import { BROADCAST_GROUP, isTxnString, nodeIdOfClient } from '@evalmesh/protocol'
 import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type DatagramCounters, type DatagramSender } from '@evalmesh/transport'
 import type { PeerInfo } from '@evalmesh/transport'
-import type { EvalServer } from './eval-server.js'
-import type { RequestMode } from './policy.js'
+import type { Identity, TrustStore } from '@evalmesh/trust'
+import type { AdmissionPolicy, RequestMode } from './policy.js'
+import type { Trace } from './trace.js'
+import type { NodeCounters } from '@evalmesh/protocol'
+
+/** What the responder needs of the node: who it is, whom it trusts, its policy and its load. */
+export interface ResponderParts {
+  readonly identity: Identity
+  readonly trust: TrustStore
+  readonly policy: AdmissionPolicy
+  readonly trace: Trace
+  readonly counters: NodeCounters
+  readonly limits: { concurrency: number, queueLength: number }
+  /** Transactions running and waiting now. */
+  load (): { running: number, queued: number }
+  /** True if this node already holds a record of the txn (claimed here before). */
+  knows (txn: string): boolean
+}
 
 /**
  * The node's half of the broker-free broadcast (PROTOCOL.md §5): answer "who will run
@@ -35,7 +51,7 @@ interface Offer {
 export class BroadcastResponder {
   readonly counters: DatagramCounters = newDatagramCounters()
   readonly stats = { queries: 0, offers: 0, declined: 0, busy: 0, claimed: 0, expired: 0 }
-  readonly #server: EvalServer
+  readonly #server: ResponderParts
   readonly #init: ResponderInit
   readonly #replay = new ReplayWindow()
   readonly #offers = new Map<string, Offer>() // by token
@@ -43,7 +59,7 @@ export class BroadcastResponder {
   #socket: Socket | undefined
   #sweep: NodeJS.Timeout | undefined
 
-  constructor (server: EvalServer, init: ResponderInit) {
+  constructor (server: ResponderParts, init: ResponderInit) {
     this.#server = server
     this.#init = init
   }
@@ -108,7 +124,7 @@ export class BroadcastResponder {
       const offer = this.#offers.get(existing)
       if (offer !== undefined) { this.#sendOffer(offer, rinfo); return }
     }
-    if (server.table.get(txn) !== undefined) return // already claimed here; the client has its answer
+    if (server.knows(txn)) return // already claimed here; the client has its answer
     // The name in the datagram is the sender's claim; policy matches the name this node gives its key.
     sender.name = server.trust.nameOrId(sender.key)
     const decision = server.policy.decide({ id: sender.id, name: sender.name, self: sender.self }, 'broadcast')
@@ -120,7 +136,8 @@ export class BroadcastResponder {
       return
     }
     const { concurrency, queueLength } = server.limits
-    const load = server.table.running.size + server.table.input.length + this.#offers.size
+    const now = server.load()
+    const load = now.running + now.queued + this.#offers.size
     if (load >= concurrency + queueLength) {
       this.stats.busy++
       server.trace.record('busy', `broadcast declined: no capacity (${load} running, queued or offered)`, txn, sender.name)
@@ -134,7 +151,7 @@ export class BroadcastResponder {
     server.trace.record('offer', `offered to run broadcast (${decision.rule}); load ${load}/${concurrency}`, txn, sender.name)
     // The least loaded node answers first: a node with free slots at once, a busy one
     // a little later. (Held offers are not load yet: most are released within a turn.)
-    const busy = server.table.running.size + server.table.input.length
+    const busy = now.running + now.queued
     const delayMs = all || busy < concurrency ? 0 : Math.min(20, Math.round((busy / concurrency) * 4))
     if (delayMs === 0) this.#sendOffer(offer, rinfo)
     else setTimeout(() => this.#sendOffer(offer, rinfo), delayMs).unref()
@@ -142,9 +159,10 @@ export class BroadcastResponder {
 
   #sendOffer (offer: Offer, rinfo: RemoteInfo): void {
     const s = this.#server
+    const { running, queued } = s.load()
     this.#send({
-      kind: 'offer', txn: offer.txn, token: offer.token, address: this.#init.tcpAddress, port: this.#init.tcpPort, id: s.id,
-      load: { running: s.table.running.size, queued: s.table.input.length, held: this.#offers.size, concurrency: s.limits.concurrency }
+      kind: 'offer', txn: offer.txn, token: offer.token, address: this.#init.tcpAddress, port: this.#init.tcpPort, id: s.identity.id,
+      load: { running, queued, held: this.#offers.size, concurrency: s.limits.concurrency }
     }, rinfo)
   }
 
@@ -155,7 +173,7 @@ export class BroadcastResponder {
       if (offer !== undefined && offer.peerId === sender.id) this.#drop(offer)
       return
     }
-    if (typeof m.txn !== 'string' || m.keep === this.#server.id) return
+    if (typeof m.txn !== 'string' || m.keep === this.#server.identity.id) return
     const token = this.#byTxn.get(`${sender.id} ${m.txn}`)
     const offer = token === undefined ? undefined : this.#offers.get(token)
     if (offer !== undefined) this.#drop(offer)

@@ -1,8 +1,26 @@
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { EvalMeshError } from '@evalmesh/protocol'
-import type { EvalServer } from './eval-server.js'
+import { EvalMeshError, type AbortResult, type PolicyRequest, type PolicyState, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
+import type { ServerConnection } from '@evalmesh/transport'
+import type { AbortOptions } from './access.js'
+import type { Trace } from './trace.js'
+
+/**
+ * The node's operator API as the control port uses it (everything a local operator may
+ * do). EvalServer is one; the control port needs nothing else of it.
+ */
+export interface ControlTarget {
+  readonly stateDir: string
+  readonly connections: ServerConnection[]
+  readonly policy: { readonly state: PolicyState }
+  readonly trace: Trace
+  status (which?: StatusWhich): TxnRecord[]
+  abort (id: string | number, options?: AbortOptions): Promise<AbortResult>
+  setPolicy (change: Omit<PolicyRequest, 'kind' | 'id'>, by?: string): PolicyState
+  once (event: 'stopped', listener: () => void): unknown
+  off (event: 'stopped', listener: () => void): unknown
+}
 
 /** The control port's socket file, relative to the state directory. */
 export const CONTROL_SOCKET = 'control.sock'
@@ -48,7 +66,7 @@ const tooLong: ControlReply = { ok: false, error: `command line longer than ${MA
  * Refuses to start when another live process answers on the socket; removes a stale one.
  * Closes itself when the node stops.
  */
-export async function startControlPort (server: EvalServer, path: string = join(server.stateDir, CONTROL_SOCKET)): Promise<ControlPort> {
+export async function startControlPort (server: ControlTarget, path: string = join(server.stateDir, CONTROL_SOCKET)): Promise<ControlPort> {
   await claimSocketPath(path)
   const sockets = new Set<Socket>()
   const net: Server = createServer({ allowHalfOpen: false }, socket => serveSocket(socket))
@@ -141,7 +159,7 @@ export async function startControlPort (server: EvalServer, path: string = join(
   }
 }
 
-async function execute (server: EvalServer, line: string): Promise<Record<string, unknown>> {
+async function execute (server: ControlTarget, line: string): Promise<Record<string, unknown>> {
   const words = line.trim().split(/\s+/)
   const [cmd = '', ...args] = words
   const need = (n: number, usage: string): void => {

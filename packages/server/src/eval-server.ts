@@ -20,7 +20,7 @@ import { Scheduler, sessionKey, type Route } from './scheduler.js'
 import { Streams } from './streams.js'
 import { loadFunctionsModule, type OperatorFunction } from './functions.js'
 import { FunctionRegistry, type CallContext, type MegatestBinding } from './registry.js'
-import { localOperator, ownsTxn, requireOperator, type Caller } from './access.js'
+import { localOperator, ownsTxn, requireOperator, type AbortOptions, type Caller } from './access.js'
 import { BroadcastResponder } from './broadcast-responder.js'
 import { startControlPort, type ControlPort } from './control-port.js'
 
@@ -112,15 +112,7 @@ export const DEFAULT_EVAL_LIMITS: Readonly<EvalLimits> = Object.freeze({
   outputBytes: 64 * 1024
 })
 
-export interface AbortOptions {
-  reason?: string
-  mustExist?: boolean
-  client?: string
-  /** Who asked: undefined = the local operator ("aborted locally"). */
-  by?: string
-  /** Whose rights apply: a non-operator may abort only its own transactions (default: the local operator). */
-  caller?: Caller
-}
+export type { AbortOptions }
 
 export type { AbortResult }
 
@@ -308,7 +300,11 @@ export class EvalServer extends EventEmitter {
     const responderInit: ConstructorParameters<typeof BroadcastResponder>[1] = lan !== undefined
       ? { bindAddress: '0.0.0.0', port: udpPort, multicastInterface: lan, tcpAddress: host === '0.0.0.0' ? lan : host, tcpPort: port }
       : { bindAddress: host, port: udpPort, tcpAddress: host, tcpPort: port }
-    this.#responder = new BroadcastResponder(this, responderInit)
+    this.#responder = new BroadcastResponder({
+      identity: this.identity, trust: this.trust, policy: this.policy, trace: this.trace, counters: this.counters, limits: this.limits,
+      load: () => ({ running: this.table.running.size, queued: this.table.input.length }),
+      knows: txn => this.table.get(txn) !== undefined
+    }, responderInit)
     await this.#responder.start()
     this.claimCheck = (claim, peer, txn) => this.#responder?.claim(claim, peer, txn)
 
