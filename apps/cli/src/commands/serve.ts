@@ -1,10 +1,11 @@
 import { networkInterfaces } from 'node:os'
 import { existsSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
+import { Writable } from 'node:stream'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
 import { formatHost } from '@evalmesh/client'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
-import { startServer, type EvalServer, type NodeQuotas, type ServerInit } from '@evalmesh/server'
+import { createNodeLogger, isLogFormat, isLogLevel, startServer, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { stateDirOf } from '../context.js'
 
@@ -131,13 +132,75 @@ export const serveOptions: Command['options'] = {
   'read-only': { type: 'boolean' },
   keys: { type: 'string' },
   'idle-timeout': { type: 'string' },
-  'megatest-load-limit': { type: 'string' }
+  'megatest-load-limit': { type: 'string' },
+  'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  'log-file': { type: 'string' }
+}
+
+/** --log-level, --log-format, --log-file, checked before anything starts. */
+export function loggerOptionsFrom (p: Parsed): NodeLoggerOptions {
+  const level = str(p, 'log-level') ?? 'info'
+  if (!isLogLevel(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
+  const format = str(p, 'log-format') ?? 'text'
+  if (!isLogFormat(format)) throw new UsageError(`--log-format must be text or json, not "${format}"`)
+  const opts: NodeLoggerOptions = { level, format }
+  const file = str(p, 'log-file')
+  if (file !== undefined) {
+    if (file === '') throw new UsageError('--log-file needs a path')
+    opts.file = resolve(file)
+  }
+  return opts
+}
+
+/**
+ * stderr, held while the status window owns the terminal (a line written under a blessed
+ * screen garbles it): lines wait here, the newest 1000 of them, and come out when the
+ * window closes.
+ */
+class HeldStderr extends Writable {
+  #held: string[] | undefined = []
+  #dropped = 0
+
+  override _write (chunk: Buffer | string, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    const text = chunk.toString()
+    if (this.#held === undefined) {
+      process.stderr.write(text)
+    } else {
+      this.#held.push(text)
+      if (this.#held.length > 1000) { this.#held.shift(); this.#dropped++ }
+    }
+    done()
+  }
+
+  release (): void {
+    const held = this.#held ?? []
+    this.#held = undefined
+    if (this.#dropped > 0) process.stderr.write(`(${this.#dropped} earlier log lines were dropped while the status window was open)\n`)
+    for (const line of held) process.stderr.write(line)
+  }
 }
 
 /** Run a node until it stops (signal, --minutes). Prints how to reach it. */
 export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnType<typeof startServer>>) => Promise<void>): Promise<number> {
   const init = serverInitFrom(p)
   const areas = areasFrom(p)
+  const logOptions = loggerOptionsFrom(p)
+  // With the status window on the terminal, stderr lines wait until it closes (unless they go to a file).
+  const held = onStarted !== undefined && logOptions.file === undefined && process.stderr.isTTY === true ? new HeldStderr() : undefined
+  if (held !== undefined) logOptions.stream = held
+  const logger: NodeLogger = createNodeLogger(logOptions)
+  try {
+    return await serveWith(p, init, areas, { logger, toFile: logOptions.file !== undefined, held }, onStarted)
+  } finally {
+    held?.release()
+    logger.close()
+  }
+}
+
+interface Logging { logger: NodeLogger, toFile: boolean, held: HeldStderr | undefined }
+
+async function serveWith (p: Parsed, init: ServerInit, areas: AreaInit[], { logger, toFile, held }: Logging, onStarted: ((server: EvalServer) => Promise<void>) | undefined): Promise<number> {
   let server: EvalServer | undefined
   let megatest: MegatestService | undefined
   let areaKilled: ((area: string) => void) | undefined
@@ -156,7 +219,12 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
   }
   server = await startServer(init)
   // Warnings may quote what peers sent (names, reasons): escaped before they reach a terminal or a log.
-  server.on('warning', (message: string) => console.error(`warning: ${printable(String(message), 2000)}`))
+  // They go to stderr as they always have, and into the log file too when there is one.
+  server.on('warning', (message: string) => {
+    const text = printable(String(message), 2000)
+    ;(held ?? process.stderr).write(`warning: ${text}\n`)
+    if (toFile) logger.log('warn', 'node', String(message))
+  })
   if (megatest !== undefined) areaKilled = manageAreas(server, megatest, int(p, 'idle-timeout'))
   else if (int(p, 'idle-timeout') !== undefined) throw new UsageError('--idle-timeout applies to nodes serving Megatest areas (--area)')
   const { host, port } = server.address
@@ -167,6 +235,7 @@ export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnTyp
   process.once('SIGTERM', () => stop('SIGTERM'))
   if (onStarted !== undefined) {
     await onStarted(server)
+    held?.release()
   } else {
     const lines = [
       `evalmesh node "${server.name}" (id ${server.id}) listening on ${where}${scope}`,
@@ -190,6 +259,7 @@ export const serve: Command = {
   usage: `evalmesh serve [--name N] [--listen ADDR | --lan] [--port P] [--state-dir D] [--minutes M]
                 [--functions MODULE] [--purge-seconds S] [--hosts directed,broadcast,NAME...]
                 [--gags NAME,broadcast,self...] [--concurrency N] [--queue N] [--timeout MS] [--memory MB]
+                [--log-level debug|info|warn|error] [--log-format text|json] [--log-file PATH]
 
   --name N           node name (default: the host name; remembered in the state dir)
   --listen ADDR      address to listen on (default 127.0.0.1: loopback only). A LAN
@@ -214,7 +284,10 @@ export const serve: Command = {
   --read-only        refuse every Megatest write command
   --keys K1,K2       run keys for a new area (default TARGET)
   --idle-timeout S   stop when no area has been used for S seconds
-  --megatest-load-limit N  Megatest requests in flight before answering busy (default 32)`,
+  --megatest-load-limit N  Megatest requests in flight before answering busy (default 32)
+  --log-level L      debug, info, warn or error: the least severe events logged (default info)
+  --log-format F     text (default) or json: one JSON object per line
+  --log-file PATH    append the log to PATH (created owner-only) instead of stderr`,
   options: serveOptions,
   run: async (p) => await runNode(p)
 }
