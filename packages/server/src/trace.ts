@@ -16,16 +16,15 @@ const TRACED: EventName[] = EVENT_NAMES.filter(n => EVENTS[n].trace !== null)
  *
  * The ring is one subscriber of the node's events (events.ts): `attachTrace(trace, nodeId)`
  * subscribes it to the channels, for that node's events only. It holds the subscription
- * only while it is on or someone listens to its 'event' (a `subscribe` stream), so a node
- * with tracing off and no stream pays nothing per event.
+ * only while it is on, so a node with tracing off pays nothing per event (and the
+ * `subscribe` streams, which listen to 'event', get trace events only while it is on).
  *
  * `record()` still takes events directly, for code that has not moved to `publish()` yet;
  * a call site must do one or the other once the trace is attached, never both, or the
  * event is recorded twice.
  *
  * Events: 'event' (TraceEvent, owner: the peer id it belongs to, or undefined), for every
- * event recorded, and, while there are 'event' listeners, also for those the ring does
- * not keep because it is off (each still gets its seq).
+ * event recorded.
  */
 export class Trace extends EventEmitter {
   on_ = false
@@ -39,8 +38,6 @@ export class Trace extends EventEmitter {
   constructor (capacity = 2000) {
     super()
     this.#capacity = capacity
-    this.on('newListener', (name: string | symbol) => { if (name === 'event') this.#sync(1) })
-    this.on('removeListener', (name: string | symbol) => { if (name === 'event') this.#sync() })
   }
 
   get enabled (): boolean { return this.on_ }
@@ -56,19 +53,17 @@ export class Trace extends EventEmitter {
 
   /**
    * Record one event. `owner` is the peer id it belongs to (who may see it); by default the
-   * owner of `txn`. Costs one test when the trace is off and nobody streams it.
+   * owner of `txn`. Costs one test when the trace is off.
    */
   record (kind: TraceEventKind, detail: string, txn?: string, peer?: string, owner?: string): void {
-    if (!this.on_ && this.listenerCount('event') === 0) return
+    if (!this.on_) return
     const event: TraceEvent = { seq: ++this.#seq, time: Date.now(), kind, detail }
     if (txn !== undefined) event.txn = txn
     if (peer !== undefined) event.peer = peer
     const who = owner ?? (txn === undefined ? undefined : txnOwner(txn))
     if (who !== undefined) this.#owners.set(event, who)
-    if (this.on_) {
-      this.#events.push(event)
-      if (this.#events.length > this.#capacity) this.#events.shift()
-    }
+    this.#events.push(event)
+    if (this.#events.length > this.#capacity) this.#events.shift()
     this.emit('event', event, who)
   }
 
@@ -106,9 +101,9 @@ export class Trace extends EventEmitter {
   get attached (): boolean { return this.#node !== undefined }
 
   /** Hold the channel subscription exactly while it is needed. */
-  #sync (adding = 0): void {
+  #sync (): void {
     const node = this.#node
-    const want = node !== undefined && (this.on_ || this.listenerCount('event') + adding > 0)
+    const want = node !== undefined && this.on_
     if (!want) {
       this.#unsubscribe?.()
       this.#unsubscribe = undefined
