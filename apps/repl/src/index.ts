@@ -10,3 +10,7 @@
  * ```
  */
 export { startRepl, type Repl, type ReplOptions } from './repl.js'
+export {
+  terminalText, showValue, readableErrors, isErrorValue, errorValueText, describeWait, waitNotice, WAIT_NOTICE_MS,
+  type ErrorValue
+} from './present.js'

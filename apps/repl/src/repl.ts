@@ -2,7 +2,8 @@ import repl, { type REPLServer } from 'node:repl'
 import { Script } from 'node:vm'
 import { inspect } from 'node:util'
 import type { Client } from '@evalmesh/client'
-import { EvalMeshError, RemoteEvalError, type EvalOutcome } from '@evalmesh/protocol'
+import { EvalMeshError, RemoteEvalError, printable, type EvalOutcome } from '@evalmesh/protocol'
+import { readableErrors, terminalText, waitNotice } from './present.js'
 
 export interface ReplOptions {
   client: Client
@@ -58,6 +59,9 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     useColors: terminal,
     ignoreUndefined: false,
     preview: false,
+    // Values from a node may hold text a peer chose: shown with inspect's escapes, and
+    // what inspect leaves (bidi overrides, separators) as visible escapes too.
+    writer: (value: unknown) => terminalText(inspect(value, { colors: terminal, depth: 4, showProxy: true }), { keepColours: true }),
     // Lets Ctrl-C through while a top-level await is pending (Node pauses input otherwise).
     breakEvalOnSigint: true
   })
@@ -67,15 +71,20 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   async function evalAndWait (host: string, submit: () => Promise<{ txn: string }>): Promise<EvalOutcome> {
     const ack = await submit()
     pending.set(ack.txn, host)
+    // After a second without the outcome, say once what it waits for (the node's status of it).
+    const stopNotice = waitNotice(client, host, ack.txn, line => write(`(${line})`))
     try {
-      return await client.fetchResult(ack.txn, host, { wait: true })
+      const o = await client.fetchResult(ack.txn, host, { wait: true })
+      readableErrors(o.value)
+      return o
     } finally {
+      stopNotice()
       pending.delete(ack.txn)
     }
   }
 
   function showOutput (o: EvalOutcome): void {
-    if (o.output !== '') write(o.output)
+    if (o.output !== '') write(terminalText(o.output))
     if (o.outputTruncated) write('(output truncated at the node\'s limit)')
   }
 
@@ -143,7 +152,7 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     if (pending.size === 0) return
     for (const [txn, host] of pending) {
       write(`\n(aborting ${txn} on ${host})`)
-      client.remoteAbort(txn, host, { reason: ABORT_REASON }).catch(err => write(`(abort failed: ${(err as Error).message})`))
+      client.remoteAbort(txn, host, { reason: ABORT_REASON }).catch(err => write(`(abort failed: ${printable((err as Error).message)})`))
     }
   }
   // Also for helpers awaited at top level: Node's REPL interrupts the await; we stop the remote work.
@@ -159,7 +168,7 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     const pong = await client.ping(host)
     target = host
     server.setPrompt(promptFor(host === pong.name ? host : `${host}`))
-    write(`plain input now evaluates on ${pong.name} (${host}); ".host" alone returns to local evaluation`)
+    write(`plain input now evaluates on ${printable(pong.name, 63)} (${printable(host, 200)}); ".host" alone returns to local evaluation`)
   }
 
   server.defineCommand('host', {
@@ -168,7 +177,7 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
       this.clearBufferedCommand()
       setTarget(name).then(
         () => { if (name.trim() === '') write('plain input now evaluates locally') },
-        err => write(`cannot use ${name.trim()}: ${(err as Error).message}`)
+        err => write(`cannot use ${printable(name.trim(), 200)}: ${printable((err as Error).message)}`)
       ).finally(() => this.displayPrompt())
     }
   })
@@ -177,8 +186,8 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     action () {
       this.clearBufferedCommand()
       Promise.resolve(options.peers?.() ?? []).then(
-        names => write(names.length === 0 ? '(no peers known: add "name host:port" lines to the peers file, or enable discovery)' : names.join('\n')),
-        err => write(`cannot list peers: ${(err as Error).message}`)
+        names => write(names.length === 0 ? '(no peers known: add "name host:port" lines to the peers file, or enable discovery)' : names.map(n => printable(n, 63)).join('\n')),
+        err => write(`cannot list peers: ${printable((err as Error).message)}`)
       ).finally(() => this.displayPrompt())
     }
   })
@@ -199,7 +208,7 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     await new Promise<void>(resolve => server.setupHistory(options.historyFile!, () => resolve()))
   }
   if (options.target !== undefined) {
-    await setTarget(options.target).catch(err => write(`cannot use ${options.target}: ${(err as Error).message}; evaluating locally`))
+    await setTarget(options.target).catch(err => write(`cannot use ${printable(options.target!, 200)}: ${printable((err as Error).message)}; evaluating locally`))
   }
   const closed = new Promise<void>(resolve => server.once('exit', () => resolve()))
   return { server, get target () { return target }, closed, setTarget }
@@ -223,17 +232,19 @@ function readable (err: unknown): Error {
   if (!(err instanceof Error)) return new Error(String(err))
   let text: string
   if (err instanceof RemoteEvalError) {
-    const where = err.node !== undefined ? ` on ${err.node}` : ''
-    const txn = err.txn !== undefined ? ` (txn ${err.txn})` : ''
-    const head = err.code === 'EVAL_ERROR' ? `${err.remoteName}: ${err.message}` : `${err.code}: ${err.message}`
+    // Everything here but the code came from the node: escaped, so it cannot act on the terminal.
+    const where = err.node !== undefined ? ` on ${printable(err.node, 63)}` : ''
+    const txn = err.txn !== undefined ? ` (txn ${printable(err.txn, 120)})` : ''
+    const message = printable(err.message, 8192)
+    const head = err.code === 'EVAL_ERROR' ? `${printable(err.remoteName, 200)}: ${message}` : `${err.code}: ${message}`
     // The remote stack's first line repeats name and message (already in the head); only
     // its frames follow. (Node's REPL prefixes the first line that looks like an error
     // with "Uncaught", so a repeated "TypeError: ..." line would read as a second error.)
-    const frames = err.remoteStack?.split('\n').slice(1).join('\n') ?? ''
+    const frames = terminalText(err.remoteStack?.split('\n').slice(1).join('\n') ?? '')
     text = `Remote error${where}${txn}: ${head}` + (frames !== '' ? `\n--- remote stack ---\n${frames}` : '')
-    if (err.output !== '') text = `${err.output.replace(/\n$/, '')}\n${text}`
+    if (err.output !== '') text = `${terminalText(err.output.replace(/\n$/, ''))}\n${text}`
   } else if (err instanceof EvalMeshError) {
-    text = `${err.code}: ${err.message}`
+    text = `${err.code}: ${printable(err.message, 8192)}`
   } else {
     return err
   }
