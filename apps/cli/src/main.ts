@@ -1,5 +1,7 @@
 import { UsageError, parse, type Command } from './args.js'
-import { errorJson, errorText } from './output.js'
+import { RemoteEvalError } from '@evalmesh/protocol'
+import { terminalText } from '@evalmesh/repl'
+import { errorJson, errorText, showOutput } from './output.js'
 import { serve } from './commands/serve.js'
 import { abortCmd, applyCmd, describeCmd, evalCmd, peersCmd, pingCmd, policyCmd, resetCmd, resultCmd, statusCmd } from './commands/remote.js'
 import { keyCmd, trustCmd } from './commands/keys.js'
@@ -47,11 +49,17 @@ export async function main (argv: string[]): Promise<number> {
     return await command.run(parsed)
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`evalmesh ${command.name}: ${err.message}\n\nusage: ${command.usage}`)
+      // A usage message may quote what a node said (an area name): escaped.
+      console.error(`evalmesh ${command.name}: ${terminalText(err.message)}\n\nusage: ${command.usage}`)
       return 2
     }
-    if (json) console.log(errorJson(err))
-    else console.error(errorText(err))
+    if (json) {
+      console.log(errorJson(err))
+    } else {
+      // What the form printed before it failed, then the error.
+      if (err instanceof RemoteEvalError && err.output !== '') { const out = showOutput(err.output); process.stderr.write(out.endsWith('\n') ? out : out + '\n') }
+      console.error(errorText(err))
+    }
     return 1
   }
 }

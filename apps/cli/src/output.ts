@@ -1,9 +1,29 @@
-import { inspect } from 'node:util'
-import { EvalMeshError, RemoteEvalError, type TxnRecord } from '@evalmesh/protocol'
+import { EvalMeshError, RemoteEvalError, escapeUnsafe, printable, type TxnRecord } from '@evalmesh/protocol'
+import { showValue, terminalText } from '@evalmesh/repl'
+
+/*
+ * Everything printed here that a peer chose (names, forms, reasons, error messages,
+ * values, console output) is escaped before it reaches a terminal: printable() for one
+ * line, terminalText() for text that keeps its lines. JSON stays JSON: the characters a
+ * terminal could act on that JSON.stringify leaves as they are (C1 controls, bidi and
+ * other format characters, line separators) are written as \u escapes, the same value.
+ */
+
+// JSON.stringify already escapes C0 controls and lone surrogates; these it does not.
+const JSON_UNSAFE = /[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/gu
+
+/** JSON text with every character a terminal may act on written as a \u escape (still the same JSON value). */
+export function safeJson (json: string): string {
+  return json.replace(JSON_UNSAFE, ch => {
+    const units: string[] = []
+    for (let i = 0; i < ch.length; i++) units.push('\\u' + ch.charCodeAt(i).toString(16).padStart(4, '0'))
+    return units.join('')
+  })
+}
 
 /** Values as JSON for --json: BigInt as "123n", Map as an object or entry list, Set as an array. */
 export function toJson (value: unknown): string {
-  return JSON.stringify(jsonable(value))
+  return safeJson(JSON.stringify(jsonable(value)))
 }
 
 export function jsonable (value: unknown): unknown {
@@ -21,8 +41,18 @@ export function jsonable (value: unknown): unknown {
   return value
 }
 
-export function show (value: unknown): string {
-  return typeof value === 'string' ? value : inspect(value, { depth: 6, colors: process.stdout.isTTY, breakLength: 100 })
+/**
+ * A result for stdout: a string as it is, an Error result (`{$error: {name, message}}`) as
+ * `Error: message`, anything else through util.inspect. On a terminal it is escaped (and
+ * coloured); to a pipe a string goes byte for byte, so scripts get what the form returned.
+ */
+export function show (value: unknown, tty = process.stdout.isTTY === true): string {
+  return showValue(value, { tty })
+}
+
+/** A form's console output for stderr: escaped when stderr is a terminal, as it is otherwise. */
+export function showOutput (output: string, tty = process.stderr.isTTY === true): string {
+  return tty ? terminalText(output) : output
 }
 
 export function errorJson (err: unknown): string {
@@ -36,16 +66,20 @@ export function errorJson (err: unknown): string {
 /** An error as a person should read it: the remote error with its remote stack. */
 export function errorText (err: unknown): string {
   if (err instanceof RemoteEvalError) {
-    const where = err.node !== undefined ? ` (on ${err.node}${err.txn !== undefined ? `, txn ${err.txn}` : ''})` : ''
-    const head = err.code === 'EVAL_ERROR' ? `${err.remoteName}: ${err.message}` : `${err.code}: ${err.message}`
-    const stack = err.remoteStack !== undefined && err.code === 'EVAL_ERROR' ? '\n' + err.remoteStack.split('\n').slice(1).join('\n') : ''
+    // The node, the name, the message and the stack are the peer's: escaped.
+    const where = err.node !== undefined ? ` (on ${printable(err.node, 63)}${err.txn !== undefined ? `, txn ${printable(err.txn, 120)}` : ''})` : ''
+    const message = printable(err.message, 8192)
+    const head = err.code === 'EVAL_ERROR' ? `${printable(err.remoteName, 200)}: ${message}` : `${printable(err.code, 40)}: ${message}`
+    const stack = err.remoteStack !== undefined && err.code === 'EVAL_ERROR' ? '\n' + terminalText(err.remoteStack.split('\n').slice(1).join('\n')) : ''
     return `error${where}: ${head}${stack}`
   }
-  if (err instanceof EvalMeshError) return `error: ${err.code}: ${err.message}`
-  return `error: ${(err as Error).message ?? String(err)}`
+  if (err instanceof EvalMeshError) return `error: ${err.code}: ${printable(err.message, 8192)}`
+  return `error: ${printable((err as Error).message ?? String(err), 8192)}`
 }
 
+/** Columns padded to their widest cell; every cell on one line, unsafe characters shown as escapes. */
 export function table (headers: string[], rows: string[][]): string {
+  rows = rows.map(r => r.map(c => escapeUnsafe(c ?? '')))
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()
   return [line(headers), ...rows.map(line)].join('\n')
@@ -53,17 +87,25 @@ export function table (headers: string[], rows: string[][]): string {
 
 /** `text` cut to `width` characters, with an ellipsis when cut. */
 function clip (text: string, width: number): string {
-  return text.length <= width ? text : text.slice(0, width - 1).trimEnd() + '…'
+  const chars = [...text]
+  if (chars.length <= width) return text
+  // printable() output: never cut inside a visible escape (\x1b, \u202e, \u{e0041}).
+  let cut = chars.slice(0, width - 1).join('')
+  const tail = /\\(?:x[0-9a-f]{0,1}|u(?:[0-9a-f]{0,3}|\{[0-9a-f]*))?$/.exec(cut)
+  if (tail !== null) cut = cut.slice(0, tail.index)
+  return cut.trimEnd() + '…'
 }
 
 export function recordRows (records: TxnRecord[]): string {
   if (records.length === 0) return '(no transactions)'
   return table(
-    ['LIST', 'TXN', 'CLIENT', 'MODE', 'SECONDS', 'HOW STOPPED', 'FORM'],
+    ['LIST', 'TXN', 'CLIENT', 'MODE', 'SECONDS', 'HOW STOPPED / WAITING', 'FORM'],
     records.map(r => [
-      r.state.toUpperCase(), r.txn, r.clientName, r.mode, (r.seconds ?? 0).toFixed(3),
-      r.howStopped === undefined ? '' : r.howStopped + (r.reason !== undefined ? ` (${clip(r.reason, 40)})` : ''),
-      r.summary
+      String(r.state).toUpperCase(), printable(r.txn, 120), printable(r.clientName, 63), printable(r.mode, 20), (r.seconds ?? 0).toFixed(3),
+      r.howStopped !== undefined
+        ? printable(r.howStopped, 20) + (r.reason !== undefined ? ` (${clip(printable(r.reason, 200), 40)})` : '')
+        : r.state === 'input' && r.waiting !== undefined ? `waiting: ${clip(printable(r.waiting, 200), 60)}` : '',
+      printable(r.summary, 200)
     ])
   )
 }

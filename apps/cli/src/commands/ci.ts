@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { findOrStartAreaServer, readJobFile, readRuns, runJob, type CiEvent, type RunReport, type RunSummary } from '@evalmesh/ci-agent'
 import type { BroadcastConfig, Client } from '@evalmesh/client'
+import { printable } from '@evalmesh/protocol'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { broadcastConfigFor, clientFor, localNodeOf, stateDirOf } from '../context.js'
 import { table, toJson } from '../output.js'
@@ -29,7 +30,7 @@ async function areaTargetOf (p: Parsed, client: Client, areaName: string | undef
     if (areaName !== undefined) opts.area = areaName
     const idle = int(p, 'idle-timeout'); if (idle !== undefined) opts.idleTimeoutSeconds = idle
     const found = await findOrStartAreaServer(dir, opts)
-    if (found.started && p.values.json !== true) console.error(`started a node for area ${found.area} at ${found.host} (log ${found.log ?? '-'})`)
+    if (found.started && p.values.json !== true) console.error(`started a node for area ${printable(found.area, 100)} at ${printable(found.host, 200)} (log ${printable(found.log ?? '-', 500)})`)
     return { host: found.host, area: found.area, started: found.started }
   }
   return { host: host ?? localNodeOf(p), area: areaName, started: false }
@@ -40,14 +41,22 @@ async function areaNameOn (client: Client, host: string, given: string | undefin
   const d = await client.describe(host)
   const areas = d.megatestAreas ?? []
   if (areas.length === 1) return areas[0]!
-  throw new UsageError(areas.length === 0 ? `the node at ${host} serves no Megatest area` : `the node at ${host} serves several areas (${areas.join(', ')}): pick one with --area-name`)
+  throw new UsageError(areas.length === 0 ? `the node at ${host} serves no Megatest area` : `the node at ${host} serves several areas (${areas.map(a => printable(a, 100)).join(', ')}): pick one with --area-name`)
 }
 
 // ---- progress -----------------------------------------------------------------------
 
+/*
+ * Comments, statuses and names here come from the steps' results, the nodes and the
+ * Megatest area, so every one is printed through printable() (table() escapes its cells).
+ */
+const pr = (s: unknown, max = 500): string => printable(String(s ?? ''), max)
+
 function unitName (u: { test: string, item: string }): string {
-  return u.item === '' ? u.test : `${u.test}/${u.item}`
+  return pr(u.item === '' ? u.test : `${u.test}/${u.item}`, 200)
 }
+
+const commentOf = (comment: string): string => comment === '' ? '' : ` (${pr(comment)})`
 
 /** A one-line progress bar redrawn on a terminal, or plain lines for logs and pipes. */
 function progressPrinter (tty: boolean): { onEvent: (e: CiEvent) => void, done: () => void } {
@@ -59,7 +68,7 @@ function progressPrinter (tty: boolean): { onEvent: (e: CiEvent) => void, done: 
   const draw = (): void => {
     const width = 30
     const filled = total === 0 ? 0 : Math.round(width * ended / total)
-    const badText = [...bad.entries()].map(([k, n]) => `${k} ${n}`).join('  ')
+    const badText = [...bad.entries()].map(([k, n]) => `${pr(k, 40)} ${n}`).join('  ')
     process.stdout.write(`\r\x1b[K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${ended}/${total} ended  ${running} running${badText === '' ? '' : '  ' + badText}`)
     drawn = true
   }
@@ -71,21 +80,21 @@ function progressPrinter (tty: boolean): { onEvent: (e: CiEvent) => void, done: 
       switch (e.kind) {
         case 'run':
           total = e.units
-          line(`run ${e.runname} (id ${e.runId}, target ${e.target}): ${e.units} test(s)`)
+          line(`run ${pr(e.runname, 200)} (id ${e.runId}, target ${pr(e.target, 200)}): ${e.units} test(s)`)
           break
         case 'started':
           running++
-          if (!tty) line(`RUNNING    ${unitName(e.unit)} on ${e.node} (${e.host})`)
+          if (!tty) line(`RUNNING    ${unitName(e.unit)} on ${pr(e.node, 63)} (${pr(e.host, 200)})`)
           else draw()
           break
         case 'step':
-          if (!tty && e.phase === 'end') line(`  step     ${unitName(e.unit)} ${e.step}: ${e.status}${e.comment === '' ? '' : ` (${e.comment})`}`)
+          if (!tty && e.phase === 'end') line(`  step     ${unitName(e.unit)} ${pr(e.step, 200)}: ${pr(e.status, 40)}${commentOf(e.comment)}`)
           break
         case 'ended':
           ended++
           if (e.state !== 'NOT_STARTED' && !(e.state === 'KILLED' && /before the test started/.test(e.comment)) && !/^NO_WILLING_SERVER/.test(e.comment)) running = Math.max(0, running - 1)
           if (!['PASS', 'WARN', 'WAIVED', 'SKIP'].includes(e.status)) bad.set(e.status, (bad.get(e.status) ?? 0) + 1)
-          line(`${e.state.padEnd(10)} ${unitName(e.unit)}: ${e.status}${e.comment === '' ? '' : ` (${e.comment})`}`)
+          line(`${pr(e.state, 40).padEnd(10)} ${unitName(e.unit)}: ${pr(e.status, 40)}${commentOf(e.comment)}`)
           break
         case 'run-ended':
           break
@@ -103,12 +112,13 @@ function printSummary (s: RunSummary): void {
   const counts = new Map<string, number>()
   for (const u of s.units) counts.set(u.status, (counts.get(u.status) ?? 0) + 1)
   console.log('')
-  console.log(`run ${s.runname} (id ${s.runId}, target ${s.target}, area ${s.area} on ${s.areaHost}): ${s.state}/${s.status} in ${s.seconds.toFixed(1)} s; ${[...counts.entries()].map(([k, n]) => `${n} ${k}`).join(', ')}`)
+  console.log(`run ${pr(s.runname, 200)} (id ${s.runId}, target ${pr(s.target, 200)}, area ${pr(s.area, 100)} on ${pr(s.areaHost, 200)}): ${pr(s.state, 40)}/${pr(s.status, 40)} in ${s.seconds.toFixed(1)} s; ${[...counts.entries()].map(([k, n]) => `${n} ${pr(k, 40)}`).join(', ')}`)
   console.log(s.passed ? 'PASSED' : 'NOT PASSED')
 }
 
 function printRun (r: RunReport): void {
-  console.log(`run ${r.runname} (id ${r.id}, target ${r.target}, owner ${r.owner}): ${r.state}/${r.status}, started ${new Date(r.event_time * 1000).toISOString()}`)
+  const started = new Date(r.event_time * 1000)
+  console.log(`run ${pr(r.runname, 200)} (id ${pr(r.id, 40)}, target ${pr(r.target, 200)}, owner ${pr(r.owner, 100)}): ${pr(r.state, 40)}/${pr(r.status, 40)}, started ${Number.isNaN(started.getTime()) ? '?' : started.toISOString()}`)
   const rows: string[][] = []
   for (const t of r.tests) {
     rows.push([t.item_path === '' ? t.testname : `  ${t.testname}/${t.item_path}`, t.state, t.status, t.host === 'n/a' ? '' : t.host, String(t.run_duration), t.comment])
@@ -140,7 +150,7 @@ async function ciRun (p: Parsed, jobFile: string | undefined): Promise<number> {
   try {
     const target = await areaTargetOf(p, client, job.area)
     if (target.area !== undefined && target.area !== job.area) {
-      console.error(`note: the node serves this area as "${target.area}"; the job names it "${job.area}"`)
+      console.error(`note: the node serves this area as "${pr(target.area, 100)}"; the job names it "${pr(job.area, 100)}"`)
       job.area = target.area
     }
     // A node found or started for the area is a node we know: it may take tests too.
@@ -246,13 +256,13 @@ export const areaServerCmd: Command = {
     const max = int(p, 'max-servers'); if (max !== undefined) { if (max < 1) throw new UsageError('--max-servers must be at least 1'); opts.maxServers = max }
     const keys = list(p, 'keys'); if (keys !== undefined) opts.keys = keys
     const timeout = int(p, 'timeout'); if (timeout !== undefined) opts.timeoutMs = timeout
-    if (p.values.verbose === true) opts.onEvent = (m) => console.error(m)
+    if (p.values.verbose === true) opts.onEvent = (m) => console.error(printable(m, 2000))
     const found = await findOrStartAreaServer(dir, opts)
     if (p.values.json === true) {
       console.log(toJson({ ok: true, host: found.host, area: found.area, started: found.started, pid: found.registration.pid, node: found.registration.node, log: found.log ?? null }))
     } else {
-      console.log(found.host)
-      if (found.started) console.error(`started node pid ${found.registration.pid} for area ${found.area} (log ${found.log ?? '-'})`)
+      console.log(printable(found.host, 200))
+      if (found.started) console.error(`started node pid ${found.registration.pid} for area ${pr(found.area, 100)} (log ${pr(found.log ?? '-')})`)
     }
     return 0
   }

@@ -5,12 +5,12 @@ import { createInterface } from 'node:readline'
 import { Client, formatHost } from '@evalmesh/client'
 import { readSeedsFile } from '@evalmesh/discovery'
 import { createMonitor, traceLine } from '@evalmesh/monitor'
-import type { TraceEvent } from '@evalmesh/protocol'
+import { printable, type TraceEvent } from '@evalmesh/protocol'
 import { startRepl } from '@evalmesh/repl'
 import type { EvalServer } from '@evalmesh/server'
 import { UsageError, int, str, type Command, type Parsed } from '../args.js'
 import { LOCAL_NODE, clientFor, stateDirOf } from '../context.js'
-import { toJson } from '../output.js'
+import { safeJson, toJson } from '../output.js'
 import { runNode, serveOptions } from './serve.js'
 
 const hostOption = { host: { type: 'string', short: 'H' } } as const
@@ -100,7 +100,7 @@ export const traceCmd: Command = {
             if (next.lastSeq < since) { console.error(`(${host} restarted; its trace starts again)`); since = 0 }
             for (const e of next.events) { if (e.seq > since) { print(e); since = e.seq } }
           } catch (err) {
-            if (!lost) console.error(`(lost ${host}: ${(err as Error).message}; retrying...)`)
+            if (!lost) console.error(`(lost ${printable(host, 200)}: ${printable((err as Error).message, 2000)}; retrying...)`)
             lost = true
           }
         }
@@ -199,7 +199,7 @@ export const ctlCmd: Command = {
     try {
       if (p.positionals.length > 0) {
         const reply = await session.send(p.positionals.join(' '))
-        console.log(JSON.stringify(reply))
+        console.log(safeJson(JSON.stringify(reply)))
         return reply.ok === true ? 0 : 1
       }
       return await interactive(session, path, join(stateDir, 'ctl_history'))
@@ -224,10 +224,11 @@ async function interactive (session: ControlSession, path: string, historyFile: 
       saveHistory(historyFile, history.slice(0, 500))
       try {
         const reply = await session.send(text)
-        console.log(tty ? JSON.stringify(reply, null, 2) : JSON.stringify(reply))
+        // The replies quote peers (names, forms, reasons): JSON, with what a terminal acts on as \u escapes.
+        console.log(safeJson(tty ? JSON.stringify(reply, null, 2) : JSON.stringify(reply)))
         if (reply.stopped === true) { console.error('(control port stopped)'); break }
       } catch (err) {
-        console.error(`error: ${(err as Error).message}`)
+        console.error(`error: ${printable((err as Error).message, 2000)}`)
         if (session.closed) break
       }
     }

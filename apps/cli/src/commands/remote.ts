@@ -1,8 +1,9 @@
-import type { EvalAck, EvalOutcome, StatusWhich, TxnRecord } from '@evalmesh/protocol'
-import type { Client, EvalOptions } from '@evalmesh/client'
+import { printable, printableList, type EvalAck, type EvalOutcome, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
+import type { Client, EvalOptions, EvalResult } from '@evalmesh/client'
+import { waitNotice } from '@evalmesh/repl'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { clientFor, localNodeOf } from '../context.js'
-import { recordRows, show, table, toJson } from '../output.js'
+import { recordRows, show, showOutput, table, toJson } from '../output.js'
 
 const hostOption = { host: { type: 'string', short: 'H' }, lan: { type: 'string' } } as const
 
@@ -35,14 +36,37 @@ function printOutcome (p: Parsed, r: EvalOutcome | EvalAck): number {
     return 0
   }
   if (!('value' in r)) {
-    console.log(r.txn)
-    console.error(`(${r.state === 'input' ? 'queued' : r.state} on ${r.node}; fetch the result with: evalmesh result ${r.txn} --host ...)`)
+    console.log(printable(r.txn, 120))
+    console.error(`(${r.state === 'input' ? 'queued' : printable(r.state, 20)} on ${printable(r.node, 63)}; fetch the result with: evalmesh result ${printable(r.txn, 120)} --host ...)`)
     return 0
   }
-  if (r.output !== '') process.stderr.write(r.output.endsWith('\n') ? r.output : r.output + '\n')
+  if (r.contextLost !== undefined) console.error(`(the session's context was lost before this ran: ${printable(r.contextLost, 300)}; it started afresh)`)
+  if (r.output !== '') { const out = showOutput(r.output); process.stderr.write(out.endsWith('\n') ? out : out + '\n') }
   if (r.outputTruncated) console.error('(output truncated at the node\'s limit)')
   console.log(show(r.value))
   return 0
+}
+
+/**
+ * Submit an eval or apply and print its outcome. Waiting for the result, it is submitted
+ * without waiting (so its txn and node are known at once) and fetched by txn; once it has
+ * waited a second, stderr says once what it is waiting for, as the node's status of that
+ * txn tells it ("waiting: session default, held by ...:7 (running 3.2 s)", "running for
+ * 1.0 s...").
+ */
+async function submitAndPrint (p: Parsed, c: Client, host: string | undefined, o: EvalOptions, submit: (o: EvalOptions) => Promise<EvalResult>): Promise<number> {
+  if (o.wait === false) return printOutcome(p, await submit(o))
+  const ack = await submit({ ...o, wait: false })
+  if ('value' in ack) return printOutcome(p, ack)
+  // A broadcast was claimed by the node at ack.host; a directed request went to `host`.
+  const where = ack.host ?? host ?? localNodeOf(p)
+  const stop = waitNotice(c, where, ack.txn, line => console.error(`(${line})`))
+  try {
+    const r = await c.fetchResult(ack.txn, where, { wait: true })
+    return printOutcome(p, ack.host !== undefined ? { ...r, host: ack.host } as EvalOutcome : r)
+  } finally {
+    stop()
+  }
 }
 
 export const evalCmd: Command = {
@@ -75,7 +99,8 @@ export const evalCmd: Command = {
       if (str(p, 'host') !== undefined) throw new UsageError('--all asks every willing node; it takes no --host')
       return await withClient(p, async c => await printFanOut(p, c, form, o))
     }
-    return await withClient(p, async c => printOutcome(p, await c.evalDetailed(form, str(p, 'host'), o)))
+    const host = str(p, 'host')
+    return await withClient(p, async c => await submitAndPrint(p, c, host, o, async x => await c.evalDetailed(form, host, x)))
   }
 }
 
@@ -85,8 +110,8 @@ async function printFanOut (p: Parsed, c: Client, form: string, o: EvalOptions):
     timeout: int(p, 'deadline') ?? 5000,
     onResult: (r) => {
       if (json) return
-      const what = r.status === 'ok' ? show(r.value) : r.status === 'refused' ? `refused: ${r.rule ?? r.error?.message ?? ''}` : `${r.status}: ${r.error?.message ?? ''}`
-      console.log(`${r.node.padEnd(16)} ${r.status.padEnd(8)} ${what}`)
+      const what = r.status === 'ok' ? show(r.value) : r.status === 'refused' ? `refused: ${printable(r.rule ?? r.error?.message ?? '', 2000)}` : `${r.status}: ${printable(r.error?.message ?? '', 2000)}`
+      console.log(`${printable(r.node, 63).padEnd(16)} ${printable(r.status, 20).padEnd(8)} ${what}`)
     }
   }
   if (o.session !== undefined) opts.session = o.session
@@ -131,7 +156,8 @@ export const applyCmd: Command = {
     const o = evalOptions(p)
     if (o.timeoutMs !== undefined) o.limits = { timeoutMs: o.timeoutMs }
     delete o.timeoutMs
-    return await withClient(p, async c => printOutcome(p, await c.applyDetailed(fn, args, str(p, 'host'), o)))
+    const host = str(p, 'host')
+    return await withClient(p, async c => await submitAndPrint(p, c, host, o, async x => await c.applyDetailed(fn, args, host, x)))
   }
 }
 
@@ -151,7 +177,7 @@ export const abortCmd: Command = {
     if (p.values['must-exist'] === true) opts.mustExist = true
     return await withClient(p, async c => {
       const r = await c.remoteAbort(txn, hostOf(p, true), opts)
-      console.log(p.values.json === true ? toJson(r) : r.aborted ? `aborted ${r.txn}: ${r.reason}` : `not aborted (${r.reason})`)
+      console.log(p.values.json === true ? toJson(r) : r.aborted ? `aborted ${printable(String(r.txn), 120)}: ${printable(r.reason, 2000)}` : `not aborted (${printable(r.reason, 2000)})`)
       return r.aborted ? 0 : 1
     })
   }
@@ -212,7 +238,7 @@ export const pingCmd: Command = {
     const started = process.hrtime.bigint()
     const r = await c.ping(hostOf(p))
     const ms = Number(process.hrtime.bigint() - started) / 1e6
-    console.log(p.values.json === true ? toJson({ ...r, ms }) : `${r.name} (${r.id}) answered in ${ms.toFixed(2)} ms (including connect and handshake)`)
+    console.log(p.values.json === true ? toJson({ ...r, ms }) : `${printable(r.name, 63)} (${printable(r.id, 40)}) answered in ${ms.toFixed(2)} ms (including connect and handshake)`)
     return 0
   })
 }
@@ -243,7 +269,7 @@ export const policyCmd: Command = {
     const change: Record<string, string[]> = {}
     for (const k of ['hosts', 'gags', 'gag', 'ungag']) { const v = list(p, k); if (v !== undefined) change[k] = v }
     const state = await c.policy(hostOf(p), change)
-    console.log(p.values.json === true ? toJson(state) : `hosts: ${state.hosts.join(', ') || '(none)'}\ngags:  ${state.gags.join(', ') || '(none)'}`)
+    console.log(p.values.json === true ? toJson(state) : `hosts: ${printableList(state.hosts, 63).join(', ') || '(none)'}\ngags:  ${printableList(state.gags, 63).join(', ') || '(none)'}`)
     return 0
   })
 }
