@@ -1,7 +1,7 @@
 import blessed from 'blessed'
 import type { Client } from '@evalmesh/client'
 import { EvalMeshError, type DescribeReply, type ReplyOf, type RequestBody, type RequestKind, type TxnRecord } from '@evalmesh/protocol'
-import { parseGagEdit, peerLines, tableLines, traceLine, type ListName } from './format.js'
+import { parseGagEdit, peerLines, printable, shortTxn, tableLines, traceLine, type ListName } from './format.js'
 
 /** Records fetched per refresh: the window shows a screenful, and a busy node keeps many done records. */
 const MAX_ROWS = 500
@@ -156,10 +156,21 @@ export function createMonitor (options: MonitorOptions): Monitor {
   let resolveClosed!: () => void
   const closed = new Promise<void>(resolve => { resolveClosed = resolve })
 
+  /**
+   * Why a queued record waits, as the node says ("session s1, held by …a1b2:7"), escaped:
+   * the held-by txn shortened as the rows show txns.
+   */
+  function waitingText (r: TxnRecord): string | undefined {
+    if (typeof r.waiting !== 'string' || r.waiting === '') return undefined
+    const text = typeof r.heldBy === 'string' && r.heldBy !== '' ? r.waiting.split(r.heldBy).join(shortTxn(r.heldBy, 14)) : r.waiting
+    return printable(text, 200)
+  }
+
   const request = async <K extends RequestKind>(body: RequestBody & { kind: K }): Promise<ReplyOf<K>> => await client.request<K>(host, body, timeoutMs)
 
   function say (text: string, ms = 4000): void {
-    message = text
+    // Messages quote the node and peers (reasons, errors, names): one escaped line.
+    message = printable(text, 300)
     messageUntil = Date.now() + ms
     draw()
   }
@@ -167,15 +178,16 @@ export function createMonitor (options: MonitorOptions): Monitor {
   // ---- drawing -----------------------------------------------------------------
 
   function drawHeader (): void {
-    const name = typeof node.name === 'string' ? node.name : host
-    const id = typeof node.id === 'string' ? ` (${node.id.slice(0, 8)})` : ''
+    // The header box has tags: what the node sent is escaped (printable) and then tag-escaped.
+    const name = printable(typeof node.name === 'string' ? node.name : host, 63)
+    const id = typeof node.id === 'string' ? ` (${printable(node.id.slice(0, 8), 8)})` : ''
     const counters: Partial<DescribeReply['counters']> = node.counters ?? {}
     const uptime = typeof node.uptimeSeconds === 'number' ? `up ${Math.floor(node.uptimeSeconds)}s` : ''
     const state = connected
       ? '{green-fg}connected{/green-fg}'
       : everConnected
-        ? `{red-fg}disconnected, retrying...{/red-fg} ${blessed.escape(lastError)}`
-        : `{yellow-fg}connecting...{/yellow-fg} ${blessed.escape(lastError)}`
+        ? `{red-fg}disconnected, retrying...{/red-fg} ${blessed.escape(printable(lastError, 300))}`
+        : `{yellow-fg}connecting...{/yellow-fg} ${blessed.escape(printable(lastError, 300))}`
     const stats = connected ? ` ${uptime}  served ${counters.served ?? 0} refused ${counters.refused ?? 0} done ${counters.completed ?? 0} failed ${counters.failed ?? 0} aborted ${counters.aborted ?? 0}` : ''
     headerBox.setContent(` evalmesh monitor  node ${blessed.escape(name)}${blessed.escape(id)} at ${blessed.escape(host)}  ${state}${blessed.escape(stats)}`)
   }
@@ -183,7 +195,11 @@ export function createMonitor (options: MonitorOptions): Monitor {
   function drawPane (p: Pane): void {
     const width = Math.max(10, (p.box.width as number) - 2)
     const nodeNow = Date.now() + clockOffset
-    const { header, rows } = tableLines(p.name, p.records, width, nodeNow)
+    // A queued row says what it waits for after its form: "hold()  [session s1, held by …:7]".
+    const shown = p.name !== 'input'
+      ? p.records
+      : p.records.map(r => { const w = waitingText(r); return w === undefined ? r : { ...r, summary: `${r.summary}  [${w}]` } })
+    const { header, rows } = tableLines(p.name, shown, width, nodeNow)
     const list = p.list as any
     const before: number = list.selected ?? 0
     const selectedTxn = p.records[before]?.txn
@@ -199,17 +215,25 @@ export function createMonitor (options: MonitorOptions): Monitor {
     p.box.setLabel(` ${p.name} (${p.records.length}) `)
   }
 
+  /** With a queued row selected in the input pane: the footer says what it waits for. */
+  function selectedWaiting (): string | undefined {
+    if (screen.focused !== panes.input.list) return undefined
+    const r = panes.input.records[(panes.input.list as any).selected as number]
+    const w = r === undefined ? undefined : waitingText(r)
+    return w === undefined ? undefined : ` ${printable(shortTxn(r!.txn, 14), 20)} waits: ${w}   (d abort  Tab pane  ? help)`
+  }
+
   function draw (): void {
     if (closedFlag) return
     drawHeader()
     for (const p of Object.values(panes)) drawPane(p)
     const policy = node.policy ?? { hosts: [], gags: [] }
     policyBox.setContent(connected || everConnected
-      ? ` hosts: ${blessed.escape(policy.hosts.join(', ') || '(none)')}\n gags:  ${blessed.escape(policy.gags.join(', ') || '(none)')}\n {gray-fg}g edits gags{/gray-fg}`
+      ? ` hosts: ${blessed.escape(policy.hosts.map(h => printable(h, 63)).join(', ') || '(none)')}\n gags:  ${blessed.escape(policy.gags.map(g => printable(g, 63)).join(', ') || '(none)')}\n {gray-fg}g edits gags{/gray-fg}`
       : ' (not connected)')
     peersBox.setContent(peersKnown.map(l => ' ' + l).join('\n'))
     tracePane.setLabel(` trace (${traceOn ? 'on' : 'off'}) t toggles, c clears `)
-    footer.setContent(Date.now() < messageUntil ? ' ' + message : FOOTER)
+    footer.setContent(Date.now() < messageUntil ? ' ' + message : selectedWaiting() ?? FOOTER)
     styleFocus()
     screen.render()
     // blessed defers its write to setImmediate; flushing here keeps the terminal in step with the model.
@@ -255,7 +279,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
       panes.done.records = records.filter(r => r.state === 'done').slice(0, 500)
       if (!peersUnsupported ? tick % 4 === 0 : tick % 40 === 0) await pollPeers()
     } catch (err) {
-      if (connected) tracePane.log(`--- lost the node: ${(err as Error).message} ---`)
+      if (connected) tracePane.log(`--- lost the node: ${printable((err as Error).message, 300)} ---`)
       connected = false
       lastError = (err as Error).message ?? String(err)
     }
@@ -296,7 +320,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
     const index = (pane.list as any).selected as number
     const record = pane.records[index]
     if (record === undefined) { say(`no ${pane.name} transaction selected`); return }
-    confirmBox.setContent(`\n Abort ${pane.name === 'running' ? 'running' : 'queued'} ${record.txn}\n   ${record.summary.slice(0, 60)}\n   from ${record.clientName}?  y = abort, n = keep it`)
+    confirmBox.setContent(`\n Abort ${pane.name === 'running' ? 'running' : 'queued'} ${printable(record.txn, 120)}\n   ${printable(record.summary, 60)}\n   from ${printable(record.clientName, 63)}?  y = abort, n = keep it`)
     modal = 'confirm'
     confirmBox.show()
     confirmBox.setFront()
@@ -330,7 +354,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
   function editGags (): void {
     modal = 'prompt'
     const gags = node.policy?.gags ?? []
-    promptText.setContent(`gags now: ${gags.join(', ') || '(none)'}\n+name gags, -name ungags (also broadcast, self); Enter applies, Esc cancels`)
+    promptText.setContent(`gags now: ${gags.map(g => printable(g, 63)).join(', ') || '(none)'}\n+name gags, -name ungags (also broadcast, self); Enter applies, Esc cancels`)
     promptBox.show()
     promptBox.setFront()
     promptInput.clearValue()
