@@ -176,7 +176,9 @@ class HeldStderr extends Writable {
   release (): void {
     const held = this.#held ?? []
     this.#held = undefined
-    if (this.#dropped > 0) process.stderr.write(`(${this.#dropped} earlier log lines were dropped while the status window was open)\n`)
+    const dropped = this.#dropped
+    this.#dropped = 0
+    if (dropped > 0) process.stderr.write(`(${dropped} earlier log lines were dropped while the status window was open)\n`)
     for (const line of held) process.stderr.write(line)
   }
 }
