@@ -160,6 +160,8 @@ export interface RetentionState {
   maxDoneRecords: number
   /** Done records are purged this long after they ended. */
   purgeSeconds: number
+  /** Whether records and kept results survive a restart (kept in the state dir's txns.journal). */
+  durable: boolean
 }
 
 export interface SandboxState {

@@ -18,6 +18,7 @@ import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
 import { Scheduler, sessionKey, type Route } from './scheduler.js'
 import { Streams } from './streams.js'
+import { DoneStore } from './done-store.js'
 import { loadFunctionsModule, type OperatorFunction } from './functions.js'
 import { FunctionRegistry, type CallContext, type MegatestBinding } from './registry.js'
 import { localOperator, ownsTxn, requireOperator, type AbortOptions, type Caller } from './access.js'
@@ -55,6 +56,13 @@ export interface ServerInit {
   quotas?: Partial<NodeQuotas>
   /** Bytes of results kept for re-fetch (default 64 MiB). */
   resultBudgetBytes?: number
+  /** Done records kept at most, the oldest evicted first (default 20,000). */
+  maxDoneRecords?: number
+  /**
+   * Keep transactions in `<stateDir>/txns.journal` (done-store.ts), so that done records and
+   * kept results survive a crash and a restart (default true; false keeps them in memory only).
+   */
+  durable?: boolean
   /** Use this identity instead of the state dir's (tests). */
   identity?: Identity
   /** Use this sandbox instead of forking sandbox processes (unit tests pass a fake). */
@@ -90,6 +98,9 @@ export interface NodeLocator {
 }
 
 export const NODE_FILE = 'node.json'
+/** The durable transaction store in the state dir (done-store.ts). */
+export const STORE_FILE = 'txns.journal'
+const DEFAULT_MAX_DONE_RECORDS = 20_000
 
 export type { NodeQuotas }
 
@@ -141,6 +152,7 @@ export class EvalServer extends EventEmitter {
   /** Every apply name and the names forms see (built-ins, operator functions, Megatest). */
   readonly functions: FunctionRegistry
   #sandbox!: Sandbox
+  #store: DoneStore | undefined
   #listener!: Listener
   #responder: BroadcastResponder | undefined
   #control: ControlPort | undefined
@@ -171,7 +183,13 @@ export class EvalServer extends EventEmitter {
       queueLength: init.queueLength ?? 1024
     }
     const budget = init.resultBudgetBytes ?? 64 * 1024 * 1024
-    this.table = new TxnTable({ resultBudgetBytes: budget, maxKeptResultBytes: Math.min(budget, evalLimits.resultBytes), maxDoneRecords: 100_000 })
+    this.table = new TxnTable({
+      resultBudgetBytes: budget,
+      maxKeptResultBytes: Math.min(budget, evalLimits.resultBytes),
+      maxDoneRecords: init.maxDoneRecords ?? DEFAULT_MAX_DONE_RECORDS,
+      onForget: t => this.#store?.forget(t.record.txn),
+      onDropValue: t => this.#store?.save(t)
+    })
     this.quotas = {
       runningPerClient: defaultRunningPerClient(this.limits.concurrency),
       queuedPerClient: 256,
@@ -249,6 +267,7 @@ export class EvalServer extends EventEmitter {
     this.#sandbox.on('restart', ({ reason }) => this.trace.record('error', `sandbox restarted: ${reason}`))
     await this.#sandbox.start()
     try {
+      this.#openStore()
       this.#listener = await Listener.listen({
         host: this.#init.host ?? '127.0.0.1',
         port: this.#init.port ?? DEFAULT_PORT,
@@ -290,6 +309,42 @@ export class EvalServer extends EventEmitter {
     if (this.#init.minutes !== undefined) {
       this.#stopTimer = setTimeout(() => { void this.stop(`--minutes ${this.#init.minutes} elapsed`) }, this.#init.minutes * 60_000)
     }
+  }
+
+  /**
+   * The durable store, and what it kept from the last run: done records come back as
+   * they were; what was queued or running when the node went down is recorded as lost.
+   * Only the state dir's own node keeps one (a second node on the same dir stays in memory).
+   */
+  #openStore (): void {
+    if (this.#init.durable === false) return
+    const holder = readNodeLocator(this.stateDir)
+    if (holder !== undefined && holder.pid !== process.pid) {
+      this.trace.record('error', `${STORE_FILE}: node ${holder.name} (pid ${holder.pid}) keeps the transactions of ${this.stateDir}; this node keeps its own in memory only`)
+      return
+    }
+    const store = new DoneStore(join(this.stateDir, STORE_FILE))
+    let lost = 0
+    for (const stored of store.load()) {
+      const t: Txn = { record: stored.record, request: stored.request, peerId: stored.peerId, caller: stored.caller, waiters: [], keptBytes: 0 }
+      if (stored.settled !== undefined) t.settled = stored.settled
+      else {
+        const r = t.record
+        r.state = 'done'
+        r.endedAt = Date.now()
+        r.howStopped = 'lost'
+        r.errorCode = 'LOST'
+        r.reason = 'node restarted'
+        delete r.waiting
+        delete r.heldBy
+        t.settled = { ok: false, error: new EvalMeshError('LOST', `transaction ${r.txn} was ${r.startedAt === undefined ? 'queued' : 'running'} when node ${this.name} went down; it did not finish (node restarted)`, { txn: r.txn, reason: 'node restarted' }).toWire(), output: '', outputTruncated: false, seconds: 0 }
+        store.save(t)
+        lost++
+      }
+      this.table.restore(t)
+    }
+    this.#store = store
+    if (lost > 0) this.trace.record('error', `${lost} transactions were queued or running when the node went down: recorded as lost (node restarted)`)
   }
 
   /** Broadcast responder, discovery and the locator file. */
@@ -430,7 +485,7 @@ export class EvalServer extends EventEmitter {
       broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
       limits: this.limits,
       quotas: this.quotas,
-      retention: { results: this.table.doneCount, keptBytes: this.table.keptBytes, budgetBytes: this.table.budgetBytes, maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#init.purgeSeconds ?? 600 },
+      retention: { results: this.table.doneCount, keptBytes: this.table.keptBytes, budgetBytes: this.table.budgetBytes, maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#init.purgeSeconds ?? 600, durable: this.#store !== undefined },
       sandbox: this.#sandbox?.stats ?? null,
       functions: this.functions.names(),
       policy: this.policy.state,
@@ -464,6 +519,7 @@ export class EvalServer extends EventEmitter {
     }
     await Promise.all([...this.table.running, ...this.table.input].map(async t => await this.abort(t.record.txn, { reason: `node stopping: ${reason}` }).catch(() => {})))
     await this.#sandbox.stop()
+    this.#store?.close()
     await closing
     this.emit('stopped', reason)
     this.#resolveStopped()
@@ -581,6 +637,7 @@ export class EvalServer extends EventEmitter {
       request: req, peerId: peer.id, caller: this.#callerOf(peer), waiters: [], keptBytes: 0
     }
     this.table.add(t)
+    this.#store?.save(t)
     this.streams.txn(t.record)
     if (this.trace.enabled) this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
     const run = req.kind === 'eval'
@@ -633,6 +690,7 @@ export class EvalServer extends EventEmitter {
     }
     this.scheduler.finished(t)
     this.table.finish(t, settled, size)
+    this.#store?.save(t)
     this.streams.txn(t.record)
     const how = t.record.howStopped!
     this.counters[how === 'completed' ? 'completed' : how]++

@@ -29,6 +29,9 @@ export interface TxnTableInit {
   maxKeptResultBytes: number
   /** Most done records kept; the oldest go first. */
   maxDoneRecords: number
+  /** Told when a record is forgotten (purged or evicted) and when a kept result is dropped: the durable store follows. */
+  onForget?: (t: Txn) => void
+  onDropValue?: (t: Txn) => void
 }
 
 /**
@@ -156,6 +159,16 @@ export class TxnTable {
     this.#all.delete(t.record.txn)
     this.#keptBytes -= t.keptBytes
     t.keptBytes = 0
+    this.#init.onForget?.(t)
+  }
+
+  /** Put back a done transaction from the durable store (after a restart), oldest first. */
+  restore (t: Txn): void {
+    if (t.settled === undefined || this.#all.has(t.record.txn)) return
+    this.#all.set(t.record.txn, t)
+    t.record.resultKept = this.#keep(t, t.settled)
+    this.#done.set(t.record.txn, t)
+    while (this.#done.size > this.#init.maxDoneRecords) this.#forget(this.#done.values().next().value as Txn)
   }
 
   #keep (t: Txn, settled: Settled, measured?: number): boolean {
@@ -179,6 +192,7 @@ export class TxnTable {
     if (t.settled?.ok === true) {
       t.settled = { ...t.settled, value: undefined }
       t.record.resultKept = false
+      this.#init.onDropValue?.(t)
     }
   }
 }
