@@ -5,7 +5,7 @@ import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type Dat
 import type { PeerInfo } from '@evalmesh/transport'
 import type { Identity, TrustStore } from '@evalmesh/trust'
 import type { AdmissionPolicy, RequestMode } from './policy.js'
-import type { Trace } from './trace.js'
+import { channels, publish } from './events.js'
 import type { NodeCounters } from '@evalmesh/protocol'
 
 /** What the responder needs of the node: who it is, whom it trusts, its policy and its load. */
@@ -13,7 +13,6 @@ export interface ResponderParts {
   readonly identity: Identity
   readonly trust: TrustStore
   readonly policy: AdmissionPolicy
-  readonly trace: Trace
   readonly counters: NodeCounters
   readonly limits: { concurrency: number, queueLength: number }
   /** Transactions running and waiting now. */
@@ -71,7 +70,7 @@ export class BroadcastResponder {
     const socket = createSocket({ type: 'udp4', reuseAddr: true })
     this.#socket = socket
     socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo))
-    socket.on('error', (err) => this.#server.trace.record('error', `broadcast socket: ${err.message}`))
+    socket.on('error', (err) => publish(channels.broadcastError, { node: this.#server.identity.id, where: 'socket', message: err.message }))
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject)
       socket.bind(this.#init.port, this.#init.bindAddress, () => { socket.off('error', reject); resolve() })
@@ -104,7 +103,7 @@ export class BroadcastResponder {
   #onMessage (buf: Buffer, rinfo: RemoteInfo): void {
     const opened = openDatagram(buf, this.#server.trust, this.#replay, this.counters)
     if (!opened.ok) {
-      this.#server.trace.record('refused', `datagram from ${rinfo.address}:${rinfo.port} dropped (${opened.reason}): ${opened.detail}`)
+      publish(channels.datagramDropped, { node: this.#server.identity.id, address: rinfo.address, port: rinfo.port, reason: opened.reason, detail: opened.detail })
       return
     }
     const { message, sender } = opened
@@ -131,7 +130,7 @@ export class BroadcastResponder {
     if (!decision.admit) {
       this.stats.declined++
       server.counters.declined++
-      server.trace.record('declined', `broadcast declined: ${decision.rule}`, txn, sender.name)
+      publish(channels.broadcastDeclined, { node: server.identity.id, peer: sender.name, peerId: sender.id, txn, rule: decision.rule })
       if (all) this.#send({ kind: 'decline', txn, rule: decision.rule }, rinfo)
       return
     }
@@ -140,7 +139,7 @@ export class BroadcastResponder {
     const load = now.running + now.queued + this.#offers.size
     if (load >= concurrency + queueLength) {
       this.stats.busy++
-      server.trace.record('busy', `broadcast declined: no capacity (${load} running, queued or offered)`, txn, sender.name)
+      publish(channels.broadcastBusy, { node: server.identity.id, peer: sender.name, peerId: sender.id, txn, load })
       if (all) this.#send({ kind: 'decline', txn, rule: 'busy' }, rinfo)
       return
     }
@@ -148,7 +147,7 @@ export class BroadcastResponder {
     this.#offers.set(offer.token, offer)
     this.#byTxn.set(`${sender.id} ${txn}`, offer.token)
     this.stats.offers++
-    server.trace.record('offer', `offered to run broadcast (${decision.rule}); load ${load}/${concurrency}`, txn, sender.name)
+    publish(channels.broadcastOffered, { node: server.identity.id, peer: sender.name, peerId: sender.id, txn, rule: decision.rule, load, concurrency })
     // The least loaded node answers first: a node with free slots at once, a busy one
     // a little later. (Held offers are not load yet: most are released within a turn.)
     const busy = now.running + now.queued
@@ -185,7 +184,7 @@ export class BroadcastResponder {
     try {
       s.send(sealDatagram(this.#server.identity, this.#server.trust, message), rinfo.port, rinfo.address)
     } catch (err) {
-      this.#server.trace.record('error', `cannot answer ${rinfo.address}: ${(err as Error).message}`)
+      publish(channels.broadcastError, { node: this.#server.identity.id, where: rinfo.address, message: (err as Error).message })
     }
   }
 

@@ -235,8 +235,8 @@ async function execute (server: ControlTarget, line: string): Promise<Record<str
       need(1, 'on, off or clear')
       noMore(1, 'one word: on, off or clear')
       const what = args[0]!.toLowerCase()
-      if (what === 'on' || what === 'off') server.trace.enabled = what === 'on'
-      else if (what === 'clear') server.trace.clear()
+      if (what === 'on' || what === 'off') server.trace.setEnabled(what === 'on', 'control port')
+      else if (what === 'clear') server.trace.clear('control port')
       else throw new ControlError(`trace takes on, off or clear, not "${args[0]}"`)
       return { trace: server.trace.enabled, lastSeq: server.trace.lastSeq }
     }

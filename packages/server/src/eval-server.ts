@@ -18,6 +18,8 @@ import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
 import { Scheduler, sessionKey, type Route } from './scheduler.js'
 import { Streams } from './streams.js'
+import { channels, publish } from './events.js'
+import { attachTrace } from './trace.js'
 import { DoneStore } from './done-store.js'
 import { loadFunctionsModule, type OperatorFunction } from './functions.js'
 import { FunctionRegistry, type CallContext, type MegatestBinding } from './registry.js'
@@ -207,6 +209,8 @@ export class EvalServer extends EventEmitter {
       perClientQueue: this.quotas.queuedPerClient,
       maxWaitMs: this.quotas.maxQueueWaitMs
     }, t => this.streams.txn(t.record))
+    // The trace ring is one subscriber of the node's events (events.ts); the streams hear what it records.
+    attachTrace(this.trace, identity.id)
     this.trace.on('event', (event: TraceEvent) => this.streams.trace(event))
     this.functions = new FunctionRegistry({
       builtins: {
@@ -264,7 +268,9 @@ export class EvalServer extends EventEmitter {
       grants: this.functions.grants(),
       hostCall: async (name, args, ctx) => await this.#hostCall(name, args, ctx.txn)
     })
-    this.#sandbox.on('restart', ({ reason }) => this.trace.record('error', `sandbox restarted: ${reason}`))
+    this.#sandbox.on('restart', ({ reason, culpritSession }) => {
+      publish(channels.sandboxRestart, culpritSession === undefined ? { node: this.id, reason } : { node: this.id, reason, culpritSession })
+    })
     await this.#sandbox.start()
     try {
       this.#openStore()
@@ -288,7 +294,7 @@ export class EvalServer extends EventEmitter {
           this.#control = await startControlPort(this)
         } catch (err) {
           this.controlPortError = (err as Error).message
-          this.trace.record('error', `no control port: ${this.controlPortError}`)
+          publish(channels.controlPortUnavailable, { node: this.id, message: this.controlPortError })
         }
       }
     } catch (err) {
@@ -299,13 +305,17 @@ export class EvalServer extends EventEmitter {
       throw err
     }
     this.#listener.on('rejected', ({ address, error }: { address: string, error: EvalMeshError }) => {
-      this.trace.record('refused', `connection from ${address} refused: ${error.message}`)
+      publish(channels.connectionRefused, { node: this.id, address, code: error.code, message: error.message })
     })
     const purgeMs = (this.#init.purgeSeconds ?? 600) * 1000
     this.#purgeTimer = setInterval(() => {
       if (this.table.purge(purgeMs) > 0) this.emit('change')
     }, Math.max(250, Math.min(purgeMs / 2, 60_000)))
     this.#purgeTimer.unref()
+    const { host, port } = this.#listener.address
+    const started: { node: string, name: string, host: string, port: number, lan?: string } = { node: this.id, name: this.name, host, port }
+    if (this.#init.lan !== undefined) started.lan = this.#init.lan
+    publish(channels.nodeStarted, started)
     if (this.#init.minutes !== undefined) {
       this.#stopTimer = setTimeout(() => { void this.stop(`--minutes ${this.#init.minutes} elapsed`) }, this.#init.minutes * 60_000)
     }
@@ -320,12 +330,13 @@ export class EvalServer extends EventEmitter {
     if (this.#init.durable === false) return
     const holder = readNodeLocator(this.stateDir)
     if (holder !== undefined && holder.pid !== process.pid) {
-      this.trace.record('error', `${STORE_FILE}: node ${holder.name} (pid ${holder.pid}) keeps the transactions of ${this.stateDir}; this node keeps its own in memory only`)
+      publish(channels.storeShared, { node: this.id, path: join(this.stateDir, STORE_FILE), holder: holder.name, pid: holder.pid })
       return
     }
     const store = new DoneStore(join(this.stateDir, STORE_FILE))
     let lost = 0
-    for (const stored of store.load()) {
+    const kept = store.load()
+    for (const stored of kept) {
       const t: Txn = { record: stored.record, request: stored.request, peerId: stored.peerId, caller: stored.caller, waiters: [], keptBytes: 0 }
       if (stored.settled !== undefined) t.settled = stored.settled
       else {
@@ -344,7 +355,7 @@ export class EvalServer extends EventEmitter {
       this.table.restore(t)
     }
     this.#store = store
-    if (lost > 0) this.trace.record('error', `${lost} transactions were queued or running when the node went down: recorded as lost (node restarted)`)
+    if (kept.length > 0) publish(channels.storeRestored, { node: this.id, path: store.path, restored: kept.length, lost })
   }
 
   /** Broadcast responder, discovery and the locator file. */
@@ -356,7 +367,7 @@ export class EvalServer extends EventEmitter {
       ? { bindAddress: '0.0.0.0', port: udpPort, multicastInterface: lan, tcpAddress: host === '0.0.0.0' ? lan : host, tcpPort: port }
       : { bindAddress: host, port: udpPort, tcpAddress: host, tcpPort: port }
     this.#responder = new BroadcastResponder({
-      identity: this.identity, trust: this.trust, policy: this.policy, trace: this.trace, counters: this.counters, limits: this.limits,
+      identity: this.identity, trust: this.trust, policy: this.policy, counters: this.counters, limits: this.limits,
       load: () => ({ running: this.table.running.size, queued: this.table.input.length }),
       knows: txn => this.table.get(txn) !== undefined
     }, responderInit)
@@ -369,16 +380,19 @@ export class EvalServer extends EventEmitter {
       const init: Parameters<typeof createDiscovery>[0] = { interfaceAddress: lan, seeds }
       if (this.#init.discoveryTtl !== undefined) init.ttl = this.#init.discoveryTtl
       this.#discovery = createDiscovery(init)
-      this.#discovery.on('warning', (err: Error) => this.trace.record('error', `discovery: ${err.message}`))
+      this.#discovery.on('warning', (err: Error) => publish(channels.discoveryWarning, { node: this.id, message: err.message }))
       this.#discovery.on('conflict', (c: { name: string, address: string, renamedTo?: string }) => {
         const message = c.renamedTo !== undefined
           ? `mDNS: the name ${c.name} is taken on this LAN (by ${c.address}); advertising this node as ${c.renamedTo}`
           : `mDNS: ${c.address} also claims the name ${c.name} on this LAN`
-        this.trace.record('error', message)
+        publish(channels.discoveryConflict, c.renamedTo === undefined ? { node: this.id, name: c.name, address: c.address } : { node: this.id, name: c.name, address: c.address, renamedTo: c.renamedTo })
         this.emit('warning', message)
       })
       for (const ev of ['appear', 'disappear'] as const) {
-        this.#discovery.on(ev, (p: Peer) => { this.trace.record('connect', `peer ${p.name} ${ev === 'appear' ? 'appeared' : 'disappeared'} at ${p.address}:${p.port}`); this.emit('peers') })
+        this.#discovery.on(ev, (p: Peer) => {
+          publish(ev === 'appear' ? channels.peerAppeared : channels.peerDisappeared, { node: this.id, name: p.name, address: p.address, port: p.port, id: p.id })
+          this.emit('peers')
+        })
       }
       await this.#discovery.start()
       this.#discovery.advertise({ name: this.name, id: this.id, port, version: PROTOCOL_VERSION, caps: this.#capabilities() })
@@ -399,7 +413,7 @@ export class EvalServer extends EventEmitter {
     if (current === undefined || current.pid === process.pid) {
       writePrivateFile(join(this.stateDir, NODE_FILE), JSON.stringify(locator, null, 2) + '\n')
     } else {
-      this.trace.record('error', `${NODE_FILE}: the local node of ${this.stateDir} stays ${current.name} (pid ${current.pid}) on port ${current.port}`)
+      publish(channels.nodeLocatorKept, { node: this.id, stateDir: this.stateDir, holder: current.name, pid: current.pid, port: current.port })
     }
   }
 
@@ -428,7 +442,7 @@ export class EvalServer extends EventEmitter {
     if (change.ungag !== undefined) this.policy.ungag(change.ungag)
     const state = this.policy.state
     this.streams.policy(state)
-    this.trace.record('policy', `policy changed by ${by}: hosts [${state.hosts.join(', ')}], gags [${state.gags.join(', ')}]`)
+    publish(channels.policyChanged, { node: this.id, by, hosts: state.hosts, gags: state.gags })
     this.emit('policy', state)
     return state
   }
@@ -457,7 +471,9 @@ export class EvalServer extends EventEmitter {
     }
     const reason = options.reason ?? (options.by === undefined ? 'aborted locally' : `aborted remotely by ${options.by}`)
     t.abortReason = reason
-    this.trace.record('aborted', reason, t.record.txn, options.by)
+    const asked: { node: string, txn: string, reason: string, peerId: string, by?: string } = { node: this.id, txn: t.record.txn, reason, peerId: t.peerId }
+    if (options.by !== undefined) asked.by = options.by
+    publish(channels.txnAbortRequested, asked)
     if (this.scheduler.withdraw(t)) {
       this.#finish(t, { ok: false, error: abortError(t, reason), output: '', outputTruncated: false, seconds: 0 })
       return { txn: t.record.txn, aborted: true, state: 'done', reason }
@@ -505,7 +521,7 @@ export class EvalServer extends EventEmitter {
   async #doStop (reason: string): Promise<void> {
     if (this.#purgeTimer !== undefined) clearInterval(this.#purgeTimer)
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer)
-    this.trace.record('error', `node stopping: ${reason}`)
+    publish(channels.nodeStopping, { node: this.id, reason })
     this.streams.close()
     const closing = this.#listener.close()
     await this.#control?.close()
@@ -534,9 +550,9 @@ export class EvalServer extends EventEmitter {
     const claimed = peer.name
     peer.name = this.trust.nameOrId(peer.key)
     if (claimed !== peer.name) peer.claimedName = claimed
-    this.trace.record('connect', `connection ${conn.id} from ${conn.peer.address} (trusted by ${conn.peer.trustedBy})`, undefined, conn.peer.name)
+    publish(channels.connectionAccepted, { node: this.id, peer: peer.name, peerId: peer.id, connection: conn.id, address: peer.address, trustedBy: peer.trustedBy })
     conn.on('request', (req: Request) => this.#dispatch(conn, req))
-    conn.on('close', () => this.trace.record('disconnect', `connection ${conn.id} closed`, undefined, conn.peer.name))
+    conn.on('close', () => publish(channels.connectionClosed, { node: this.id, peer: peer.name, peerId: peer.id, connection: conn.id }))
   }
 
   /** Who a connection's requests come from, with the rights this node gives its key. */
@@ -572,8 +588,8 @@ export class EvalServer extends EventEmitter {
       const caller = this.#callerOf(conn.peer)
       if (req.on !== undefined && req.on !== this.trace.enabled) requireOperator(caller, `switching the trace ${req.on ? 'on' : 'off'}`)
       if (req.clear === true) requireOperator(caller, 'clearing the trace')
-      if (req.on !== undefined) this.trace.enabled = req.on
-      if (req.clear === true) this.trace.clear()
+      if (req.on !== undefined) this.trace.setEnabled(req.on, caller.name)
+      if (req.clear === true) this.trace.clear(caller.name)
       return { on: this.trace.enabled, events: this.#traceFor(caller, req.since ?? 0), lastSeq: this.trace.lastSeq }
     },
     subscribe: async (req, conn) => {
@@ -613,7 +629,7 @@ export class EvalServer extends EventEmitter {
     const decision: Decision = this.policy.decide({ id: peer.id, name: peer.name, self: peer.self }, mode)
     if (!decision.admit) {
       this.counters.refused++
-      this.trace.record('refused', `${mode} request refused: ${decision.rule}`, req.txn, peer.name)
+      publish(channels.requestRefused, { node: this.id, peer: peer.name, peerId: peer.id, txn: req.txn, mode, rule: decision.rule })
       throw new EvalMeshError('REFUSED', `node ${this.name} refused ${req.txn}: ${decision.rule}`, { rule: decision.rule, txn: req.txn, node: this.name })
     }
     if (req.kind === 'apply' && !this.functions.has(req.fn)) {
@@ -622,7 +638,7 @@ export class EvalServer extends EventEmitter {
     const refusal = this.scheduler.refusal(peer.id)
     if (refusal !== undefined) {
       this.counters.busy++
-      this.trace.record('busy', refusal.message, req.txn, peer.name)
+      publish(channels.requestBusy, { node: this.id, peer: peer.name, peerId: peer.id, txn: req.txn, message: refusal.message, retryAfterMs: refusal.retryAfterMs })
       throw new EvalMeshError('BUSY', `node ${this.name} is ${refusal.message}`, { retryAfterMs: refusal.retryAfterMs, txn: req.txn })
     }
 
@@ -639,7 +655,7 @@ export class EvalServer extends EventEmitter {
     this.table.add(t)
     this.#store?.save(t)
     this.streams.txn(t.record)
-    if (this.trace.enabled) this.trace.record('served', `${t.record.mode} ${req.kind} admitted (${decision.rule}): ${t.record.summary}`, req.txn, peer.name)
+    publish(channels.requestServed, { node: this.id, peer: peer.name, peerId: peer.id, txn: req.txn, mode: t.record.mode, kind: req.kind, rule: decision.rule, summary: t.record.summary })
     const run = req.kind === 'eval'
       ? async (route: Route | undefined): Promise<Settled> => await this.#sandbox.run({
         txn: t.record.txn, session: route?.session ?? sessionKey(peer.id, 'default'), form: req.form, limits, transient: route?.transient === true
@@ -652,7 +668,7 @@ export class EvalServer extends EventEmitter {
       kind: req.kind,
       quick: req.kind === 'eval' && isQuickForm(req.form),
       start: route => {
-        if (this.trace.enabled) this.trace.record('started', `started: ${t.record.summary}`, t.record.txn, t.record.clientName)
+        publish(channels.txnStarted, { node: this.id, peer: t.record.clientName, peerId: t.peerId, txn: t.record.txn, summary: t.record.summary })
         run(route).then(
           settled => this.#finish(t, settled),
           err => this.#finish(t, { ok: false, error: toWireError(err), output: '', outputTruncated: false, seconds: secondsSince(t.record.startedAt) })
@@ -694,8 +710,12 @@ export class EvalServer extends EventEmitter {
     this.streams.txn(t.record)
     const how = t.record.howStopped!
     this.counters[how === 'completed' ? 'completed' : how]++
-    if (this.trace.enabled) this.trace.record(how === 'completed' ? 'finished' : how === 'aborted' ? 'aborted' : how === 'lost' ? 'lost' : 'failed',
-      `${how} in ${(t.record.seconds ?? 0).toFixed(3)} s` + (settled.ok ? '' : `: ${settled.error.code} ${settled.error.message}`), t.record.txn, t.record.clientName)
+    const ended = how === 'completed' ? channels.txnFinished : how === 'aborted' ? channels.txnAborted : how === 'lost' ? channels.txnLost : channels.txnFailed
+    if (ended.hasSubscribers) {
+      const e: { node: string, peer: string, peerId: string, txn: string, seconds: number, error?: { code: string, message: string } } = { node: this.id, peer: t.record.clientName, peerId: t.peerId, txn: t.record.txn, seconds: t.record.seconds ?? 0 }
+      if (!settled.ok) e.error = { code: settled.error.code, message: settled.error.message }
+      publish(ended, e)
+    }
     const waiters = t.waiters
     t.waiters = []
     for (const w of waiters) w(settled)

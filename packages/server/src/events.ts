@@ -136,6 +136,10 @@ export interface NodeStarted extends NodeEvent {
 export interface NodeStopping extends NodeEvent { reason: string }
 /** Another live node holds the state dir's node.json; this one leaves it alone. */
 export interface NodeLocatorKept extends NodeEvent { stateDir: string, holder: string, pid: number, port: number }
+/** What the durable store brought back at start (done-store.ts). */
+export interface StoreRestored extends NodeEvent { path: string, restored: number, lost: number }
+/** Another live node keeps the state dir's transactions: this one keeps its own in memory only. */
+export interface StoreShared extends NodeEvent { path: string, holder: string, pid: number }
 export interface PolicyChanged extends NodeEvent { by: string, hosts: string[], gags: string[] }
 export interface TraceSwitched extends NodeEvent {
   on: boolean
@@ -179,6 +183,8 @@ export const channels = {
   nodeStarted: channel<NodeStarted>('evalmesh:node:started'),
   nodeStopping: channel<NodeStopping>('evalmesh:node:stopping'),
   nodeLocatorKept: channel<NodeLocatorKept>('evalmesh:node:locator-kept'),
+  storeRestored: channel<StoreRestored>('evalmesh:store:restored'),
+  storeShared: channel<StoreShared>('evalmesh:store:shared'),
   policyChanged: channel<PolicyChanged>('evalmesh:policy:changed'),
   traceSwitched: channel<TraceSwitched>('evalmesh:trace:switched')
 } as const
@@ -342,6 +348,14 @@ export const EVENTS: { readonly [E in EventName]: EventSpec<E> } = {
   nodeLocatorKept: {
     component: 'node', event: 'locator-kept', level: 'warn', trace: 'error',
     detail: (p, s) => `node.json: the local node of ${s(p.stateDir)} stays ${s(p.holder)} (pid ${p.pid}) on port ${p.port}`
+  },
+  storeRestored: {
+    component: 'store', event: 'restored', level: 'info', trace: 'error',
+    detail: (p, s) => `${p.restored} transactions restored from ${s(p.path)}` + (p.lost === 0 ? '' : `; ${p.lost} were queued or running when the node went down: recorded as lost (node restarted)`)
+  },
+  storeShared: {
+    component: 'store', event: 'shared', level: 'warn', trace: 'error',
+    detail: (p, s) => `${s(p.path)}: node ${s(p.holder)} (pid ${p.pid}) keeps the transactions of this state dir; this node keeps its own in memory only`
   },
   policyChanged: {
     component: 'policy', event: 'changed', level: 'info', trace: 'policy',
