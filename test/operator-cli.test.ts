@@ -202,6 +202,151 @@ test('evalmesh start without a terminal runs the node like serve; SIGTERM stops 
   }
 })
 
+// ---- what a peer chose never acts on the terminal; Error values; waiting said -----------
+
+/** What a hostile peer puts in a form, a reason or a message: a clear-screen and a forged line. */
+const EVIL = '\x1b[2J\n fake line'
+
+/** No raw ESC, no forged line: the text shows the escapes instead. */
+function assertEscaped (text: string, what: string): void {
+  assert.ok(!text.includes('\x1b'), `${what} holds a raw ESC: ${JSON.stringify(text)}`)
+  assert.ok(!text.split('\n').some(l => l.startsWith(' fake line')), `${what} holds a forged line: ${JSON.stringify(text)}`)
+  assert.ok(text.includes('\\x1b[2J'), `${what} shows the escape: ${JSON.stringify(text)}`)
+}
+
+test('evalmesh status, abort, eval errors and console output show what a peer chose as visible escapes; --json stays JSON', async () => {
+  const n = await node()
+  try {
+    // A form holding a raw ESC (in a string literal), aborted with a reason holding ESC and a newline.
+    const form = `"${EVIL.replace('\n', '\\n')}"; while (true) {}`
+    assert.ok(form.includes('\x1b'))
+    const txn = (await evalmesh(n.dir, ['eval', form, '--host', n.host, '--no-wait'])).stdout.trim()
+    await waitFor('it running', () => n.server.status('running', txn).length === 1)
+    const running = await evalmesh(n.dir, ['status', '--host', n.host])
+    assert.equal(running.code, 0, running.stderr)
+    assert.ok(running.stdout.includes(txn), running.stdout)
+    assert.ok(!running.stdout.includes('\x1b'), running.stdout)
+    assert.ok(running.stdout.includes('\\x1b[2J'), running.stdout)
+
+    const abort = await evalmesh(n.dir, ['abort', txn, '--host', n.host, '--reason', EVIL])
+    assert.equal(abort.code, 0, abort.stderr)
+    assertEscaped(abort.stdout, 'abort')
+    const status = await evalmesh(n.dir, ['status', '--host', n.host, '--which', 'done', '--id', txn])
+    assert.equal(status.code, 0, status.stderr)
+    assertEscaped(status.stdout, 'status')
+    assert.match(status.stdout, /DONE .* aborted \(\\x1b\[2J\\n fake line\)/)
+    assert.equal(status.stdout.trim().split('\n').length, 2, 'a header and one row: ' + status.stdout)
+
+    // --json is JSON: the values come back exactly.
+    const json = await evalmesh(n.dir, ['status', '--host', n.host, '--which', 'done', '--id', txn, '--json'])
+    const records = JSON.parse(json.stdout) as Array<{ reason: string, summary: string }>
+    assert.equal(records[0]!.reason, EVIL)
+    assert.ok(records[0]!.summary.includes('\x1b[2J'))
+    assert.ok(!json.stdout.includes('\x1b'), 'JSON writes ESC as \\u001b')
+
+    // An error message, and the console output before it, from the node.
+    const failed = await evalmesh(n.dir, ['eval', `console.log(${JSON.stringify(EVIL)}); throw new Error(${JSON.stringify(EVIL)})`, '--host', n.host])
+    assert.equal(failed.code, 1)
+    // The console output goes to a pipe as it is (escaped only on a terminal), then the error.
+    assert.ok(failed.stderr.startsWith(EVIL + '\n'), failed.stderr)
+    const error = failed.stderr.slice(EVIL.length + 1)
+    assertEscaped(error, 'the error')
+    assert.match(error, /^error \(on clinode, txn .*\): Error: \\x1b\[2J\\n fake line\n +at /)
+
+    // A string value goes to a pipe byte for byte (scripts get what the form returned); bidi
+    // overrides in an inspected value are escaped, since inspect leaves them.
+    const raw = await evalmesh(n.dir, ['eval', JSON.stringify('a\tb'), '--host', n.host])
+    assert.equal(raw.stdout, 'a\tb\n')
+  } finally {
+    await stopNode(n)
+  }
+})
+
+test('evalmesh eval of an Error value prints "Error: e" and exits 0; --json keeps the {$error} map', async () => {
+  const n = await node()
+  try {
+    const r = await evalmesh(n.dir, ['eval', 'new Error("e")', '--host', n.host])
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, 'Error: e\n')
+    const typed = await evalmesh(n.dir, ['eval', `new TypeError(${JSON.stringify(EVIL)})`, '--host', n.host])
+    assert.equal(typed.code, 0, typed.stderr)
+    assertEscaped(typed.stdout, 'the Error value')
+    assert.match(typed.stdout, /^TypeError: \\x1b\[2J\\n fake line\n$/)
+    const nested = await evalmesh(n.dir, ['eval', '({ ok: false, why: new RangeError("r") })', '--host', n.host])
+    assert.match(nested.stdout, /why: \[RangeError: r\]/)
+    const json = await evalmesh(n.dir, ['eval', 'new Error("e")', '--host', n.host, '--json'])
+    assert.equal(json.code, 0, json.stderr)
+    assert.deepEqual(JSON.parse(json.stdout).value, { $error: { name: 'Error', message: 'e' } })
+  } finally {
+    await stopNode(n)
+  }
+})
+
+/** A form that keeps its session busy for `ms` milliseconds. */
+const busy = (ms: number): string => `{ const until = Date.now() + ${ms}; while (Date.now() < until) {} ; 'slept ${ms}' }`
+
+test('evalmesh eval says once on stderr what it waits for after a second: held by the run ahead in its session, or running', async () => {
+  const n = await node()
+  try {
+    const first = await evalmesh(n.dir, ['eval', busy(4000), '--host', n.host, '--session', 's1', '--no-wait'])
+    assert.equal(first.code, 0, first.stderr)
+    const held = first.stdout.trim()
+    const second = await evalmesh(n.dir, ['eval', '1 + 2', '--host', n.host, '--session', 's1'])
+    assert.equal(second.code, 0, second.stderr)
+    assert.equal(second.stdout, '3\n')
+    const notices = second.stderr.split('\n').filter(l => l.includes('waiting'))
+    assert.equal(notices.length, 1, second.stderr)
+    assert.ok(notices[0]!.includes(`session s1, held by ${held} (running `), second.stderr)
+    // It ran after the first, in the same session.
+    const [a] = n.server.status('done', held)
+    const [b] = n.server.status('all').filter(r => r.summary === '1 + 2')
+    assert.ok(a !== undefined && b !== undefined)
+    assert.ok((b.startedAt ?? 0) >= (a.endedAt ?? Infinity), 'the second started once the first was done')
+    assert.equal(b.session, 's1')
+
+    // Running for more than a second: said once, too.
+    const slow = await evalmesh(n.dir, ['eval', busy(2500), '--host', n.host])
+    assert.equal(slow.code, 0, slow.stderr)
+    assert.equal(slow.stdout, 'slept 2500\n')
+    assert.equal(slow.stderr.split('\n').filter(l => /txn \S+ running for \d+\.\d s\.\.\./.test(l)).length, 1, slow.stderr)
+
+    // A quick answer says nothing.
+    const quick = await evalmesh(n.dir, ['eval', '2 * 21', '--host', n.host])
+    assert.equal(quick.stderr, '')
+  } finally {
+    await stopNode(n)
+  }
+})
+
+test('EVALSERVER\'s example from the CLI: a lengthy form with no wait, then evalserver.status() and a quick form are answered while it runs', async () => {
+  const n = await node()
+  try {
+    const loop = await evalmesh(n.dir, ['eval', 'let i = 0; while (true) i++', '--host', n.host, '--no-wait', '--timeout', '60000'])
+    assert.equal(loop.code, 0, loop.stderr)
+    const txn = loop.stdout.trim()
+    await waitFor('the loop running', () => n.server.status('running', txn).length === 1)
+
+    const status = await evalmesh(n.dir, ['eval', 'evalserver.status()', '--host', n.host, '--json'])
+    assert.equal(status.code, 0, status.stderr)
+    const reply = JSON.parse(status.stdout) as { value: Array<{ txn: string, state: string }>, session?: string }
+    assert.equal(reply.value.find(r => r.txn === txn)?.state, 'running', status.stdout)
+    assert.equal(reply.session, 'transient', 'the default session is busy: it ran in a transient context')
+
+    const quick = await evalmesh(n.dir, ['eval', '6 * 7', '--host', n.host])
+    assert.equal(quick.code, 0, quick.stderr)
+    assert.equal(quick.stdout, '42\n')
+
+    const table = await evalmesh(n.dir, ['status', '--host', n.host, '--which', 'running'])
+    assert.match(table.stdout, new RegExp(`RUNNING +${txn.replace(/[.]/g, '\\.')} .*while \\(true\\) i\\+\\+`), table.stdout)
+    // All of that while the loop ran on.
+    assert.equal(n.server.status('running', txn).length, 1, 'the loop is still running')
+    const aborted = await evalmesh(n.dir, ['abort', txn, '--host', n.host])
+    assert.equal(aborted.code, 0, aborted.stderr)
+  } finally {
+    await stopNode(n)
+  }
+})
+
 // ---- a real terminal: tmux ---------------------------------------------------
 
 const hasTmux = spawnSync('tmux', ['-V']).status === 0

@@ -1,5 +1,5 @@
 import { EvalMeshError, RemoteEvalError, escapeUnsafe, printable, type TxnRecord } from '@evalmesh/protocol'
-import { showValue, terminalText } from '@evalmesh/repl'
+import { showValue, stackFrames, terminalText } from '@evalmesh/repl'
 
 /*
  * Everything printed here that a peer chose (names, forms, reasons, error messages,
@@ -70,7 +70,8 @@ export function errorText (err: unknown): string {
     const where = err.node !== undefined ? ` (on ${printable(err.node, 63)}${err.txn !== undefined ? `, txn ${printable(err.txn, 120)}` : ''})` : ''
     const message = printable(err.message, 8192)
     const head = err.code === 'EVAL_ERROR' ? `${printable(err.remoteName, 200)}: ${message}` : `${printable(err.code, 40)}: ${message}`
-    const stack = err.remoteStack !== undefined && err.code === 'EVAL_ERROR' ? '\n' + terminalText(err.remoteStack.split('\n').slice(1).join('\n')) : ''
+    const frames = err.code === 'EVAL_ERROR' ? stackFrames(err.remoteStack, err.remoteName, err.message) : ''
+    const stack = frames !== '' ? '\n' + frames : ''
     return `error${where}: ${head}${stack}`
   }
   if (err instanceof EvalMeshError) return `error: ${err.code}: ${printable(err.message, 8192)}`

@@ -11,6 +11,6 @@
  */
 export { startRepl, type Repl, type ReplOptions } from './repl.js'
 export {
-  terminalText, showValue, readableErrors, isErrorValue, errorValueText, describeWait, waitNotice, WAIT_NOTICE_MS,
+  terminalText, stackFrames, showValue, readableErrors, isErrorValue, errorValueText, describeWait, waitNotice, WAIT_NOTICE_MS,
   type ErrorValue
 } from './present.js'

@@ -30,6 +30,19 @@ export function terminalText (text: string, options: { keepColours?: boolean } =
   })
 }
 
+/**
+ * The frames of a remote stack, without its head ("TypeError: message", which the caller
+ * prints itself): the message may span lines, so the head is cut by its text, not as the
+ * first line. Escaped for a terminal, one frame per line.
+ */
+export function stackFrames (stack: string | undefined, name: string, message: string): string {
+  if (stack === undefined || stack === '') return ''
+  const head = message === '' ? name : `${name}: ${message}`
+  const rest = stack.startsWith(head) ? stack.slice(head.length) : stack.slice(Math.max(0, stack.indexOf('\n')))
+  const frames = rest.startsWith('\n') ? rest.slice(1) : rest.includes('\n') ? rest.slice(rest.indexOf('\n') + 1) : ''
+  return terminalText(frames.replace(/\n+$/, ''))
+}
+
 /** An Error result as the node sends it: `{$error: {name, message}}` and nothing else. */
 export interface ErrorValue { $error: { name: string, message: string } }
 

@@ -3,7 +3,7 @@ import { Script } from 'node:vm'
 import { inspect } from 'node:util'
 import type { Client } from '@evalmesh/client'
 import { EvalMeshError, RemoteEvalError, printable, type EvalOutcome } from '@evalmesh/protocol'
-import { readableErrors, terminalText, waitNotice } from './present.js'
+import { readableErrors, stackFrames, terminalText, waitNotice } from './present.js'
 
 export interface ReplOptions {
   client: Client
@@ -240,7 +240,7 @@ function readable (err: unknown): Error {
     // The remote stack's first line repeats name and message (already in the head); only
     // its frames follow. (Node's REPL prefixes the first line that looks like an error
     // with "Uncaught", so a repeated "TypeError: ..." line would read as a second error.)
-    const frames = terminalText(err.remoteStack?.split('\n').slice(1).join('\n') ?? '')
+    const frames = stackFrames(err.remoteStack, err.remoteName, err.message)
     text = `Remote error${where}${txn}: ${head}` + (frames !== '' ? `\n--- remote stack ---\n${frames}` : '')
     if (err.output !== '') text = `${terminalText(err.output.replace(/\n$/, ''))}\n${text}`
   } else if (err instanceof EvalMeshError) {
