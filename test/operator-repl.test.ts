@@ -12,7 +12,7 @@ import { Client } from '@evalmesh/client'
 import { startServer, type EvalServer } from '@evalmesh/server'
 import { startRepl, type Repl } from '@evalmesh/repl'
 
-interface Setup { dir: string, server: EvalServer, host: string, client: Client, repl: Repl, input: PassThrough, out: () => string }
+interface Setup { dir: string, server: EvalServer, host: string, client: Client, repl: Repl, input: PassThrough, out: () => string, raw: () => string }
 
 async function setup (): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), 'em-repl-'))
@@ -29,7 +29,7 @@ async function setup (): Promise<Setup> {
     historyFile: join(dir, 'repl_history')
   })
   const out = (): string => written.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '')
-  return { dir, server, host, client, repl, input, out }
+  return { dir, server, host, client, repl, input, out, raw: () => written }
 }
 
 async function teardown (s: Setup): Promise<void> {
@@ -163,6 +163,48 @@ test('tab completion offers peer names after .host; history is kept in the state
     await type(s, '.exit')
     await closed
     await waitFor('history written', () => { try { return readFileSync(join(s.dir, 'repl_history'), 'utf8').includes('"remember me"') } catch { return false } })
+  } finally {
+    await teardown(s)
+  }
+})
+
+test('values, output and errors from a node are shown escaped; an Error value reads "Error: e"', async () => {
+  const s = await setup()
+  try {
+    await type(s, `.host ${s.host}`)
+    await waitFor('the switch', () => s.out().includes('plain input now evaluates on'), s)
+    await type(s, 'new Error("e")')
+    await waitFor('the Error value', () => s.out().includes('\nError: e\n'), s)
+    await type(s, '[new TypeError("t"), 1]')
+    await waitFor('a nested Error value', () => s.out().includes('[ [TypeError: t], 1 ]'), s)
+    // Hostile text: a clear-screen, a forged line and a bidi override, in a value, console output and an error.
+    await type(s, 'console.log("out\\x1b[2J\\n fake out"); "val\\x1b[2J\\u202e"')
+    await waitFor('the value', () => s.raw().includes("'val\\x1B[2J\\u202e'"), s)
+    assert.ok(s.raw().includes('out\\x1b[2J\n fake out'), 'console output keeps its lines, escapes the rest')
+    await type(s, 'throw new Error("boom\\x1b[2J\\n fake line")')
+    await waitFor('the error', () => s.raw().includes('Error: boom\\x1b[2J\\n fake line'), s)
+    assert.ok(!s.raw().includes('\x1b[2J'), 'no raw clear-screen reached the terminal')
+    assert.ok(!s.raw().includes('\u202e'), 'no raw bidi override reached the terminal')
+    // From a helper: the value is still the {$error} map for code.
+    await type(s, '.host')
+    await type(s, '(await remoteEval("new RangeError(\'r\')")).$error.message')
+    await waitFor('the map', () => s.out().includes("\n'r'\n"), s)
+    await type(s, 'await remoteEval("new RangeError(\'r2\')")')
+    await waitFor('the helper value', () => s.out().includes('\nRangeError: r2\n'), s)
+  } finally {
+    await teardown(s)
+  }
+})
+
+test('a remote wait longer than a second says once what it waits for', async () => {
+  const s = await setup()
+  try {
+    const first = await s.client.remoteEval(`{ const until = Date.now() + 3000; while (Date.now() < until) {} ; 1 }`, s.host, { wait: false, session: 's1' }) as string
+    await type(s, 'await remoteEval("1 + 2", undefined, { session: "s1" })')
+    await waitFor('the result', () => s.out().includes('\n3\n'), s)
+    const notices = s.out().split('\n').filter(l => l.includes('waiting'))
+    assert.equal(notices.length, 1, s.out())
+    assert.ok(notices[0]!.includes(`session s1, held by ${first} (running `), s.out())
   } finally {
     await teardown(s)
   }
