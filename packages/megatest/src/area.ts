@@ -8,6 +8,7 @@ import { loadOrCreateConfig, type KeyField } from './config.js'
 import { MEGATEST_VERSION } from './constants.js'
 import { mainSchema, NO_SYNC_SCHEMA } from './schema.js'
 import { COMMANDS, type CommandDef } from './commands/index.js'
+import { NOT_SERVED } from './coverage.js'
 import { secureAreaDir, secureDbFiles } from './files.js'
 
 /** The database file holding every table of an area (v1.65 layout: one file). */
@@ -184,6 +185,10 @@ export class MegatestArea {
 
   command (name: string): CommandDef {
     const def = COMMANDS.get(name)
+    const why = def === undefined ? NOT_SERVED.get(name) : undefined
+    if (why !== undefined) {
+      throw new EvalMeshError('MEGATEST_NOT_SERVED', `Megatest command "${name}" is deliberately not served (area ${this.name}): ${why}`, { command: name, reason: why })
+    }
     if (def === undefined) {
       throw new EvalMeshError('UNKNOWN_COMMAND', `unknown Megatest command "${name}" (area ${this.name})`, { command: name })
     }

@@ -88,6 +88,7 @@ export const ERROR_CATALOGUE = {
   UNKNOWN_AREA: { wire: 702, retry: 'never', message: 'this node does not serve that Megatest area' },
   MEGATEST_BUSY: { wire: 703, retry: 'new-txn', data: { wait: 'number' }, hint: { field: 'wait', unitMs: 1000 }, message: 'Megatest server is past its load limit' },
   UNKNOWN_COMMAND: { wire: 704, retry: 'never', message: 'unknown Megatest command' },
+  MEGATEST_NOT_SERVED: { wire: 705, retry: 'never', message: 'Megatest command deliberately not served by this server' },
 
   BAD_COMMAND: { wire: 800, retry: 'never', message: 'malformed control or policy command' }
 } as const satisfies Record<string, CatalogueEntry>

@@ -41,5 +41,20 @@ export const DATA_COMMANDS: CommandDef[] = [
       ORDER BY d.category, d.variable`
     const args = [a.int(1), a.strOr(2, '%')]
     return runId === null ? ctx.stmt(sql).all(...args) : ctx.stmt(sql).all(...args, runId)
-  })
+  }),
+
+  cmd('get-steps-info-by-id', 'read', ['test-step-id'], (ctx, a) =>
+    ctx.stmt(`SELECT ${STEP_FIELDS.join(', ')} FROM test_steps WHERE id=?`).get(a.int(0)) ?? null),
+
+  // Like get-steps-for-test without the comment field (db:get-steps-data).
+  cmd('get-steps-data', 'read', ['run-id', 'test-id'], (ctx, a) => {
+    const runId = a.intOrNull(0)
+    const cols = STEP_FIELDS.filter(f => f !== 'comment').map(f => 's.' + f).join(', ')
+    const sql = `SELECT ${cols} FROM test_steps s JOIN tests t ON t.id=s.test_id
+      WHERE s.test_id=? AND s.status != 'DELETED'${runId === null ? '' : ' AND t.run_id=?'} ORDER BY s.id`
+    return runId === null ? ctx.stmt(sql).all(a.int(1)) : ctx.stmt(sql).all(a.int(1), runId)
+  }),
+
+  cmd('get-data-info-by-id', 'read', ['test-data-id'], (ctx, a) =>
+    ctx.stmt(`SELECT ${TEST_DATA_FIELDS.join(', ')} FROM test_data WHERE id=?`).get(a.int(0)) ?? null)
 ]

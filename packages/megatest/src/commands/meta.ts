@@ -66,10 +66,11 @@ export const META_COMMANDS: CommandDef[] = [
     ctx.nsStmt('INSERT OR REPLACE INTO no_sync_metadat (var, val) VALUES (?, ?)').run(a.str(0), val)
     return val
   }, 'nosync'),
-  cmd('no-sync-get/default', 'read', ['var', 'default'], (ctx, a) => {
+  // api.scm classes it as a write (not in api:read-only-queries): a read-only area refuses it.
+  cmd('no-sync-get/default', 'write', ['var', 'default'], (ctx, a) => {
     const v = nosyncGet(ctx, a.str(0))
     return v === undefined ? (a.raw(1) ?? null) : v
-  }),
+  }, 'none'),
   cmd('no-sync-del!', 'write', ['var'], (ctx, a) =>
     ctx.nsStmt('DELETE FROM no_sync_metadat WHERE var=?').run(a.str(0)).changes > 0, 'nosync'),
   cmd('no-sync-get-lock', 'write', ['key'], (ctx, a) => {
@@ -89,11 +90,12 @@ export const META_COMMANDS: CommandDef[] = [
     ctx.nsStmt('UPDATE processes SET status=?, endtime=? WHERE host=? AND pid=?').run(a.strOr(2, 'done'), ctx.now(), a.str(0), a.int(1)).changes > 0, 'nosync'),
   cmd('set-process-status', 'write', ['host', 'pid', 'status'], (ctx, a) =>
     ctx.nsStmt('UPDATE processes SET status=? WHERE host=? AND pid=?').run(a.str(2), a.str(0), a.int(1)).changes > 0, 'nosync'),
-  cmd('get-process-options', 'read', ['purpose', 'dbname'], (ctx, a) =>
+  // api.scm classes it as a write (not in api:read-only-queries): a read-only area refuses it.
+  cmd('get-process-options', 'write', ['purpose', 'dbname'], (ctx, a) =>
     ctx.nosync === null
       ? []
       : ctx.nsStmt(`SELECT host, pid, starttime, endtime, status, purpose, dbname, mtversion FROM processes
-        WHERE purpose=? AND dbname=? AND status='running' ORDER BY starttime, id`).all(a.str(0), a.strOr(1, ''))),
+        WHERE purpose=? AND dbname=? AND status='running' ORDER BY starttime, id`).all(a.str(0), a.strOr(1, '')), 'none'),
 
   cmd('get-changed-record-ids', 'read', ['since'], (ctx, a) => {
     const since = a.int(0)

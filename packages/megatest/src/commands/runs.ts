@@ -44,6 +44,11 @@ function lockRun (ctx: AreaContext, runId: number, lock: boolean, user: string |
   return true
 }
 
+/** The run's target, key values joined by "/", as an SQL expression over runs (alias prefix). */
+function targetSql (ctx: AreaContext, prefix = ''): string {
+  return ctx.keyNames.length === 0 ? "''" : ctx.keyNames.map(k => prefix + ident(k)).join(" || '/' || ")
+}
+
 export const RUN_COMMANDS: CommandDef[] = [
   cmd('register-run', 'write', ['keyvals', 'runname', 'state', 'status', 'user', 'contour'], (ctx, a) => {
     const given = new Map<string, string>()
@@ -183,10 +188,11 @@ export const RUN_COMMANDS: CommandDef[] = [
     (ctx.stmt('SELECT status FROM runs WHERE id=?').pluck().get(a.int(0)) as string | undefined) ?? null),
   cmd('get-run-state', 'read', ['run-id'], (ctx, a) =>
     (ctx.stmt('SELECT state FROM runs WHERE id=?').pluck().get(a.int(0)) as string | undefined) ?? null),
-  cmd('get-run-state-status', 'read', ['run-id'], (ctx, a) => {
+  // api.scm classes it as a write (not in api:read-only-queries): a read-only area refuses it.
+  cmd('get-run-state-status', 'write', ['run-id'], (ctx, a) => {
     const row = ctx.stmt('SELECT state, status FROM runs WHERE id=?').get(a.int(0)) as { state: string, status: string } | undefined
     return row === undefined ? null : [row.state, row.status]
-  }),
+  }, 'none'),
   cmd('set-run-state-status', 'write', ['run-id', 'state', 'status'], (ctx, a) => {
     const runId = a.int(0)
     requireRun(ctx, runId)
@@ -205,10 +211,11 @@ export const RUN_COMMANDS: CommandDef[] = [
     return rollUpRun(ctx, runId)
   }),
 
-  cmd('get-raw-run-stats', 'read', ['run-id'], (ctx, a) =>
+  // api.scm classes it as a write (not in api:read-only-queries): a read-only area refuses it.
+  cmd('get-raw-run-stats', 'write', ['run-id'], (ctx, a) =>
     (ctx.stmt(`SELECT state, status, count(id) AS n FROM tests
       WHERE run_id=? AND NOT (uname='n/a' AND item_path='') GROUP BY state, status ORDER BY state, status`)
-      .all(a.int(0)) as Array<{ state: string, status: string, n: number }>).map(r => [r.state, r.status, r.n])),
+      .all(a.int(0)) as Array<{ state: string, status: string, n: number }>).map(r => [r.state, r.status, r.n]), 'none'),
 
   cmd('update-run-stats', 'write', ['run-id', 'stats'], (ctx, a) => {
     const runId = a.int(0)
@@ -238,5 +245,87 @@ export const RUN_COMMANDS: CommandDef[] = [
       ...rows.map(r => [r.run_id, r.netstate, r.n]),
       ...[...totals.entries()].sort(([x], [y]) => x < y ? -1 : x > y ? 1 : 0).map(([st, n]) => ['Totals', st, n])
     ]
+  }),
+
+  // runs.scm: (rmt:get-run-name-from-id run-id)
+  cmd('get-run-name-from-id', 'read', ['run-id'], (ctx, a) =>
+    (ctx.stmt('SELECT runname FROM runs WHERE id=?').pluck().get(a.int(0)) as string | undefined) ?? null),
+
+  // tests.scm: (rmt:get-num-runs "%"): runname LIKE runpatt, deleted runs left out.
+  cmd('get-num-runs', 'read', ['runpatt'], (ctx, a) =>
+    ctx.stmt("SELECT count(id) FROM runs WHERE runname LIKE ? AND state != 'deleted'").pluck().get(a.strOr(0, '%')) as number),
+
+  // Live runs, newest event_time first.
+  cmd('get-all-run-ids', 'read', [], (ctx) =>
+    ctx.stmt("SELECT id FROM runs WHERE state != 'deleted' ORDER BY event_time DESC, id DESC").pluck().all() as number[]),
+
+  // rmt.scm: the live runs with the same target as run-id, run-id itself left out; newest id first.
+  cmd('get-prev-run-ids', 'read', ['run-id'], (ctx, a) => {
+    const runId = a.int(0)
+    const kv = keyValsOf(ctx, runId)
+    if (kv === null) return []
+    const where = andAll([...kv.map(([k, v]) => ({ sql: `${ident(k)}=?`, params: [v as SqlValue] })),
+      { sql: "state != 'deleted' AND id != ?", params: [runId] }])
+    return ctx.stmt(`SELECT id FROM runs WHERE ${where.sql} ORDER BY id DESC`).pluck().all(...where.params) as number[]
+  }),
+
+  // runs.scm (-rerun of a run): event_time = now.
+  cmd('update-run-event_time', 'write', ['run-id'], (ctx, a) => {
+    const runId = a.int(0)
+    requireRun(ctx, runId)
+    ctx.stmt('UPDATE runs SET event_time=? WHERE id=?').run(ctx.now(), runId)
+    return true
+  }),
+
+  // db:simple-get-runs: the newest count runs whose runname matches runpatt and whose
+  // target (key values joined by "/") is LIKE target, returned oldest first as Megatest
+  // conses them; each {target, id, runname, state, status, owner, event_time}.
+  cmd('simple-get-runs', 'read', ['runpatt', 'count', 'offset', 'target'], (ctx, a) => {
+    const count = a.intOrNull(1)
+    const offset = a.intOr(2, 0)
+    const target = targetSql(ctx)
+    const where = andAll([pattToLike('runname', a.strOrNull(0)), { sql: `${target} LIKE ?`, params: [a.strOr(3, '%')] },
+      { sql: "state != 'deleted'", params: [] }])
+    const rows = ctx.stmt(`SELECT ${target} AS target, id, runname, state, status, owner, event_time FROM runs
+      WHERE ${where.sql} ORDER BY event_time DESC, id DESC LIMIT ? OFFSET ?`)
+      .all(...where.params, count === null || count <= 0 ? -1 : count, Math.max(0, offset))
+    return rows.reverse()
+  }),
+
+  // db:get-run-times: per run matching runpatt (LIKE) and target (LIKE), its wall time in
+  // minutes, max(event_time + run_duration) - min(event_time) of its tests; newest run first.
+  cmd('get-run-times', 'read', ['runpatt', 'targetpatt'], (ctx, a) => {
+    const target = targetSql(ctx, 'r.')
+    return (ctx.stmt(`SELECT r.runname AS runname, (max(t.event_time + t.run_duration) - min(t.event_time)) / 60 AS runtime, ${target} AS target
+      FROM tests t JOIN runs r ON t.run_id=r.id WHERE r.runname LIKE ? AND ${target} LIKE ? GROUP BY t.run_id ORDER BY t.run_id DESC`)
+      .all(a.strOr(0, '%'), a.strOr(1, '%')) as Array<{ runname: string, runtime: number, target: string }>).map(r => [r.runname, r.runtime, r.target])
+  }),
+
+  // db:get-test-times: [testname, item_path, run_duration] of every test of the run with
+  // that runname and target (exact); newest test first.
+  cmd('get-test-times', 'read', ['runname', 'target'], (ctx, a) => {
+    const target = targetSql(ctx, 'r.')
+    return (ctx.stmt(`SELECT t.testname AS testname, t.item_path AS item_path, t.run_duration AS run_duration
+      FROM tests t JOIN runs r ON t.run_id=r.id WHERE r.runname=? AND ${target}=? ORDER BY t.id DESC`)
+      .all(a.str(0), a.str(1)) as Array<{ testname: string, item_path: string, run_duration: number }>).map(r => [r.testname, r.item_path, r.run_duration])
+  }),
+
+  // db:get-main-run-stats: the run_stats rows of a live run, [state, status, count], last written first.
+  // Not in api:read-only-queries, so a write by Megatest's class (a read-only area refuses it).
+  cmd('get-main-run-stats', 'write', ['run-id'], (ctx, a) =>
+    (ctx.stmt(`SELECT state, status, count FROM run_stats WHERE run_id=? AND run_id IN (SELECT id FROM runs WHERE state NOT IN ('DELETED','deleted'))
+      ORDER BY id DESC`).all(a.int(0)) as Array<{ state: string, status: string, count: number }>).map(r => [r.state, r.status, r.count]), 'none'),
+
+  // db:get-run-ids-matching-target: runs whose keys match target's "/"-separated parts (LIKE,
+  // paired with keynames) and whose runname is LIKE runname; newest id first. res, testpatt,
+  // statepatt and statuspatt are accepted and unused, as in Megatest.
+  cmd('get-run-ids-matching-target', 'read', ['keynames', 'target', 'res', 'runname', 'testpatt', 'statepatt', 'statuspatt'], (ctx, a) => {
+    const names = a.strList(0)
+    for (const k of names) if (!ctx.keyNames.includes(k)) a.fail(0, `names "${k}", which is not a key of area ${ctx.name} (keys: ${ctx.keyNames.join(' ')})`)
+    const parts = a.strOr(1, '').split('/')
+    const n = Math.min(names.length, parts.length)
+    const where = andAll([...names.slice(0, n).map((k, i) => ({ sql: `${ident(k)} LIKE ?`, params: [parts[i] as string] })),
+      { sql: 'runname LIKE ?', params: [a.strOr(3, '%')] }])
+    return ctx.stmt(`SELECT id FROM runs WHERE ${where.sql} ORDER BY id DESC`).pluck().all(...where.params) as number[]
   })
 ]

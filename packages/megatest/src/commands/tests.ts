@@ -6,6 +6,7 @@ import {
 } from '../constants.js'
 import { andAll, inList, testPattClause, type Clause } from '../patterns.js'
 import { setStateStatusAndRollUpItems, testDataRollup } from '../rollup.js'
+import { ident } from '../schema.js'
 import { requireRun, requireTest, TEST_RECORD_SQL, type TestRecord } from './common.js'
 import { cmd, type CommandDef } from './define.js'
 
@@ -19,6 +20,18 @@ function testIn (ctx: AreaContext, runId: number | null, a: Args, i: number): nu
   const id = a.int(i)
   requireTest(ctx, runId, id)
   return id
+}
+
+/**
+ * The run a statement acts on. Megatest's callers repeat the run-id among the
+ * statement's own values; it must agree with general-call's (either may be null).
+ */
+function sameRun (runId: number | null, a: Args, i: number, stmt: string): number {
+  const inner = a.intOrNull(i)
+  if (runId !== null && inner !== null && inner !== runId) a.fail(i, `is ${inner} but general-call's run-id is ${runId}`)
+  const rid = runId ?? inner
+  if (rid === null) throw new EvalMeshError('BAD_MESSAGE', `general-call ${stmt}: run-id is required (Megatest's version updated every run)`)
+  return rid
 }
 
 /** db:queries statements used by CI (spec §2.4), all with bound parameters. */
@@ -42,18 +55,25 @@ const STATEMENTS: Record<string, Statement> = {
     run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET final_logf=? WHERE id=?').run(a.str(0), testIn(ctx, runId, a, 1)) }
   },
   'test-set-rundir-shortdir': {
-    params: ['rundir', 'shortdir', 'testname', 'item-path'],
+    // launch.scm: (rmt:general-call 'test-set-rundir-shortdir run-id lnkpathf test-path testname item-path run-id)
+    params: ['rundir', 'shortdir', 'testname', 'item-path', 'run-id'],
     run: (ctx, runId, a) => {
-      if (runId === null) throw new EvalMeshError('BAD_MESSAGE', 'general-call test-set-rundir-shortdir: run-id is required (Megatest\'s version updated every run)')
+      const rid = sameRun(runId, a, 4, 'test-set-rundir-shortdir')
       ctx.stmt('UPDATE tests SET rundir=?, shortdir=? WHERE testname=? AND item_path=? AND run_id=?')
-        .run(a.str(0), a.str(1), a.str(2), a.strOr(3, ''), runId)
+        .run(a.str(0), a.str(1), a.str(2), a.strOr(3, ''), rid)
     }
   },
   'update-test-rundat': {
-    params: ['test-id', 'cpuload', 'diskfree', 'diskusage', 'run-duration'],
+    // tests.scm: (rmt:general-call 'update-test-rundat run-id test-id (current-seconds) cpuload diskfree -1 minutes).
+    // Five values is this project's earlier shape, without update-time (now is used).
+    params: ['test-id', 'update-time', 'cpuload', 'diskfree', 'diskusage', 'run-duration'],
     run: (ctx, runId, a) => {
+      const id = testIn(ctx, runId, a, 0)
+      const legacy = a.values.length === 5
+      const at = (i: number): number | null => a.numOrNull(legacy ? i - 1 : i)
+      const time = legacy ? ctx.now() : a.intOr(1, ctx.now())
       ctx.stmt(`INSERT INTO test_rundat (test_id, update_time, cpuload, diskfree, diskusage, run_duration)
-        VALUES (?, ?, ?, ?, ?, ?)`).run(testIn(ctx, runId, a, 0), ctx.now(), a.numOrNull(1) ?? -1, a.numOrNull(2) ?? -1, a.numOrNull(3) ?? -1, a.numOrNull(4) ?? 0)
+        VALUES (?, ?, ?, ?, ?, ?)`).run(id, time, at(2) ?? -1, at(3) ?? -1, at(4) ?? -1, at(5) ?? 0)
     }
   },
   'update-cpuload-diskfree': {
@@ -69,8 +89,46 @@ const STATEMENTS: Record<string, Statement> = {
     run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET uname=?, host=? WHERE id=?').run(a.str(0), a.str(1), testIn(ctx, runId, a, 2)) }
   },
   'pass-fail-counts': {
-    params: ['fail-count', 'pass-count', 'test-id'],
-    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET fail_count=?, pass_count=? WHERE id=?').run(a.int(0), a.int(1), testIn(ctx, runId, a, 2)) }
+    // db.scm: "UPDATE tests SET pass_count=?,fail_count=? WHERE id=?", sent by db:test-data-rollup.
+    params: ['pass-count', 'fail-count', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET pass_count=?, fail_count=? WHERE id=?').run(a.int(0), a.int(1), testIn(ctx, runId, a, 2)) }
+  },
+  'set-test-comment': {
+    // tests.scm: (rmt:general-call 'set-test-comment run-id cmt test-id)
+    params: ['comment', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET comment=? WHERE id=?').run(a.strOr(0, ''), testIn(ctx, runId, a, 1)) }
+  },
+  'tests:test-set-toplog': {
+    // tests.scm: (rmt:general-call 'tests:test-set-toplog run-id logf run-id test-name)
+    params: ['final-logf', 'run-id', 'testname'],
+    run: (ctx, runId, a) => {
+      const rid = sameRun(runId, a, 1, 'tests:test-set-toplog')
+      ctx.stmt("UPDATE tests SET final_logf=? WHERE run_id=? AND testname=? AND item_path=''").run(a.str(0), rid, a.str(2))
+    }
+  },
+  'state-status': {
+    params: ['state', 'status', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET state=?, status=? WHERE id=?').run(a.str(0), a.str(1), testIn(ctx, runId, a, 2)) }
+  },
+  'state-status-msg': {
+    params: ['state', 'status', 'comment', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET state=?, status=?, comment=? WHERE id=?').run(a.str(0), a.str(1), a.strOr(2, ''), testIn(ctx, runId, a, 3)) }
+  },
+  'set-test-state': {
+    params: ['state', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET state=? WHERE id=?').run(a.str(0), testIn(ctx, runId, a, 1)) }
+  },
+  'set-test-status': {
+    // Megatest's statement sets state (a typo in db:queries); this one sets the status its name says.
+    params: ['status', 'test-id'],
+    run: (ctx, runId, a) => { ctx.stmt('UPDATE tests SET status=? WHERE id=?').run(a.str(0), testIn(ctx, runId, a, 1)) }
+  },
+  'top-test-set-running': {
+    params: ['testname', 'run-id'],
+    run: (ctx, runId, a) => {
+      const rid = sameRun(runId, a, 1, 'top-test-set-running')
+      ctx.stmt("UPDATE tests SET state='RUNNING' WHERE testname=? AND item_path='' AND run_id=?").run(a.str(0), rid)
+    }
   },
   'test_data-pf-rollup': {
     // Megatest passes the test id four times; one is enough, repeats must agree.
@@ -146,6 +204,17 @@ function incompletes (ctx: AreaContext, runId: number | null, deadtime: number):
     params: [now, deadtime, now, deadtime, now, Math.max(deadtime, LAUNCH_DEADTIME)]
   }])
   return ctx.stmt(`SELECT id, run_id FROM tests WHERE ${where.sql} ORDER BY id`).all(...where.params) as Array<{ id: number, run_id: number }>
+}
+
+interface StateStatusRow { id: number, run_id: number, testname: string, item_path: string, state: string, status: string }
+
+/** The short test vector of db:get-testinfo-state-status: six fields read, the rest Megatest's placeholders. */
+function stateStatusRecord (row: StateStatusRow): TestRecord {
+  return {
+    id: row.id, run_id: row.run_id, testname: row.testname, state: row.state, status: row.status,
+    event_time: -1, host: '', cpuload: -1, diskfree: -1, uname: '', rundir: '-', item_path: row.item_path,
+    run_duration: -1, final_logf: '-', comment: '-', shortdir: '-', attemptnum: -1, archived: -1
+  }
 }
 
 export const DEFAULT_DEADTIME = 7200
@@ -326,5 +395,163 @@ export const TEST_COMMANDS: CommandDef[] = [
     const id = a.int(1)
     requireTest(ctx, a.intOrNull(0), id)
     return testDataRollup(ctx, id)
+  }),
+
+  // launch.scm calls it at every test end (and tests.scm while waiting): a test record
+  // with only id, run_id, testname, state, status and item_path read, the rest
+  // Megatest's placeholders.
+  cmd('get-testinfo-state-status', 'read', ['run-id', 'test-id'], (ctx, a) => {
+    const runId = a.intOrNull(0)
+    const id = a.int(1)
+    const sql = 'SELECT id, run_id, testname, item_path, state, status FROM tests WHERE id=?'
+    const row = (runId === null ? ctx.stmt(sql).get(id) : ctx.stmt(sql + ' AND run_id=?').get(id, runId)) as StateStatusRow | undefined
+    return row === undefined ? null : stateStatusRecord(row)
+  }),
+
+  // runs.scm: (rmt:test-toplevel-num-items run-id test-name), > 0 means "iterated".
+  cmd('test-toplevel-num-items', 'read', ['run-id', 'testname'], (ctx, a) =>
+    ctx.stmt("SELECT count(id) FROM tests WHERE run_id=? AND testname=? AND item_path != '' AND state NOT IN ('DELETED')")
+      .pluck().get(a.int(0), a.str(1)) as number),
+
+  // tests.scm (summarize-items): (rundir final_logf) of the toplevel, or #f.
+  cmd('test-get-logfile-info', 'read', ['run-id', 'testname'], (ctx, a) => {
+    const row = ctx.stmt("SELECT rundir, final_logf FROM tests WHERE testname=? AND item_path='' AND run_id=?")
+      .get(a.str(1), a.int(0)) as { rundir: string, final_logf: string } | undefined
+    return row === undefined ? null : [row.rundir, row.final_logf]
+  }),
+
+  // runs.scm (waivers, -rerun): the newest record of each test/item matching
+  // testname/item-path in the other runs of the same target.
+  cmd('get-matching-previous-test-run-records', 'read', ['run-id', 'testname', 'item-path'], (ctx, a) => {
+    const runId = a.int(0)
+    const patt = `${a.strOr(1, '%')}/${a.strOr(2, '')}`
+    const keyCols = ctx.keyNames.map(ident)
+    const kv = ctx.stmt(`SELECT ${keyCols.length === 0 ? 'id' : keyCols.join(', ')} FROM runs WHERE id=?`).raw().get(runId) as SqlValue[] | undefined
+    if (kv === undefined) return []
+    const runs = andAll([...keyCols.map((k, i) => ({ sql: `${k}=?`, params: [kv[i] ?? null] })), { sql: 'id != ?', params: [runId] }])
+    const where = andAll([{ sql: `run_id IN (SELECT id FROM runs WHERE ${runs.sql})`, params: runs.params },
+      { sql: "state != 'DELETED'", params: [] }, testPattClause(patt)])
+    const rows = ctx.stmt(`SELECT ${TEST_RECORD_SQL} FROM tests WHERE ${where.sql}
+      ORDER BY testname, item_path, event_time DESC, run_id DESC`).all(...where.params) as TestRecord[]
+    const seen = new Set<string>()
+    return rows.filter(r => {
+      const k = `${String(r.testname)}/${String(r.item_path)}`
+      if (seen.has(k)) return false
+      seen.add(k)
+      return true
+    })
+  }),
+
+  // db:get-tests-for-run with qryvals "id,run_id,testname,state,status,event_time,item_path"
+  // and last-update 0, so deleted tests are included; newest id first, as Megatest's list is.
+  cmd('get-tests-for-run-mindata', 'read', ['run-id', 'testpatt', 'states', 'statuses', 'not-in'], (ctx, a) => {
+    const notIn = !a.isNull(4)
+    const where = andAll([runClause(a.intOrNull(0)), inList('state', a.strList(2), notIn), inList('status', a.strList(3), notIn),
+      testPattClause(a.strOrNull(1))])
+    return ctx.stmt(`SELECT id, run_id, testname, state, status, event_time, item_path FROM tests WHERE ${where.sql} ORDER BY id DESC`)
+      .all(...where.params)
+  }),
+
+  // runs.scm (-remove-runs): soft-delete the steps and data, then the test.
+  cmd('delete-test-records', 'write', ['run-id', 'test-id'], (ctx, a) => {
+    const id = a.int(1)
+    requireTest(ctx, a.intOrNull(0), id)
+    ctx.stmt("UPDATE test_steps SET status='DELETED' WHERE test_id=?").run(id)
+    ctx.stmt("UPDATE test_data SET status='DELETED' WHERE test_id=?").run(id)
+    ctx.stmt("UPDATE tests SET state='DELETED', status='n/a', comment='' WHERE id=?").run(id)
+    return true
+  }),
+
+  // runs.scm (allow-auto-rerun): (rmt:set-tests-state-status run-id test-names state status "NOT_STARTED" status).
+  // Each name is a LIKE pattern over the run's tests, items included; null currstate/currstatus
+  // match any. Returns the toplevel ids of the names that have one.
+  cmd('set-tests-state-status', 'write', ['run-id', 'testnames', 'currstate', 'currstatus', 'newstate', 'newstatus'], (ctx, a) => {
+    const runId = a.int(0)
+    requireRun(ctx, runId)
+    const names = a.strList(1)
+    const curState = a.strOrNull(2)
+    const curStatus = a.strOrNull(3)
+    const newState = a.strOrNull(4) ?? curState ?? 'NOT_STARTED'
+    const newStatus = a.strOrNull(5) ?? curStatus ?? 'UNKNOWN'
+    const where = andAll([
+      curState === null ? null : { sql: 'state=?', params: [curState] },
+      curStatus === null ? null : { sql: 'status=?', params: [curStatus] },
+      { sql: 'run_id=? AND testname LIKE ?', params: [] }
+    ])
+    const upd = ctx.stmt(`UPDATE tests SET state=?, status=? WHERE ${where.sql}`)
+    const top = ctx.stmt("SELECT id FROM tests WHERE run_id=? AND testname=? AND item_path=''").pluck()
+    const ids: number[] = []
+    for (const name of names) {
+      upd.run(newState, newStatus, ...where.params, runId, name)
+      const id = top.get(runId, name) as number | undefined
+      if (id !== undefined) ids.push(id)
+    }
+    return ids
+  }),
+
+  // The dashboard's cheap poll: every test of the run (deleted ones too) matching testpatt,
+  // as get-testinfo-state-status records; newest id first, as Megatest's list is.
+  cmd('get-tests-for-run-state-status', 'read', ['run-id', 'testpatt'], (ctx, a) => {
+    const where = andAll([{ sql: 'run_id=?', params: [a.int(0)] }, testPattClause(a.strOrNull(1))])
+    return (ctx.stmt(`SELECT id, run_id, testname, item_path, state, status FROM tests WHERE ${where.sql} ORDER BY id DESC`)
+      .all(...where.params) as StateStatusRow[]).map(stateStatusRecord)
+  }),
+
+  cmd('test-get-rundir-from-test-id', 'read', ['run-id', 'test-id'], (ctx, a) => {
+    const runId = a.intOrNull(0)
+    const v = runId === null
+      ? ctx.stmt('SELECT rundir FROM tests WHERE id=?').pluck().get(a.int(1))
+      : ctx.stmt('SELECT rundir FROM tests WHERE id=? AND run_id=?').pluck().get(a.int(1), runId)
+    return (v as string | undefined) ?? null
+  }),
+
+  // Hard-deletes tests DELETED more than 30 days ago (by event_time), with their steps and data.
+  cmd('delete-old-deleted-test-records', 'write', [], (ctx) => {
+    const before = ctx.now() - 30 * 24 * 60 * 60
+    const old = "SELECT id FROM tests WHERE state='DELETED' AND event_time < ?"
+    ctx.stmt(`DELETE FROM test_steps WHERE test_id IN (${old})`).run(before)
+    ctx.stmt(`DELETE FROM test_data WHERE test_id IN (${old})`).run(before)
+    ctx.stmt(`DELETE FROM test_rundat WHERE test_id IN (${old})`).run(before)
+    return ctx.stmt("DELETE FROM tests WHERE state='DELETED' AND event_time < ?").run(before).changes
+  }),
+
+  // tests.scm (the items index page of an iterated test): its items, newest id first.
+  cmd('test-get-records-for-index-file', 'read', ['run-id', 'testname'], (ctx, a) =>
+    ctx.stmt(`SELECT id, item_path, state, status, run_duration, final_logf, comment FROM tests
+      WHERE testname=? AND item_path != '' AND run_id=? ORDER BY id DESC`).all(a.str(1), a.int(0))),
+
+  // db:test-get-paths-matching-keynames-target-new: the rundirs of the run's tests matching
+  // testpatt, state LIKE statepatt and status LIKE statuspatt, newest event_time first,
+  // followed by the list res (Megatest conses onto it). keynames, target, runname: unused.
+  cmd('test-get-paths-matching-keynames-target-new', 'read',
+    ['run-id', 'keynames', 'target', 'res', 'testpatt', 'statepatt', 'statuspatt', 'runname'], (ctx, a) => {
+      const where = andAll([{ sql: 'run_id=?', params: [a.int(0)] }, testPattClause(a.strOrNull(4)),
+        { sql: 'state LIKE ? AND status LIKE ?', params: [a.strOr(5, '%'), a.strOr(6, '%')] }])
+      const dirs = ctx.stmt(`SELECT rundir FROM tests WHERE ${where.sql} ORDER BY event_time DESC, id DESC`).pluck().all(...where.params)
+      return [...dirs, ...a.strList(3)]
+    }),
+
+  // db:get-latest-host-load: [cpuload, update_time] of the newest test_rundat row with a
+  // cpuload from a test on that host (the name up to its first "."), or [-1, 0].
+  // Not in api:read-only-queries, so a write by Megatest's class (a read-only area refuses it).
+  cmd('get-latest-host-load', 'write', ['hostname'], (ctx, a) => {
+    const row = ctx.stmt(`SELECT tr.cpuload AS cpuload, tr.update_time AS update_time FROM test_rundat tr JOIN tests t ON tr.test_id=t.id
+      WHERE t.host=? AND tr.cpuload != -1 ORDER BY tr.update_time DESC, tr.id DESC LIMIT 1`).get(a.str(0).replace(/\..*$/, '')) as
+      { cpuload: number, update_time: number } | undefined
+    return row === undefined ? [-1, 0] : [row.cpuload, row.update_time]
+  }, 'none'),
+
+  // db:get-tests-tags: [[tag, [testname..]]..] from test_meta's comma-separated tags.
+  cmd('get-tests-tags', 'read', [], (ctx) => {
+    const byTag = new Map<string, string[]>()
+    for (const r of ctx.stmt('SELECT testname, tags FROM test_meta ORDER BY id').all() as Array<{ testname: string, tags: string | null }>) {
+      for (const tag of (r.tags ?? '').split(',')) {
+        if (tag === '') continue
+        const names = byTag.get(tag) ?? []
+        if (!names.includes(r.testname)) names.push(r.testname)
+        byTag.set(tag, names)
+      }
+    }
+    return [...byTag.entries()]
   })
 ]
