@@ -266,3 +266,22 @@ test('fits the terminal as it is resized', async () => {
     await teardown(s)
   }
 })
+
+test('a queued row says what it waits for; with it selected, the footer says it too', async () => {
+  const s = await setup()
+  try {
+    const first = await s.worker.remoteEval('while (true) {}', s.host, { wait: false, session: 's1', limits: { timeoutMs: 30_000 } }) as string
+    const second = await s.worker.remoteEval('1 + 2', s.host, { wait: false, session: 's1' }) as string
+    // The row is cut at the pane's width; the footer has room for all of it.
+    await waitFor('the queued row with its wait', () => pane(s.monitor, 'input').some(l => l.includes('1 + 2  [session s1, held by …')))
+    await key(s.tty, '\t')
+    await waitFor('the footer', () => {
+      const last = s.monitor.text().at(-1) ?? ''
+      return last.includes(shortTxn(second, 14).slice(1)) && last.includes(`waits: session s1, held by ${shortTxn(first, 14)}`) && last
+    })
+    await s.worker.remoteAbort(first, s.host)
+    await waitFor('the second done', () => s.server.status('done', second)[0])
+  } finally {
+    await teardown(s)
+  }
+})
