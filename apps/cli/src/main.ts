@@ -7,10 +7,11 @@ import { abortCmd, applyCmd, describeCmd, evalCmd, peersCmd, pingCmd, policyCmd,
 import { keyCmd, trustCmd } from './commands/keys.js'
 import { operatorCommands } from './commands/operator.js'
 import { areaServerCmd, ciCmd } from './commands/ci.js'
+import { fleetCmd } from './commands/fleet.js'
 
 export const commands: Command[] = [
   serve, evalCmd, applyCmd, abortCmd, statusCmd, resultCmd, describeCmd, pingCmd, resetCmd, policyCmd, peersCmd,
-  ...operatorCommands, ciCmd, areaServerCmd, keyCmd, trustCmd
+  ...operatorCommands, ciCmd, areaServerCmd, keyCmd, trustCmd, fleetCmd
 ]
 
 function help (): string {

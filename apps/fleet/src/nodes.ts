@@ -1,0 +1,199 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Client } from '@evalmesh/client'
+import { serveArgs, type NodeSpec } from './config.js'
+import { checkPid, processGone, type RunDir } from './run-dir.js'
+
+/** The evalmesh command a node runs as: this repository's, or $EVALMESH_BIN. */
+export function evalmeshBin (): string {
+  const env = process.env.EVALMESH_BIN
+  if (env !== undefined && env !== '') return env
+  // apps/fleet/dist/src/nodes.js -> apps/cli/bin/evalmesh.js
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'cli', 'bin', 'evalmesh.js')
+}
+
+/** The node's locator (node.json in its state dir), when it names `pid`. */
+export function locatorOf (spec: NodeSpec, pid?: number): { host: string, port: number, pid: number, id: string, startedAt: number } | undefined {
+  try {
+    const n = JSON.parse(readFileSync(join(spec.stateDir, 'node.json'), 'utf8')) as { host: string, port: number, pid: number, id: string, startedAt: number }
+    if (pid !== undefined && n.pid !== pid) return undefined
+    return n
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The node's running pid from its pid file, or undefined. A stale pid file (the process
+ * is gone, is another user's, or is some other program now) is removed, and `onStale`
+ * told why.
+ */
+export function livePid (run: RunDir, spec: NodeSpec, onStale?: (message: string) => void): number | undefined {
+  const pid = run.readPid(spec.name)
+  if (pid === undefined) return undefined
+  const c = checkPid(pid, spec.stateDir)
+  if (c.live) return pid
+  run.clearPid(spec.name)
+  onStale?.(`${spec.name}: stale pid file ${run.pidFile(spec.name)} cleared (${c.why})`)
+  return undefined
+}
+
+/** The last lines of a log file, for an error message. */
+export function logTail (file: string, lines = 12): string {
+  try {
+    const size = statSync(file).size
+    const fd = openSync(file, 'r')
+    try {
+      const len = Math.min(size, 8192)
+      const buf = Buffer.alloc(len)
+      readSync(fd, buf, 0, len, size - len)
+      return buf.toString('utf8').split('\n').slice(-lines - 1).join('\n').trim()
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    return ''
+  }
+}
+
+/** Spawn the node's process, detached, its output appended to its log; writes the pid file. */
+export function spawnNode (spec: NodeSpec, run: RunDir): ChildProcess {
+  mkdirSync(dirname(spec.log), { recursive: true })
+  mkdirSync(spec.stateDir, { recursive: true, mode: 0o700 })
+  appendFileSync(spec.log, `--- evalmesh fleet: starting ${spec.name} at ${new Date().toISOString()}\n`)
+  const fd = openSync(spec.log, 'a')
+  let child: ChildProcess
+  try {
+    child = spawn(process.execPath, ['--no-node-snapshot', evalmeshBin(), ...serveArgs(spec)], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, EVALMESH_STATE_DIR: spec.stateDir }
+    })
+  } finally {
+    closeSync(fd)
+  }
+  if (child.pid === undefined) throw new Error(`${spec.name}: could not start ${process.execPath}`)
+  run.writePid(spec.name, child.pid)
+  return child
+}
+
+/**
+ * Wait until the node with `pid` has written its locator (it listens and serves), or
+ * throw when it exits first or `timeoutMs` passes.
+ */
+export async function waitReady (spec: NodeSpec, pid: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    if (locatorOf(spec, pid) !== undefined) return
+    if (processGone(pid)) throw new Error(`${spec.name}: exited while starting\n${logTail(spec.log)}`)
+    await sleep(50)
+  }
+  throw new Error(`${spec.name}: not serving after ${Math.round(timeoutMs / 1000)} s (see ${spec.log})\n${logTail(spec.log)}`)
+}
+
+export interface StartOptions {
+  /** How long the node has to start serving (default 30 s). */
+  timeoutMs?: number
+  /** Extra state to record (the supervisor's pid, restarts). */
+  supervisor?: number | null
+}
+
+/** Start a node that is not running; resolves with its pid once it serves. */
+export async function startNode (spec: NodeSpec, run: RunDir, options: StartOptions = {}): Promise<{ pid: number, child: ChildProcess }> {
+  const child = spawnNode(spec, run)
+  const pid = child.pid!
+  run.updateState(spec, { status: 'starting', pid, startedAt: Date.now(), reason: null, spec, ...(options.supervisor !== undefined ? { supervisor: options.supervisor } : {}) })
+  try {
+    await waitReady(spec, pid, options.timeoutMs ?? 30_000)
+  } catch (err) {
+    if (!processGone(pid)) { try { process.kill(pid, 'SIGKILL') } catch { } }
+    run.clearPid(spec.name)
+    run.updateState(spec, { status: 'stopped', pid: null, startedAt: null, reason: (err as Error).message.split('\n')[0]! })
+    throw err
+  }
+  run.updateState(spec, { status: 'running' })
+  return { pid, child }
+}
+
+export interface StopOptions {
+  /** SIGKILL at once (m2sh's -murder). */
+  murder?: boolean
+  /** Seconds to finish running work after SIGTERM, then SIGKILL (default: the node's restart.graceSeconds). */
+  graceSeconds?: number
+}
+
+/** Stop the node with `pid`: SIGTERM (it drains), SIGKILL after the grace. Says how it went. */
+export async function stopPid (spec: NodeSpec, pid: number, options: StopOptions = {}): Promise<string> {
+  const signal = options.murder === true ? 'SIGKILL' : 'SIGTERM'
+  try { process.kill(pid, signal) } catch { return 'already gone' }
+  const grace = (options.graceSeconds ?? spec.restart.graceSeconds) * 1000
+  const until = Date.now() + grace
+  while (Date.now() < until) {
+    if (processGone(pid)) return options.murder === true ? 'killed (SIGKILL)' : 'stopped (SIGTERM)'
+    await sleep(50)
+  }
+  if (!processGone(pid)) {
+    try { process.kill(pid, 'SIGKILL') } catch { }
+    const hard = Date.now() + 10_000
+    while (!processGone(pid) && Date.now() < hard) await sleep(50)
+  }
+  return `killed (SIGKILL after a ${grace / 1000} s grace)`
+}
+
+/** One command to the node's control port (`<stateDir>/control.sock`); resolves with its JSON reply. */
+export async function controlCommand (stateDir: string, line: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+  const path = join(stateDir, 'control.sock')
+  if (!existsSync(path)) throw new Error(`no control port at ${path}`)
+  return await new Promise((resolve, reject) => {
+    const socket = createConnection(path)
+    let buffer = ''
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`control port ${path}: no reply within ${timeoutMs} ms`)) }, timeoutMs)
+    socket.setEncoding('utf8')
+    socket.once('connect', () => socket.write(line.replace(/\n/g, ' ') + '\n'))
+    socket.on('data', (chunk: string) => {
+      buffer += chunk
+      const nl = buffer.indexOf('\n')
+      if (nl < 0) return
+      clearTimeout(timer)
+      socket.end()
+      try {
+        const reply = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>
+        if (reply.ok !== true) reject(new Error(`control port: ${String(reply.error)}`))
+        else resolve(reply)
+      } catch (err) { reject(err as Error) }
+    })
+    socket.once('error', err => { clearTimeout(timer); reject(new Error(`control port ${path}: ${err.message}`)) })
+  })
+}
+
+export interface NodeLoad {
+  running: number
+  input: number
+  done: number
+  uptimeSeconds: number
+  id: string
+}
+
+/** The node's load, asked with its own key (an operator of itself): describe's lists and uptime. */
+export async function describeNode (spec: NodeSpec, timeoutMs = 3000): Promise<NodeLoad> {
+  const client = new Client({ stateDir: spec.stateDir })
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const host = `${spec.listen.includes(':') ? `[${spec.listen}]` : spec.listen}:${spec.port}`
+    const d = await Promise.race([
+      client.describe(host),
+      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no describe reply within ${timeoutMs} ms`)), timeoutMs) })
+    ])
+    return { ...d.lists, uptimeSeconds: d.uptimeSeconds, id: d.id }
+  } finally {
+    if (timer !== undefined) clearTimeout(timer)
+    client.close()
+  }
+}
+
+export async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}
