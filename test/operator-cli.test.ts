@@ -310,6 +310,12 @@ test('evalmesh eval says once on stderr what it waits for after a second: held b
     assert.equal(slow.stdout, 'slept 2500\n')
     assert.equal(slow.stderr.split('\n').filter(l => /txn \S+ running for \d+\.\d s\.\.\./.test(l)).length, 1, slow.stderr)
 
+    // And `result --wait` on a transaction still running.
+    const later = (await evalmesh(n.dir, ['eval', busy(2500), '--host', n.host, '--no-wait'])).stdout.trim()
+    const fetched = await evalmesh(n.dir, ['result', later, '--host', n.host, '--wait'])
+    assert.equal(fetched.stdout, 'slept 2500\n')
+    assert.equal(fetched.stderr.split('\n').filter(l => l.includes(`txn ${later} running for `)).length, 1, fetched.stderr)
+
     // A quick answer says nothing.
     const quick = await evalmesh(n.dir, ['eval', '2 * 21', '--host', n.host])
     assert.equal(quick.stderr, '')

@@ -211,7 +211,17 @@ export const resultCmd: Command = {
   run: async (p) => {
     const txn = p.positionals[0]
     if (txn === undefined) throw new UsageError('TXN is required')
-    return await withClient(p, async c => printOutcome(p, await c.fetchResult(txn, hostOf(p, true), { wait: p.values.wait === true })))
+    const host = hostOf(p, true)
+    const wait = p.values.wait === true
+    return await withClient(p, async c => {
+      // Waiting, it says once after a second what the transaction is doing, as eval does.
+      const stop = wait ? waitNotice(c, host, txn, line => console.error(`(${line})`)) : () => {}
+      try {
+        return printOutcome(p, await c.fetchResult(txn, host, { wait }))
+      } finally {
+        stop()
+      }
+    })
   }
 }
 
