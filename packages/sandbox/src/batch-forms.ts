@@ -29,10 +29,17 @@ export interface BatchForm {
   names: string[]
   /** True if it reads `globalThis.x`: `globalThis` must then be the global object. */
   usesGlobalThis: boolean
+  /**
+   * True if the form holds no string or bigint literal and no `typeof`: given names that
+   * hold no string or bigint (the runner checks, in its strict mode), every value it makes
+   * is a number, boolean, null, undefined or a literal of its own text, so it runs in time
+   * proportional to its length. Such forms may run in a synchronous call into the isolate.
+   */
+  bounded: boolean
 }
 
 type Tok =
-  | { k: 'num' }
+  | { k: 'num', big?: true }
   | { k: 'str', value: string }
   | { k: 'id', value: string }
   | { k: 'p', value: string }
@@ -87,7 +94,7 @@ function tokenize (src: string): Tok[] {
       if (m === null) throw new Reject()
       i += m[0].length
       if (i < src.length && (IDENT_CHAR.test(src[i]!) || src[i] === '.')) throw new Reject()
-      out.push({ k: 'num' })
+      out.push(m[0].endsWith('n') ? { k: 'num', big: true } : { k: 'num' })
       continue
     }
     if (c === '"' || c === "'") {
@@ -337,6 +344,11 @@ class Parser {
 
 const MAX_FORM_CHARS = 2048
 
+/** False for a token that can make a value whose cost grows beyond the form's length: a string, a bigint, `typeof`. */
+function unbounding (t: Tok): boolean {
+  return t.k !== 'str' && !(t.k === 'num' && t.big === true) && !(t.k === 'id' && t.value === 'typeof')
+}
+
 /** The batch plan of a form, or undefined when it must take the slow path. */
 export function batchForm (form: string): BatchForm | undefined {
   if (form.length > MAX_FORM_CHARS) return undefined
@@ -349,7 +361,7 @@ export function batchForm (form: string): BatchForm | undefined {
     const toks = tokenize(form)
     const p = new Parser(toks)
     p.program()
-    return { names: [...p.names], usesGlobalThis: p.usesGlobalThis }
+    return { names: [...p.names], usesGlobalThis: p.usesGlobalThis, bounded: toks.every(unbounding) }
   } catch {
     // Reject, or a nesting too deep for this parser's stack: either way, the slow path.
     return undefined

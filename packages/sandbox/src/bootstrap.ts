@@ -182,7 +182,7 @@ let kept, keptThrew = false;
 // holding a primitive (globalThis itself excepted), so reading or writing it runs
 // no code; and no stack formatter may be installed, since frames would differ.
 const ErrorFn = Error, FunctionProto = Function.prototype, ObjectProto = Object.prototype;
-function admissible (names, usesGlobalThis) {
+function admissible (names, usesGlobalThis, strict) {
   if (getDesc(ErrorFn, 'prepareStackTrace') !== undefined || getDesc(FunctionProto, 'prepareStackTrace') !== undefined ||
       getDesc(ObjectProto, 'prepareStackTrace') !== undefined || getProto(ErrorFn) !== FunctionProto || getProto(FunctionProto) !== ObjectProto) return false;
   if (usesGlobalThis) {
@@ -194,11 +194,13 @@ function admissible (names, usesGlobalThis) {
     if (d === undefined || !hasOwn(d, 'value')) return false;
     const v = d.value;
     if ((typeof v === 'object' && v !== null) || typeof v === 'function') return false;
+    // A synchronous trip (strict) takes only names whose values cannot be costly to use.
+    if (strict && (typeof v === 'string' || typeof v === 'bigint')) return false;
   }
   return true;
 }
 
-function runBatch (n, slackMs, fresh) {
+function runBatch (n, slackMs, fresh, strict) {
   if (fresh !== undefined) {
     if (fresh.clear) forms = Object.create(null);
     const list = fresh.forms;
@@ -212,7 +214,7 @@ function runBatch (n, slackMs, fresh) {
     if (i > 0 && dateNow() - t0 > slackMs) return i;
     if (atomics.compareExchange(ints, ST + i, 0, 1) !== 0) continue;
     const f = forms[ints[FI + i]];
-    if (f === undefined || !admissible(f[2], f[3])) { ints[KD + i] = ${KIND.declined}; atomics.store(ints, ST + i, 0); return i; }
+    if (f === undefined || !admissible(f[2], f[3], strict)) { ints[KD + i] = ${KIND.declined}; atomics.store(ints, ST + i, 0); return i; }
     let v;
     try {
       v = indirectEval(f[1]);
@@ -264,8 +266,8 @@ function takeKept () {
   throw v;
 }
 
-return function dispatch (op, a, b, c) {
-  if (op === 3) return runBatch(a, b, c);
+return function dispatch (op, a, b, c, d) {
+  if (op === 3) return runBatch(a, b, c, d === true);
   if (op === 4) return takeKept();
   if (op === 1) {
     const p = pending[a];

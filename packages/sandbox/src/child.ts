@@ -81,6 +81,8 @@ interface Job {
   slot?: number
   /** The batch runner declined it (a name it touches is not a plain global): run it alone. */
   slowOnly?: boolean
+  /** The strict (synchronous) runner declined it (a name it touches holds a string or bigint): batch it asynchronously. */
+  asyncBatch?: boolean
   /** Set when this run found its session's globals gone for a reason other than a reset. */
   contextLost?: string
 }
@@ -124,7 +126,7 @@ class Session {
   lostReason: string | undefined
   isolate: IVM.Isolate | undefined
   context: IVM.Context | undefined
-  dispatch: IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown) => void> | undefined
+  dispatch: IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown, d?: unknown) => void> | undefined
   memoryMb = 0
   installedGrants = -1
   /** Bumped whenever the isolate is replaced, so late host results are dropped. */
@@ -176,7 +178,7 @@ class Session {
       const dispatch = await context.evalClosure(BOOTSTRAP_SOURCE, [sink, start, board], {
         filename: 'evalmesh:bootstrap',
         result: { reference: true }
-      }) as IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown) => void>
+      }) as IVM.Reference<(op: number, a: unknown, b?: unknown, c?: unknown, d?: unknown) => void>
       if (generation !== this.generation) {
         isolate.dispose()
         throw new Error('session was reset while starting')
@@ -549,7 +551,19 @@ function takeBatch (s: Session): Job[] | undefined {
   return s.queue.splice(0, n).map(t => (t as { kind: 'job', job: Job }).job)
 }
 
-type TripEnd = { kind: 'returned' } | { kind: 'threw', error: unknown } | { kind: 'timer' }
+type TripEnd = { kind: 'returned' } | { kind: 'threw', error: unknown } | { kind: 'timer', settled: Promise<unknown> }
+
+/** The batch as an async call into the isolate, with a timer behind the isolate's own timeout. */
+async function asyncTrip (s: Session, n: number, fresh: unknown, timeoutMs: number): Promise<TripEnd> {
+  const trip = s.dispatch!.apply(undefined, [3, n, BATCH_SLACK_MS, fresh], { arguments: { copy: true }, timeout: timeoutMs }) as Promise<unknown>
+  s.inflight.add(trip)
+  const settled = trip.then((): TripEnd => ({ kind: 'returned' }), (error: unknown): TripEnd => ({ kind: 'threw', error }))
+  void settled.then(() => s.inflight.delete(trip))
+  let timer: NodeJS.Timeout | undefined
+  const end = await Promise.race([settled, new Promise<TripEnd>(resolve => { timer = setTimeout(resolve, timeoutMs + TIMER_SLACK_MS, { kind: 'timer', settled }) })])
+  clearTimeout(timer)
+  return end
+}
 
 /**
  * One trip into the isolate for the batch, then each job gets the outcome its slot
@@ -603,19 +617,26 @@ async function runBatch (s: Session, jobs: Job[]): Promise<void> {
   for (const job of jobs) job.start = t0
   s.batch = jobs
   const generation = s.generation
-  const trip = s.dispatch!.apply(undefined, [3, jobs.length, BATCH_SLACK_MS, fresh], { arguments: { copy: true }, timeout: timeoutMs }) as Promise<unknown>
-  s.inflight.add(trip)
-  const settled = trip.then((): TripEnd => ({ kind: 'returned' }), (error: unknown): TripEnd => ({ kind: 'threw', error }))
-  void settled.then(() => s.inflight.delete(trip))
-  let timer: NodeJS.Timeout | undefined
-  const end = await Promise.race([settled, new Promise<TripEnd>(resolve => { timer = setTimeout(resolve, timeoutMs + TIMER_SLACK_MS, { kind: 'timer' }) })])
-  clearTimeout(timer)
+  // Bounded forms (batch-forms.ts) on names holding no string or bigint run in time
+  // proportional to their length, microseconds: one synchronous call into the isolate,
+  // which saves the thread-pool hop of an async one and cannot hold this process's
+  // event loop (other sessions, aborts, the parent's pings) for longer than that.
+  const sync = jobs.every(j => j.asyncBatch !== true && planOf(j.form)!.bounded)
+  let end: TripEnd
+  if (sync) {
+    try {
+      s.dispatch!.applySync(undefined, [3, jobs.length, BATCH_SLACK_MS, fresh, true], { arguments: { copy: true }, timeout: timeoutMs })
+      end = { kind: 'returned' }
+    } catch (error) {
+      end = { kind: 'threw', error }
+    }
+  } else end = await asyncTrip(s, jobs.length, fresh, timeoutMs)
   let alive = true
   if (end.kind === 'timer') {
     // The isolate did not honour its own timeout: keep it only if it answers.
     alive = await probe(s)
     let wait: NodeJS.Timeout | undefined
-    await Promise.race([settled, new Promise(resolve => { wait = setTimeout(resolve, PROBE_MS * 4) })])
+    await Promise.race([end.settled, new Promise(resolve => { wait = setTimeout(resolve, PROBE_MS * 4) })])
     clearTimeout(wait)
   }
   s.batch = undefined
@@ -647,7 +668,10 @@ async function runBatch (s: Session, jobs: Job[]): Promise<void> {
         else finish(job, false, classify(s, error, job.limits, job.start))
       }
     } else if (st === SLOT.pending) {
-      if (ints[kinds + i] === KIND.declined) job.slowOnly = true
+      if (ints[kinds + i] === KIND.declined) {
+        if (sync) job.asyncBatch = true
+        else job.slowOnly = true
+      }
       later.push(job)
     }
   }

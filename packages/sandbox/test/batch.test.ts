@@ -130,5 +130,20 @@ test('the batch grammar admits only forms that cannot run code of their own', ()
     assert.equal(batchForm(form), undefined, form)
   }
   assert.equal(batchForm('('.repeat(1000) + '1' + ')'.repeat(1000)), undefined)
-  assert.deepEqual(batchForm('globalThis.x = y + z'), { names: ['x', 'y', 'z'], usesGlobalThis: true })
+  assert.deepEqual(batchForm('globalThis.x = y + z'), { names: ['x', 'y', 'z'], usesGlobalThis: true, bounded: true })
+})
+
+test('bounded forms (no string or bigint literal, no typeof) may take the synchronous trip', () => {
+  for (const form of ['1+1', 'x = x + 1', 'x++; y--', '[1, { b: 2 }]', 'a ?? b', '2 ** -1', 'x = 1e308 * 10']) {
+    assert.equal(batchForm(form)?.bounded, true, form)
+  }
+  assert.equal(batchForm('x = 2n * y'), undefined, 'bigint literals are not batch forms')
+  for (const form of ['"a" + x', '[1, "a"]', '({ "k": 1 })', 'typeof x']) {
+    assert.equal(batchForm(form)?.bounded, false, form)
+  }
+})
+
+test('a bounded form on a name holding a string or bigint is batched asynchronously, with the same outcome', async () => {
+  const r = await sameAsSlowPath('strict', 's = "ab"; b = 2n; n = 3', ['s', 'b', 'n + 1', 's', 'n', 'b', 'n = n * 2', 'n'])
+  assert.deepEqual(r.map(x => (x as { value: unknown }).value), ['ab', 2n, 4, 'ab', 3, 2n, 6, 6])
 })
