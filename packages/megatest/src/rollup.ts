@@ -120,36 +120,28 @@ export function setStateStatusAndRollUpItems (
   return { test: { id: test.id, ...cur }, toplevel, run }
 }
 
-const ENDED_NOT_STARTED_STATUSES = new Set(['PREQ_FAIL', 'PREQ_DISCARDED'])
-
 /**
- * Run roll-up (§2.3b) over the run's toplevel tests. A toplevel has ended when
- * COMPLETED or KILLED, or NOT_STARTED with PREQ_FAIL/PREQ_DISCARDED (it never
- * will start). All ended: COMPLETED with the worst status. Anything running,
- * or some ended and some still to go: RUNNING with the worst status so far.
- * Nothing started yet: the run is left as the runner set it. A locked run
- * keeps state 'locked'; only its status follows.
+ * Run roll-up: Megatest's item rule (rollUpGroups) applied to the run's toplevel tests,
+ * as newer Megatest's db:set-state-status-and-roll-up-run does (spec §2.3b: "roll up
+ * the run the same way over its toplevel tests"). Toplevels in DELETED, REMOVING,
+ * CLEANING or ARCHIVE_REMOVING are left out. A run with no such toplevel has nothing
+ * to roll up from: it takes the hint (the runner's state and status) where one is
+ * given, else is left as it is. A locked run keeps state 'locked'; its status follows.
  */
-export function rollUpRun (ctx: AreaContext, runId: number): ItemRollUpResult['run'] {
+export function rollUpRun (ctx: AreaContext, runId: number, hint: { state: string | null, status: string | null } = { state: null, status: null }): ItemRollUpResult['run'] {
   const run = ctx.stmt('SELECT id, state, status FROM runs WHERE id=?').get(runId) as { id: number, state: string, status: string } | undefined
   if (run === undefined || run.state === 'deleted') return null
   const groups = ctx.stmt(`SELECT state, status, count(id) AS count FROM tests
     WHERE run_id=? AND item_path='' GROUP BY state, status`).all(runId) as Group[]
   const live = groups.filter(g => !DONT_ROLL_UP_STATES.has(g.state))
-  if (live.length === 0) return { ...run }
-  const ended = live.filter(g => g.state === 'COMPLETED' || g.state === 'KILLED' ||
-    (g.state === 'NOT_STARTED' && ENDED_NOT_STARTED_STATUSES.has(g.status)))
-  const running = live.some(g => RUNNING_STATES.has(g.state))
-  const worst = rankedDistinct(ended.map(g => g.status), statusRank)[0] ?? 'n/a'
-  let state: string
-  if (ended.length === live.length) state = 'COMPLETED'
-  else if (running || ended.length > 0) state = 'RUNNING'
-  else return { ...run }
-  if (run.state === 'locked') state = 'locked'
-  if (state !== run.state || worst !== run.status) {
-    ctx.stmt('UPDATE runs SET state=?, status=? WHERE id=?').run(state, worst, runId)
+  let next: StateStatus
+  if (live.length === 0) next = { state: hint.state ?? run.state, status: hint.status ?? run.status }
+  else next = rollUpGroups(live)
+  if (run.state === 'locked') next.state = 'locked'
+  if (next.state !== run.state || next.status !== run.status) {
+    ctx.stmt('UPDATE runs SET state=?, status=? WHERE id=?').run(next.state, next.status, runId)
   }
-  return { id: runId, state, status: worst }
+  return { id: runId, ...next }
 }
 
 /**

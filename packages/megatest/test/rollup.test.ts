@@ -68,29 +68,50 @@ test('rollUpGroups follows db.scm: ranks, non-completes and group counting', () 
   assert.deepEqual(rollUpGroups([{ state: 'NOT_STARTED', status: 'n/a', count: 3 }]), { state: 'NOT_STARTED', status: 'STARTED' })
 })
 
-test('the run completes with the worst toplevel status once every toplevel has ended', async (t) => {
+test('the run rolls up its toplevel tests by the item rule: completes with the worst status once all have', async (t) => {
   const f = fixture(t)
   const s = await seedRun(f)
   await f.c('set-state-status-and-roll-up-items', s.run, 'foo', 'a', 'COMPLETED', 'PASS', null)
   await f.c('set-state-status-and-roll-up-items', s.run, 'foo', 'b', 'COMPLETED', 'WARN', null)
   await f.c('set-state-status-and-roll-up-items', s.run, 'foo', 'c', 'COMPLETED', 'PASS', null)
-  // foo is done (WARN) but bar has not started: the run is in progress.
-  assert.deepEqual(await f.c('get-run-state-status', s.run), ['RUNNING', 'WARN'])
+  // foo is done (WARN) but bar has not started: NOT_STARTED/STARTED, as Megatest reads it.
+  assert.deepEqual(await f.c('get-run-state-status', s.run), ['NOT_STARTED', 'STARTED'])
   const r = await f.c('set-state-status-and-roll-up-items', s.run, 'bar', '', 'COMPLETED', 'PASS', null)
   assert.deepEqual(r.run, { id: s.run, state: 'COMPLETED', status: 'WARN' })
   assert.deepEqual(await f.c('get-run-state-status', s.run), ['COMPLETED', 'WARN'])
 })
 
-test('a PREQ_FAIL toplevel counts as ended for the run; a locked run stays locked', async (t) => {
+test('a locked run keeps state locked while its status follows the roll-up', async (t) => {
   const f = fixture(t)
   const s = await seedRun(f, 'r', ['a'])
   await f.c('lock-run', s.run, 'admin')
   await f.c('set-state-status-and-roll-up-items', s.run, 'foo', 'a', 'COMPLETED', 'FAIL', null)
+  await f.c('set-state-status-and-roll-up-items', s.run, 'bar', '', 'COMPLETED', 'PASS', null)
   assert.deepEqual(await f.c('get-run-state-status', s.run), ['locked', 'FAIL'])
   await f.c('set-state-status-and-roll-up-items', s.run, 'bar', '', 'NOT_STARTED', 'PREQ_FAIL', null)
   assert.deepEqual(await f.c('get-run-state-status', s.run), ['locked', 'PREQ_FAIL'])
   await f.c('unlock-run', s.run, 'admin')
-  assert.deepEqual(await f.c('set-state-status-and-roll-up-run', s.run, null, null), { id: s.run, state: 'COMPLETED', status: 'PREQ_FAIL' })
+  assert.deepEqual(await f.c('set-state-status-and-roll-up-run', s.run, null, null), { id: s.run, state: 'NOT_STARTED', status: 'PREQ_FAIL' })
+})
+
+// Issue 15's table: what the run reads in each situation, by Megatest's rule over the toplevels.
+test('run roll-up cases from issue 15 follow Megatest\'s rule', async (t) => {
+  const cases: Array<{ what: string, set: Array<[string, string, string, string]>, want: [string, string] }> = [
+    { what: 'one test PASS, another not started', set: [['bar', '', 'COMPLETED', 'PASS']], want: ['NOT_STARTED', 'STARTED'] },
+    { what: 'a prerequisite failed', set: [['bar', '', 'COMPLETED', 'FAIL'], ['foo', 'a', 'NOT_STARTED', 'PREQ_FAIL']], want: ['NOT_STARTED', 'PREQ_FAIL'] },
+    { what: 'a top-level test KILLED', set: [['foo', 'a', 'COMPLETED', 'PASS'], ['bar', '', 'KILLED', 'ABORT']], want: ['KILLED', 'ABORT'] },
+    { what: 'parent test RUNNING/ABORT', set: [['bar', '', 'COMPLETED', 'PASS'], ['foo', 'a', 'RUNNING', 'ABORT']], want: ['RUNNING', 'ABORT'] },
+    { what: 'every toplevel COMPLETED', set: [['bar', '', 'COMPLETED', 'PASS'], ['foo', 'a', 'COMPLETED', 'WARN']], want: ['COMPLETED', 'WARN'] }
+  ]
+  for (const c of cases) {
+    const f = fixture(t)
+    const s = await seedRun(f, 'r', ['a'])
+    // the runner marks the run RUNNING: only a hint once the run has tests
+    await f.c('set-state-status-and-roll-up-run', s.run, 'RUNNING', 'n/a')
+    for (const [name, item, state, status] of c.set) await f.c('set-state-status-and-roll-up-items', s.run, name, item, state, status, null)
+    assert.deepEqual(await f.c('get-run-state-status', s.run), c.want, c.what)
+    assert.deepEqual(await f.c('set-state-status-and-roll-up-run', s.run, 'RUNNING', 'n/a'), { id: s.run, state: c.want[0], status: c.want[1] }, `${c.what}: roll-up-run with a hint recomputes`)
+  }
 })
 
 test('test-set-state-status does not roll up; LAUNCHED stamps event_time; AUTO asks the test data', async (t) => {

@@ -127,6 +127,7 @@ test('run status and state setters and getters', async (t) => {
   await f.c('set-run-state-status', id, 'RUNNING', null)
   assert.deepEqual(await f.c('get-run-state-status', id), ['RUNNING', 'WARN'])
   assert.equal(await f.c('get-run-state', id), 'RUNNING')
+  // No tests yet: nothing to roll up from, so the hint is taken.
   assert.deepEqual(await f.c('set-state-status-and-roll-up-run', id, 'COMPLETED', 'PASS'), { id, state: 'COMPLETED', status: 'PASS' })
   assert.deepEqual(await f.c('get-run-state-status', id), ['COMPLETED', 'PASS'])
   assert.equal(await f.c('get-run-status', 31337), null)

@@ -199,16 +199,12 @@ export const RUN_COMMANDS: CommandDef[] = [
     ctx.stmt('UPDATE runs SET state=coalesce(?, state), status=coalesce(?, status) WHERE id=?').run(a.strOrNull(1), a.strOrNull(2), runId)
     return true
   }),
+  // The state and status given are only hints, as in newer Megatest: the run takes the roll-up
+  // of its toplevel tests (§4), or the hint while it has none.
   cmd('set-state-status-and-roll-up-run', 'write', ['run-id', 'state', 'status'], (ctx, a) => {
     const runId = a.int(0)
-    const run = requireRun(ctx, runId)
-    const state = a.strOrNull(1)
-    const status = a.strOrNull(2)
-    if (state !== null || status !== null) {
-      ctx.stmt('UPDATE runs SET state=coalesce(?, state), status=coalesce(?, status) WHERE id=?').run(state, status, runId)
-      return { id: runId, state: state ?? run.state, status: status ?? run.status }
-    }
-    return rollUpRun(ctx, runId)
+    requireRun(ctx, runId)
+    return rollUpRun(ctx, runId, { state: a.strOrNull(1), status: a.strOrNull(2) })
   }),
 
   // api.scm classes it as a write (not in api:read-only-queries): a read-only area refuses it.
