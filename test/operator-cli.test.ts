@@ -6,12 +6,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Client } from '@evalmesh/client'
 import { startServer, type EvalServer } from '@evalmesh/server'
+import { startNode, tempDir } from './support/node.js'
 
 const root = (() => {
   let dir = dirname(fileURLToPath(import.meta.url))
@@ -279,6 +280,28 @@ test('evalmesh eval of an Error value prints "Error: e" and exits 0; --json keep
     assert.deepEqual(JSON.parse(json.stdout).value, { $error: { name: 'Error', message: 'e' } })
   } finally {
     await stopNode(n)
+  }
+})
+
+test('evalmesh ci run and ci status show step comments and Megatest values a form chose as visible escapes', async () => {
+  const areaDir = tempDir('em-cli-area-')
+  const n = await startNode(['--area', `ci=${areaDir}`, '--keys', 'RELEASE'], { name: 'cinode' })
+  try {
+    const job = join(tempDir(), 'job.json')
+    writeFileSync(job, JSON.stringify({
+      area: 'ci', target: { RELEASE: 'v1' }, runname: 'hostile',
+      tests: [{ name: 'evil', steps: [{ name: 's1', form: `({ status: 'FAIL', comment: ${JSON.stringify(EVIL)} })` }] }]
+    }))
+    const run = await evalmesh(n.stateDir, ['ci', 'run', job, '--host', n.host])
+    assert.equal(run.code, 1, run.stdout + run.stderr)
+    assertEscaped(run.stdout, 'ci run')
+    assert.match(run.stdout, /COMPLETED +evil: FAIL \(step s1 failed: \\x1b\[2J\\n fake line\)/)
+    const status = await evalmesh(n.stateDir, ['ci', 'status', 'hostile', '--host', n.host])
+    assert.equal(status.code, 0, status.stderr)
+    assertEscaped(status.stdout, 'ci status')
+  } finally {
+    await n.stop()
+    rmSync(areaDir, { recursive: true, force: true })
   }
 })
 
