@@ -167,6 +167,7 @@ const HANDLERS: Record<string, Handler> = {
     try { text = readFileSync(path, 'utf8') } catch (err) { throw new Error(`cannot read ${path}: ${(err as Error).message}`) }
     const config = parseConfig(text, path, ctx.db.uuids())
     ctx.db.load(config, path)
+    void new RunDir(config.runDir)
     ctx.db.note(ctx.logId!, `loaded ${config.nodes.length} node(s) from ${path}`)
     if (ctx.json) ctx.io.out(JSON.stringify({ ok: true, db: ctx.db.path, file: path, nodes: config.nodes.map(n => ({ name: n.name, uuid: n.uuid })) }))
     else ctx.io.out(`loaded ${config.nodes.length} node(s) from ${path} into ${ctx.db.path}: ${config.nodes.map(n => n.name).join(', ')}`)

@@ -3,3 +3,4 @@ export { parseConfig, serveArgs, planReload, dependencyOrder, ConfigError, DEFAU
 export { ConfigDb, type LogEntry } from './config-db.js'
 export { RunDir, checkPid, type NodeState, type NodeStatus } from './run-dir.js'
 export { Supervisor, type SupervisorOptions } from './supervisor.js'
+export { controlCommand, describeNode, evalmeshBin, type NodeLoad } from './nodes.js'

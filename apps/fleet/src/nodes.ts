@@ -88,7 +88,11 @@ export async function waitReady (spec: NodeSpec, pid: number, timeoutMs: number)
   const until = Date.now() + timeoutMs
   while (Date.now() < until) {
     if (locatorOf(spec, pid) !== undefined) return
-    if (processGone(pid)) throw new Error(`${spec.name}: exited while starting\n${logTail(spec.log)}`)
+    if (processGone(pid)) {
+      const tail = logTail(spec.log)
+      const last = tail.split('\n').filter(l => l.trim() !== '' && !l.startsWith('--- evalmesh fleet')).pop()
+      throw new Error(`${spec.name}: exited while starting${last !== undefined ? ` (${last.slice(0, 200)})` : ''}\n${tail}`)
+    }
     await sleep(50)
   }
   throw new Error(`${spec.name}: not serving after ${Math.round(timeoutMs / 1000)} s (see ${spec.log})\n${logTail(spec.log)}`)
