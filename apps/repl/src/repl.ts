@@ -61,7 +61,7 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     preview: false,
     // Values from a node may hold text a peer chose: shown with inspect's escapes, and
     // what inspect leaves (bidi overrides, separators) as visible escapes too.
-    writer: (value: unknown) => terminalText(inspect(value, { colors: terminal, depth: 4, showProxy: true }), { keepColours: true }),
+    writer: (value: unknown) => terminalText(inspect(value, { colors: terminal, showProxy: true }), { keepColours: true }),
     // Lets Ctrl-C through while a top-level await is pending (Node pauses input otherwise).
     breakEvalOnSigint: true
   })
@@ -136,7 +136,10 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     const replSigint = server.listeners('SIGINT')
     server.removeAllListeners('SIGINT')
     server.on('SIGINT', onSigint)
-    evalAndWait(host, async () => await client.evalDetailed(code, host, { wait: false })).then(
+    // Plain input names the default session, so lines typed ahead run in order in it, as at
+    // a listener (a request naming no session would run in a transient context while the
+    // session is busy, and not see what the line before it defined).
+    evalAndWait(host, async () => await client.evalDetailed(code, host, { wait: false, session: 'default' })).then(
       o => { showOutput(o); done(null, o.value) },
       err => done(readable(err), undefined)
     )
