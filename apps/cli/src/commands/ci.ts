@@ -1,4 +1,3 @@
-import { join } from 'node:path'
 import { findOrStartAreaServer, readJobFile, readRuns, runJob, type CiEvent, type RunReport, type RunSummary } from '@evalmesh/ci-agent'
 import type { BroadcastConfig, Client } from '@evalmesh/client'
 import { printable } from '@evalmesh/protocol'
