@@ -370,8 +370,8 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     } else {
       try {
         const value = await this.#init.hostCall(name, args, { txn: p.job.txn, session: p.job.session })
-        // A value IPC cannot carry would break the whole batch: check it alone.
-        serialize(value)
+        // A value IPC cannot carry would break the whole batch: check it alone (primitives always travel).
+        if ((typeof value === 'object' && value !== null) || typeof value === 'function' || typeof value === 'symbol') serialize(value)
         reply = { t: 'host-result', cid, ok: true, value }
       } catch (err) {
         reply = hostFailure(cid, name, err)

@@ -179,7 +179,8 @@ export class Scheduler {
   #pump (): void {
     for (;;) {
       let started = false
-      const line = [...this.#turns].sort((a, b) => (this.#served.get(a) ?? 0) - (this.#served.get(b) ?? 0))
+      // One waiting client (the common case) needs no ordering, so no copy and no sort.
+      const line = this.#turns.length <= 1 ? this.#turns : [...this.#turns].sort((a, b) => (this.#served.get(a) ?? 0) - (this.#served.get(b) ?? 0))
       for (const client of line) {
         if (!this.#startOne(client)) continue
         this.#served.set(client, ++this.#turn)
@@ -230,8 +231,7 @@ export class Scheduler {
   #dispatch (work: Work, plan: { slot: boolean, route: Route | undefined }): void {
     const t = work.txn
     const route = plan.route
-    delete t.record.waiting // what it waited for while queued
-    delete t.record.heldBy
+    clearWait(t.record) // what it waited for while queued
     const entry: { work: Work, session?: string, slot: boolean } = { work, slot: plan.slot }
     if (plan.slot) this.#take(work)
     if (route !== undefined) {
@@ -257,8 +257,7 @@ export class Scheduler {
   }
 
   #markRunning (t: Txn): void {
-    delete t.record.waiting
-    delete t.record.heldBy
+    clearWait(t.record)
     this.#table.start(t)
     this.#onStart(t)
   }
@@ -273,26 +272,37 @@ export class Scheduler {
   /** Say, on each waiting record, what it waits for: the status list shows it. */
   #explainWaits (): void {
     if (this.#queued === 0) return
+    // This runs on every submit and finish while anything waits: build each text once per
+    // call, and write a record only when its text changes.
+    const capacity = `node at capacity: ${this.#slots} of ${this.limits.concurrency} running`
     for (const [client, q] of this.#queues) {
       const mine = this.runningOf(client)
+      let quota: string | undefined
       for (const w of q) {
         const r = w.txn.record
         const named = w.kind === 'eval' && w.session !== undefined ? sessionKey(client, w.session) : undefined
         const ahead = named === undefined ? undefined : this.#sessions.get(named)?.inFlight[0]
         if (ahead !== undefined) {
+          const head = ahead.txn.record.txn
           r.session = w.session
-          r.waiting = `session ${w.session}, held by ${ahead.txn.record.txn}`
-          r.heldBy = ahead.txn.record.txn
-        } else if (mine >= this.limits.perClient) {
-          r.waiting = `client quota: ${mine} running, the most one client may run at once`
-          delete r.heldBy
+          if (r.heldBy !== head) {
+            r.waiting = `session ${w.session}, held by ${head}`
+            r.heldBy = head
+          }
         } else {
-          r.waiting = `node at capacity: ${this.#slots} of ${this.limits.concurrency} running`
-          delete r.heldBy
+          const why = mine >= this.limits.perClient ? (quota ??= `client quota: ${mine} running, the most one client may run at once`) : capacity
+          if (r.waiting !== why) r.waiting = why
+          if (r.heldBy !== undefined) delete r.heldBy
         }
       }
     }
   }
+}
+
+/** Take off what a record waited for (deleting only what is there: a delete is not free). */
+function clearWait (r: Txn['record']): void {
+  if (r.waiting !== undefined) delete r.waiting
+  if (r.heldBy !== undefined) delete r.heldBy
 }
 
 export function sessionKey (client: string, session: string): string {
