@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util'
 import { defaultStateDir } from '@evalmesh/trust'
 import { ConfigError, dependencyOrder, parseConfig, planReload, type NodeSpec } from './config.js'
 import { ConfigDb } from './config-db.js'
-import { controlCommand, describeNode, livePid, startNode, stopPid, type NodeLoad } from './nodes.js'
+import { applyTrust, controlCommand, describeNode, livePid, startNode, stopPid, type NodeLoad } from './nodes.js'
 import { RunDir } from './run-dir.js'
 import { Supervisor } from './supervisor.js'
 
@@ -226,7 +226,7 @@ const HANDLERS: Record<string, Handler> = {
       // Held while it starts, so that a supervisor adopts it rather than starting a second one.
       run.hold(spec.name, `starting: fleet start by ${who()}`)
       try {
-        const started = await startNode(spec, run, { timeoutMs })
+        const started = await startNode(spec, run, { timeoutMs, fleet: ctx.db.servers() })
         started.child.unref()
         results.push({ name: spec.name, pid: started.pid, address: `${spec.listen}:${spec.port}` })
         if (!ctx.json) ctx.io.out(`${spec.name}: started, pid ${started.pid} on ${spec.listen}:${spec.port} (log ${spec.log})`)
@@ -290,7 +290,7 @@ const HANDLERS: Record<string, Handler> = {
           try {
             const how = await stopPid(wanted, pid, grace !== undefined ? { graceSeconds: grace } : {})
             run.clearPid(wanted.name)
-            const started = await startNode(wanted, run)
+            const started = await startNode(wanted, run, { fleet: ctx.db.servers() })
             started.child.unref()
             results.push({ name: wanted.name, restarted: true, changed: plan.restart, pid: started.pid, old: { pid, how } })
             if (!ctx.json) ctx.io.out(`${wanted.name}: ${plan.restart.join(', ')} changed: drained and restarted (old pid ${pid} ${how}; new pid ${started.pid} on ${wanted.listen}:${wanted.port})`)
@@ -299,6 +299,8 @@ const HANDLERS: Record<string, Handler> = {
           }
         } else {
           for (const line of plan.live) await controlCommand(wanted.stateDir, line)
+          const trusted = applyTrust(wanted, ctx.db.servers())
+          if (trusted > 0) plan.live.push(`trust: ${trusted} key(s) added or updated`)
           run.updateState(wanted, { spec: wanted })
           results.push({ name: wanted.name, restarted: false, live: plan.live, pid })
           if (!ctx.json) ctx.io.out(plan.live.length === 0 ? `${wanted.name}: unchanged` : `${wanted.name}: applied live (no connection dropped): ${plan.live.join('; ')}`)

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { basename, dirname, isAbsolute, resolve } from 'node:path'
+import { parseTrustedKeys } from '@evalmesh/trust'
 
 /**
  * The fleet config file (JSON, docs/fleet.md): the nodes of a deployment, read by
@@ -58,6 +59,15 @@ export interface NodeSpec {
   after: string[]
   /** Further serve flags, passed as they are. */
   args: string[]
+  /** Keys this node trusts: `"<base64 public key> [label]"` lines (what `evalmesh key` prints). */
+  trust: TrustEntry[]
+  /** Trust every other node of the fleet, labelled with its name. */
+  trustFleet: boolean
+}
+
+export interface TrustEntry {
+  key: string
+  operator: boolean
 }
 
 export interface FleetConfig {
@@ -70,7 +80,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-const NODE_KEYS = new Set(['name', 'uuid', 'listen', 'port', 'stateDir', 'areas', 'keys', 'readOnly', 'functions', 'hosts', 'gags', 'limits', 'quotas', 'log', 'restart', 'after', 'args'])
+const NODE_KEYS = new Set(['name', 'uuid', 'listen', 'port', 'stateDir', 'areas', 'keys', 'readOnly', 'functions', 'hosts', 'gags', 'limits', 'quotas', 'log', 'restart', 'after', 'args', 'trust', 'trustFleet'])
 const LIMIT_KEYS = new Set(['timeoutMs', 'memoryMb', 'concurrency', 'queue', 'purgeSeconds'])
 const RESTART_KEYS = new Set(Object.keys(DEFAULT_RESTART))
 const QUOTA_NAMES = new Set(['runningPerClient', 'queuedPerClient', 'maxQueueWaitMs', 'sessionsPerClient', 'memoryPerClientMb', 'sandboxMemoryMb', 'sandboxProcesses'])
@@ -154,6 +164,18 @@ export function parseConfig (text: string, file: string, known: ReadonlyMap<stri
       if (o[k] !== undefined && o[k] !== null && typeof o[k] !== 'string') throw new ConfigError(`${what}: ${k} must be a path`)
     }
     if (o.readOnly !== undefined && typeof o.readOnly !== 'boolean') throw new ConfigError(`${what}: readOnly must be true or false`)
+    if (o.trustFleet !== undefined && typeof o.trustFleet !== 'boolean') throw new ConfigError(`${what}: trustFleet must be true or false`)
+    if (o.trust !== undefined && !Array.isArray(o.trust)) throw new ConfigError(`${what}: trust must be an array`)
+    const trust: TrustEntry[] = ((o.trust ?? []) as unknown[]).map((t, j) => {
+      const entry = typeof t === 'string' ? { key: t, operator: false } : isObj(t) && typeof t.key === 'string' ? { key: t.key, operator: t.operator === true } : undefined
+      if (entry === undefined) throw new ConfigError(`${what}: trust[${j}]: want "<base64 public key> [label]" or { "key": ..., "operator": true }`)
+      try {
+        if (parseTrustedKeys(entry.key, `${what}: trust[${j}]`).size !== 1) throw new Error('want exactly one key')
+      } catch (err) {
+        throw new ConfigError(`${what}: trust[${j}]: ${(err as Error).message}`)
+      }
+      return entry
+    })
     return {
       name,
       uuid,
@@ -171,7 +193,9 @@ export function parseConfig (text: string, file: string, known: ReadonlyMap<stri
       log: typeof o.log === 'string' ? path(o.log) : resolve(runDir, `${name}.log`),
       restart,
       after: strings(o.after, `${what}: after`),
-      args: strings(o.args, `${what}: args`)
+      args: strings(o.args, `${what}: args`),
+      trust,
+      trustFleet: o.trustFleet === true
     }
   })
   checkFleet(nodes)
@@ -239,10 +263,13 @@ export interface ReloadPlan {
   live: string[]
 }
 
+/** What reload applies without a restart (policy, trust) or what only the fleet reads. */
+const LIVE_OR_FLEET = new Set<keyof NodeSpec>(['hosts', 'gags', 'trust', 'trustFleet', 'restart', 'after', 'uuid'])
+
 export function planReload (running: NodeSpec, wanted: NodeSpec): ReloadPlan {
   const restart: string[] = []
   for (const k of Object.keys(wanted) as Array<keyof NodeSpec>) {
-    if (k === 'hosts' || k === 'gags' || k === 'restart' || k === 'after' || k === 'uuid') continue
+    if (LIVE_OR_FLEET.has(k)) continue
     if (JSON.stringify(running[k]) !== JSON.stringify(wanted[k])) restart.push(k)
   }
   const live: string[] = []

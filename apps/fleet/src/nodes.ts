@@ -4,6 +4,7 @@ import { createConnection } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Client } from '@evalmesh/client'
+import { addTrustedKey, loadIdentity } from '@evalmesh/trust'
 import { serveArgs, type NodeSpec } from './config.js'
 import { checkPid, processGone, type RunDir } from './run-dir.js'
 
@@ -98,7 +99,32 @@ export async function waitReady (spec: NodeSpec, pid: number, timeoutMs: number)
   throw new Error(`${spec.name}: not serving after ${Math.round(timeoutMs / 1000)} s (see ${spec.log})\n${logTail(spec.log)}`)
 }
 
+/**
+ * Write the keys the node trusts into its trusted-keys file (the node re-reads it on the
+ * next handshake: live). With trustFleet, every other node of `fleet` too, labelled with
+ * its name. Only adds and updates; resolves with how many lines changed.
+ */
+export function applyTrust (spec: NodeSpec, fleet: readonly NodeSpec[] = []): number {
+  let changed = 0
+  const lines = spec.trust.map(t => ({ line: t.key, operator: t.operator }))
+  if (spec.trustFleet) {
+    for (const other of fleet) {
+      if (other.name === spec.name) continue
+      mkdirSync(other.stateDir, { recursive: true, mode: 0o700 })
+      const id = loadIdentity(other.stateDir, { create: true })
+      lines.push({ line: `${Buffer.from(id.publicKey).toString('base64')} ${other.name}`, operator: false })
+    }
+  }
+  if (lines.length > 0) mkdirSync(spec.stateDir, { recursive: true, mode: 0o700 })
+  for (const l of lines) {
+    if (addTrustedKey(spec.stateDir, l.line, l.operator ? { operator: true } : {}).change !== 'unchanged') changed++
+  }
+  return changed
+}
+
 export interface StartOptions {
+  /** The whole fleet, for trustFleet. */
+  fleet?: readonly NodeSpec[]
   /** How long the node has to start serving (default 30 s). */
   timeoutMs?: number
   /** Extra state to record (the supervisor's pid, restarts). */
@@ -107,6 +133,7 @@ export interface StartOptions {
 
 /** Start a node that is not running; resolves with its pid once it serves. */
 export async function startNode (spec: NodeSpec, run: RunDir, options: StartOptions = {}): Promise<{ pid: number, child: ChildProcess }> {
+  applyTrust(spec, options.fleet)
   const child = spawnNode(spec, run)
   const pid = child.pid!
   run.updateState(spec, { status: 'starting', pid, startedAt: Date.now(), reason: null, spec, ...(options.supervisor !== undefined ? { supervisor: options.supervisor } : {}) })

@@ -133,11 +133,12 @@ test('a fleet of 4 nodes: loaded, started, listed and stopped by -name, -uuid an
   try {
     const ports = await freePorts(4)
     f.write({
+      defaults: { trustFleet: true },
       nodes: [
         { name: 'area-node', port: ports[0] },
         { name: 'agent-1', port: ports[1], after: ['area-node'] },
         { name: 'agent-2', port: ports[2], after: ['area-node'] },
-        { name: 'solo', port: ports[3], gags: ['broadcast'] }
+        { name: 'solo', port: ports[3], gags: ['broadcast'], trustFleet: false }
       ]
     })
     const load = await f.fleet('load', f.config)
@@ -172,6 +173,10 @@ test('a fleet of 4 nodes: loaded, started, listed and stopped by -name, -uuid an
       assert.equal(typeof r.uptimeSeconds, 'number')
     }
     assert.equal(await evalOn(join(f.dir, 'nodes', 'solo'), ports[3]!, '6 * 7'), 42)
+    // trustFleet: an agent's key is trusted by the area node (labelled with its name); solo trusts nobody.
+    assert.equal(await evalOn(join(f.dir, 'nodes', 'agent-1'), ports[0]!, '1 + 2'), 3)
+    assert.match(readFileSync(join(f.dir, 'nodes', 'area-node', 'trusted-keys'), 'utf8'), /agent-1/)
+    await assert.rejects(evalOn(join(f.dir, 'nodes', 'area-node'), ports[3]!, '1'))
     const text = await f.fleet('running')
     assert.match(text.stdout, /NAME\s+STATUS\s+PID\s+UPTIME\s+RESTARTS\s+ADDRESS\s+LOAD/)
     assert.match(text.stdout, /solo\s+running\s+\d+/)
