@@ -57,7 +57,8 @@ export async function readRuns (client: Client, areaHost: string, area: string, 
   const reports: RunReport[] = []
   for (const r of runs) {
     const id = Number(r.id)
-    const tests = await mt('get-tests-for-run', id, '%', [], [], 0, 0, false, 'testname', 'asc', null, null, null) as Array<Record<string, unknown>>
+    // Megatest's list is its query's order reversed: 'desc' gives the tests by name, ascending.
+    const tests = await mt('get-tests-for-run', id, '%', [], [], 0, 0, false, 'testname', 'desc', null, null, null) as Array<Record<string, unknown>>
     const out: TestReport[] = []
     for (const t of tests) {
       const steps = await mt('get-steps-for-test', id, t.id) as StepRecord[]

@@ -43,17 +43,18 @@ test('keys, key values and targets', async (t) => {
   assert.deepEqual((await f.c('get-targets')).rows, [['v1', 'x86']], 'deleted runs have no live target')
 })
 
-test('get-runs filters by run and key patterns (GLOB, or LIKE when % appears), newest first, with count/offset', async (t) => {
+test('get-runs filters by run and key patterns (GLOB, or LIKE when % appears); the newest count, oldest first, as Megatest conses them', async (t) => {
   let clock = 100
   const f = fixture(t, { now: () => clock++ })
   await f.c('register-run', KV('v1', 'x86'), 'nightly-1', 'new', 'n/a', 'u', '')
   await f.c('register-run', KV('v1', 'arm'), 'nightly-2', 'new', 'n/a', 'u', '')
   await f.c('register-run', KV('v2', 'x86'), 'weekly-1', 'new', 'n/a', 'u', '')
   const names = (r: any): string[] => r.rows.map((row: unknown[]) => row[3])
-  assert.deepEqual(names(await f.c('get-runs', '%', null, 0, null)), ['weekly-1', 'nightly-2', 'nightly-1'])
-  assert.deepEqual(names(await f.c('get-runs', 'nightly*', null, 0, null)), ['nightly-2', 'nightly-1'])
-  assert.deepEqual(names(await f.c('get-runs', 'weekly%,nightly-1', null, 0, null)), ['weekly-1', 'nightly-1'])
-  assert.deepEqual(names(await f.c('get-runs', '%', null, 0, [['PLATFORM', 'x86']])), ['weekly-1', 'nightly-1'])
+  assert.deepEqual(names(await f.c('get-runs', '%', null, 0, null)), ['nightly-1', 'nightly-2', 'weekly-1'])
+  assert.deepEqual(names(await f.c('get-runs', 'nightly*', null, 0, null)), ['nightly-1', 'nightly-2'])
+  assert.deepEqual(names(await f.c('get-runs', 'weekly%,nightly-1', null, 0, null)), ['nightly-1', 'weekly-1'])
+  assert.deepEqual(names(await f.c('get-runs', '%', null, 0, [['PLATFORM', 'x86']])), ['nightly-1', 'weekly-1'])
+  assert.deepEqual(names(await f.c('get-runs', '%', 2, 0, null)), ['nightly-2', 'weekly-1'], 'the newest two')
   assert.deepEqual(names(await f.c('get-runs', '%', 1, 1, null)), ['nightly-2'])
   const r = await f.c('get-runs', '%', 1, 0, null)
   assert.deepEqual(r.header, ['RELEASE', 'PLATFORM', 'id', 'runname', 'state', 'status', 'owner', 'event_time'])
@@ -158,9 +159,11 @@ test('raw run stats, update-run-stats and get-run-stats', async (t) => {
   const solo = await f.c('get-test-id', s2, 'solo', '')
   await markRan(f, s2, solo)
   await f.c('set-state-status-and-roll-up-items', s2, solo, null, 'COMPLETED', 'PASS', null)
+  // Every test counts (foo's toplevel is RUNNING by roll-up); rows are keyed by run name,
+  // Totals first, then the runs oldest first, as db:get-run-stats returns them.
   assert.deepEqual(await f.c('get-run-stats'), [
-    [s.run, 'FAIL', 1], [s.run, 'NOT_STARTED', 1], [s.run, 'PASS', 1], [s.run, 'RUNNING', 1],
-    [s2, 'PASS', 1],
-    ['Totals', 'FAIL', 1], ['Totals', 'NOT_STARTED', 1], ['Totals', 'PASS', 2], ['Totals', 'RUNNING', 1]
+    ['Totals', 'FAIL', 1], ['Totals', 'NOT_STARTED', 1], ['Totals', 'PASS', 2], ['Totals', 'RUNNING', 2],
+    ['nightly', 'FAIL', 1], ['nightly', 'NOT_STARTED', 1], ['nightly', 'PASS', 1], ['nightly', 'RUNNING', 2],
+    ['other', 'PASS', 1]
   ])
 })

@@ -100,8 +100,9 @@ export const RUN_COMMANDS: CommandDef[] = [
     const header = [...ctx.keyNames, ...GET_RUNS_FIELDS]
     const cols = header.map(c => runColumnSql(ctx, c)).join(', ')
     const params: SqlValue[] = [...where.params, count === null || count <= 0 ? -1 : count, Math.max(0, offset)]
+    // The newest count runs, returned oldest first: Megatest conses each row onto its result.
     const rows = ctx.stmt(`SELECT ${cols} FROM runs WHERE ${where.sql} ORDER BY event_time DESC, id DESC LIMIT ? OFFSET ?`).all(...params) as Array<Record<string, unknown>>
-    return { header, rows: toRows(rows, header) }
+    return { header, rows: toRows(rows.reverse(), header) }
   }),
 
   cmd('get-runs-by-patt', 'read', ['keys', 'runpatt', 'targpatt', 'offset', 'limit', 'fields', 'last-update'], (ctx, a): HeaderRows => {
@@ -229,18 +230,25 @@ export const RUN_COMMANDS: CommandDef[] = [
     return true
   }),
 
+  // db:get-run-stats: [runname, netstate, count] per live run over all its tests, then the
+  // totals, in Megatest's order: the "Totals" rows first, then the runs oldest first, each
+  // run's (and the totals') netstates in ascending order.
   cmd('get-run-stats', 'read', [], (ctx) => {
-    const rows = ctx.stmt(`SELECT t.run_id AS run_id,
-        CASE WHEN t.state='COMPLETED' THEN t.status ELSE t.state END AS netstate, count(t.id) AS n
-      FROM tests t JOIN runs r ON r.id=t.run_id
-      WHERE r.state != 'deleted' AND t.state != 'DELETED' AND NOT (t.uname='n/a' AND t.item_path='')
-      GROUP BY t.run_id, netstate ORDER BY t.run_id, netstate`).all() as Array<{ run_id: number, netstate: string, n: number }>
+    const runs = ctx.stmt("SELECT id, runname FROM runs WHERE state != 'deleted' ORDER BY event_time DESC, id DESC").all() as Array<{ id: number, runname: string }>
+    const per = ctx.stmt(`SELECT CASE WHEN state='COMPLETED' THEN status ELSE state END AS netstate, count(id) AS n
+      FROM tests WHERE run_id=? GROUP BY netstate`)
     const totals = new Map<string, number>()
-    for (const r of rows) totals.set(r.netstate, (totals.get(r.netstate) ?? 0) + r.n)
-    return [
-      ...rows.map(r => [r.run_id, r.netstate, r.n]),
-      ...[...totals.entries()].sort(([x], [y]) => x < y ? -1 : x > y ? 1 : 0).map(([st, n]) => ['Totals', st, n])
-    ]
+    const runRows: unknown[][] = []
+    for (const r of [...runs].reverse()) {
+      const counts = (per.all(r.id) as Array<{ netstate: string | null, n: number }>).filter(c => typeof c.netstate === 'string') as Array<{ netstate: string, n: number }>
+      counts.sort((x, y) => x.netstate < y.netstate ? -1 : x.netstate > y.netstate ? 1 : 0)
+      for (const c of counts) {
+        totals.set(c.netstate, (totals.get(c.netstate) ?? 0) + c.n)
+        runRows.push([r.runname, c.netstate, c.n])
+      }
+    }
+    const totalRows = [...totals.entries()].sort(([x], [y]) => x < y ? -1 : x > y ? 1 : 0).map(([st, n]) => ['Totals', st, n])
+    return [...totalRows, ...runRows]
   }),
 
   // runs.scm: (rmt:get-run-name-from-id run-id)

@@ -175,6 +175,23 @@ function recordColumns (a: Args, i: number): { columns: string[], sql: string } 
   return { columns: cols, sql: cols.join(', ') }
 }
 
+/**
+ * db:get-tests-for-run's dashboard mode. With states and statuses: COMPLETED tests with
+ * one of the statuses, or other live tests in one of the states (not-in: COMPLETED tests
+ * with none of the statuses, or other tests in none of the states). With only one list,
+ * a plain filter on it, negated by not-in.
+ */
+function dashboardClause (states: readonly string[], statuses: readonly string[], notIn: boolean): Clause | null {
+  const st = inList('state', states, notIn)
+  const ss = inList('status', statuses, notIn)
+  if (st !== null && ss !== null) {
+    return notIn
+      ? { sql: `((state='COMPLETED' AND ${ss.sql}) OR (state != 'COMPLETED' AND ${st.sql}))`, params: [...ss.params, ...st.params] }
+      : { sql: `((state='COMPLETED' AND ${ss.sql}) OR (state NOT IN ('COMPLETED','DELETED') AND ${st.sql}))`, params: [...ss.params, ...st.params] }
+  }
+  return st ?? ss
+}
+
 const SORTS: Record<string, (dir: string) => string> = {
   testname: d => `testname ${d}, item_path ${d}`,
   rundir: d => `rundir ${d}, id`,
@@ -276,6 +293,7 @@ export const TEST_COMMANDS: CommandDef[] = [
     const sortBy = a.strOrNull(7)
     const sortOrder = a.oneOf(8, ['asc', 'desc'], 'asc').toUpperCase()
     const { sql: colsSql } = recordColumns(a, 9)
+    const shortlist = a.raw(9) === 'shortlist'
     const lastUpdate = a.intOrNull(10)
     const mode = a.oneOf(11, ['normal', 'dashboard'], 'normal')
     let order: string
@@ -283,18 +301,18 @@ export const TEST_COMMANDS: CommandDef[] = [
     else if (Object.hasOwn(SORTS, sortBy)) order = (SORTS[sortBy] as (d: string) => string)(sortOrder)
     else if (TEST_COLUMNS.has(sortBy)) order = `${sortBy} ${sortOrder}, id`
     else return a.fail(7, `must be one of ${Object.keys(SORTS).join(', ')} or a tests column, got "${sortBy}"`)
-    const statusClause = inList('status', statuses, notIn)
     const where = andAll([
       runClause(runId),
       lastUpdate === null ? { sql: "state != 'DELETED'", params: [] } : { sql: 'last_update >= ?', params: [lastUpdate] },
-      inList('state', states, notIn),
-      statusClause === null || mode === 'normal'
-        ? statusClause
-        : { sql: `(state != 'COMPLETED' OR ${statusClause.sql})`, params: statusClause.params },
+      mode === 'dashboard' ? dashboardClause(states, statuses, notIn) : inList('state', states, notIn),
+      mode === 'dashboard' ? null : inList('status', statuses, notIn),
       testPattClause(testpatt)
     ])
-    return ctx.stmt(`SELECT ${colsSql} FROM tests WHERE ${where.sql} ORDER BY ${order} LIMIT ? OFFSET ?`)
+    const rows = ctx.stmt(`SELECT ${colsSql} FROM tests WHERE ${where.sql} ORDER BY ${order} LIMIT ? OFFSET ?`)
       .all(...where.params, limit === null || limit <= 0 ? -1 : limit, Math.max(0, offset))
+    // Megatest conses each row onto its result, so its list is the query's order reversed.
+    rows.reverse()
+    return shortlist ? (rows as StateStatusRow[]).map(stateStatusRecord) : rows
   }),
 
   cmd('test-set-state-status', 'write', ['run-id', 'test-id', 'state', 'status', 'comment'], (ctx, a) => {
@@ -336,8 +354,11 @@ export const TEST_COMMANDS: CommandDef[] = [
   }),
 
   cmd('get-count-tests-running', 'read', ['run-id'], (ctx, a) => runningCount(ctx, andAll([runClause(a.intOrNull(0))]))),
+  // db:get-count-tests-running-for-run-id has no never-ran-parent filter: a LAUNCHED
+  // test whose uname is still n/a counts.
   cmd('get-count-tests-running-for-run-id', 'read', ['run-id'], (ctx, a) =>
-    runningCount(ctx, { sql: 'run_id=?', params: [a.int(0)] })),
+    ctx.stmt(`SELECT count(id) FROM tests WHERE state IN (${COUNTED_RUNNING_STATES.map(() => '?').join(',')}) AND run_id=?`)
+      .pluck().get(...COUNTED_RUNNING_STATES, a.int(0)) as number),
   cmd('get-count-tests-running-for-testname', 'read', ['run-id', 'testname'], (ctx, a) =>
     runningCount(ctx, andAll([runClause(a.intOrNull(0)), { sql: 'testname=?', params: [a.str(1)] }]))),
   cmd('get-count-tests-running-in-jobgroup', 'read', ['run-id', 'jobgroup'], (ctx, a) =>
