@@ -156,14 +156,51 @@ export interface StopOptions {
   graceSeconds?: number
 }
 
-/** Stop the node with `pid`: SIGTERM (it drains), SIGKILL after the grace. Says how it went. */
+/** The policy a draining node gets: it hosts only a peer nobody is, so new work is refused. */
+export const DRAIN_HOSTS = 'hosts fleet-draining'
+
+/**
+ * Drain the node: refuse new work (its hosts become a name no peer has, so evals and
+ * applies are answered REFUSED), then wait until its running and queued work is done,
+ * or `until`. Resolves with what was still there at the end (0: drained).
+ */
+export async function drainNode (spec: NodeSpec, until: number): Promise<number> {
+  try {
+    await controlCommand(spec.stateDir, DRAIN_HOSTS)
+  } catch {
+    return -1 // no control port: SIGTERM alone
+  }
+  let left = -1
+  while (Date.now() < until) {
+    try {
+      left = Number((await controlCommand(spec.stateDir, 'status tasks')).total)
+    } catch {
+      return -1
+    }
+    if (left === 0) return 0
+    await sleep(100)
+  }
+  return left
+}
+
+/**
+ * Stop the node with `pid`: drain it (new work refused, running work finished) within the
+ * grace, SIGTERM, SIGKILL when the grace is over. -murder: SIGKILL at once. Says how it went.
+ */
 export async function stopPid (spec: NodeSpec, pid: number, options: StopOptions = {}): Promise<string> {
-  const signal = options.murder === true ? 'SIGKILL' : 'SIGTERM'
-  try { process.kill(pid, signal) } catch { return 'already gone' }
   const grace = (options.graceSeconds ?? spec.restart.graceSeconds) * 1000
   const until = Date.now() + grace
-  while (Date.now() < until) {
-    if (processGone(pid)) return options.murder === true ? 'killed (SIGKILL)' : 'stopped (SIGTERM)'
+  let drained = ''
+  if (options.murder !== true) {
+    const left = await drainNode(spec, until)
+    drained = left === 0 ? 'drained, ' : left > 0 ? `${left} txn(s) still running at the end of the grace, ` : ''
+  }
+  const signal = options.murder === true ? 'SIGKILL' : 'SIGTERM'
+  try { process.kill(pid, signal) } catch { return 'already gone' }
+  // A drain that took the whole grace still leaves SIGTERM a moment to stop the node cleanly.
+  const termUntil = options.murder === true ? until : Math.max(until, Date.now() + 5000)
+  while (Date.now() < termUntil) {
+    if (processGone(pid)) return options.murder === true ? 'killed (SIGKILL)' : `${drained}stopped (SIGTERM)`
     await sleep(50)
   }
   if (!processGone(pid)) {
@@ -171,7 +208,7 @@ export async function stopPid (spec: NodeSpec, pid: number, options: StopOptions
     const hard = Date.now() + 10_000
     while (!processGone(pid) && Date.now() < hard) await sleep(50)
   }
-  return `killed (SIGKILL after a ${grace / 1000} s grace)`
+  return `${drained}killed (SIGKILL after a ${grace / 1000} s grace)`
 }
 
 /** One command to the node's control port (`<stateDir>/control.sock`); resolves with its JSON reply. */

@@ -281,9 +281,23 @@ test('reload: a port change drains the node and starts it on the new port', asyn
 
     f.write({ nodes: [{ name: 'mover', port: p2 }] })
     assert.equal((await f.fleet('load', f.config)).code, 0)
-    const reload = await f.fleet('reload', '-name', 'mover', '--grace', '20')
+    // Work running when the reload begins is finished before the node stops.
+    const client = new Client({ stateDir: nodeDir })
+    let reload: Run
+    try {
+      const long = client.remoteEval('const t0 = Date.now(); while (Date.now() - t0 < 2000) {} "finished"', `127.0.0.1:${p1!}`, { timeoutMs: 20_000 })
+      await waitFor('the long eval running', async () => ((await controlCommand(nodeDir, 'status tasks')) as { running: unknown[] }).running.length === 1)
+      const reloading = f.fleet('reload', '-name', 'mover', '--grace', '20')
+      await waitFor('the node draining', async () => ((await controlCommand(nodeDir, 'status policy')) as { hosts: string[] }).hosts.includes('fleet-draining'))
+      // New work is refused while it drains.
+      await assert.rejects(client.remoteEval('"new work"', `127.0.0.1:${p1!}`), (err: Error & { code?: string }) => { assert.equal(err.code, 'REFUSED', err.message); return true })
+      reload = await reloading
+      assert.equal(await long, 'finished')
+    } finally {
+      client.close()
+    }
     assert.equal(reload.code, 0, reload.stderr)
-    assert.match(reload.stdout, /mover: port changed: drained and restarted \(old pid \d+ stopped \(SIGTERM\); new pid \d+ on 127\.0\.0\.1:\d+\)/)
+    assert.match(reload.stdout, /mover: port changed: drained and restarted \(old pid \d+ drained, stopped \(SIGTERM\); new pid \d+ on 127\.0\.0\.1:\d+\)/)
     const newPid = pidOf(f, 'mover')!
     assert.notEqual(newPid, oldPid)
     assert.ok(!alive(oldPid))
