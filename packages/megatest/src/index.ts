@@ -27,10 +27,10 @@ export { scrubPaths } from '@evalmesh/protocol'
 export { AREA_DIR_MODE, AREA_FILE_MODE } from './files.js'
 export type { MegatestResponse, MegatestService, MegatestServiceOptions, CommandInfo, AreaInfo } from './service.js'
 export {
-  SERVINFO_DIR, DEFAULT_STALE_MS, HEARTBEAT_MS, MIN_RESTART_MS,
+  SERVINFO_DIR, SERVINFO_DBFNAME, DEFAULT_STALE_MS, HEARTBEAT_MS, MIN_RESTART_MS,
   servinfoDir, servinfoFileName, formatServinfoLine, parseServinfoLine,
   registerServer, touchServer, unregisterServer, listServers, cleanStaleServers, isPrimaryServer,
   shouldStartServer, explainStartDecision, startHeartbeat
 } from './servinfo.js'
-export type { ServerRegistration, RegisterOptions, StalenessOptions, StartDecisionOptions, StartDecision } from './servinfo.js'
+export type { ServerRegistration, RegisterOptions, StalenessOptions, StartDecisionOptions, StartDecision, PrimaryWatch } from './servinfo.js'
 export { MEGATEST_VERSION, STATE_RANK, STATUS_RANK, TEST_RECORD_FIELDS } from './constants.js'

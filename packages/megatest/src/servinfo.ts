@@ -4,9 +4,12 @@ import { areaSignature } from './area.js'
 
 /**
  * Server registration records, as Megatest's tt transport keeps them: one file
- * per server in `<area>/.servinfo/`, named `<host>:<port>-<pid>`, holding one
- * line; a live server touches it every few seconds and readers treat files
- * older than the stale threshold as dead.
+ * per server in `<area>/.servinfo/`, named `<host>:<port>-<pid>:<dbfname>`, holding
+ * one line (`SERVER STARTED: <host>:<port> AT <secs> server-id: <id> pid: <pid>
+ * dbfname: <db>`, which tt:server-get-info's regex reads; evalmesh adds ` node:
+ * <name>` after it); a live server touches it every few seconds and readers treat
+ * files older than the stale threshold as dead. One area is one database here, so
+ * dbfname is always `main.db`, the one Megatest's clients start a server for.
  */
 
 export const SERVINFO_DIR = '.servinfo'
@@ -16,6 +19,8 @@ export const DEFAULT_STALE_MS = 10_000
 export const HEARTBEAT_MS = 5_000
 /** tt:server-process-run: no new start within 5 s of this client's last one. */
 export const MIN_RESTART_MS = 5_000
+/** The database a server serves, in its file name and line: the whole area here. */
+export const SERVINFO_DBFNAME = 'main.db'
 
 export interface ServerRegistration {
   host: string
@@ -25,7 +30,9 @@ export interface ServerRegistration {
   /** The area signature (ping answers with it). */
   serverId: string
   pid: number
-  /** The evalmesh node name or id. */
+  /** The database it serves (Megatest's dbfname): `main.db`. */
+  dbfname: string
+  /** The evalmesh node name or id ('' in a file Megatest wrote). */
   node: string
   /** Absolute path of the registration file. */
   file: string
@@ -38,27 +45,29 @@ export interface StalenessOptions {
   staleAfterMs?: number
 }
 
-const LINE = /^SERVER STARTED: (\S+):(\d+) AT (\d+(?:\.\d+)?) server-id: (\S+) pid: (\d+) node: (.+)$/
+// Megatest's line, with evalmesh's node after it; the older evalmesh line had node: in place of dbfname:.
+const LINE = /^SERVER STARTED: (\S+):(\d+) AT (\d+(?:\.\d+)?) server-id: (\S+) pid: (\d+)(?: dbfname: (\S+))?(?: node: (.+))?$/
 
 export function servinfoDir (areaDir: string): string {
   return join(resolve(areaDir), SERVINFO_DIR)
 }
 
-export function servinfoFileName (host: string, port: number, pid: number): string {
+export function servinfoFileName (host: string, port: number, pid: number, dbfname = SERVINFO_DBFNAME): string {
   if (/[/\s]/.test(host) || host === '') throw new Error(`host "${host}" cannot name a servinfo file`)
-  return `${host}:${port}-${pid}`
+  return `${host}:${port}-${pid}:${dbfname}`
 }
 
-export function formatServinfoLine (r: Omit<ServerRegistration, 'file'>): string {
-  return `SERVER STARTED: ${r.host}:${r.port} AT ${r.startedAt.toFixed(3)} server-id: ${r.serverId} pid: ${r.pid} node: ${r.node}`
+export function formatServinfoLine (r: Omit<ServerRegistration, 'file' | 'dbfname'> & { dbfname?: string }): string {
+  const node = r.node === '' ? '' : ` node: ${r.node}`
+  return `SERVER STARTED: ${r.host}:${r.port} AT ${r.startedAt.toFixed(3)} server-id: ${r.serverId} pid: ${r.pid} dbfname: ${r.dbfname ?? SERVINFO_DBFNAME}${node}`
 }
 
 /** Parse one servinfo line (tt:server-get-info); null when it does not match. */
 export function parseServinfoLine (line: string, file = ''): ServerRegistration | null {
   const m = LINE.exec(line.trim())
   if (m === null) return null
-  const [, host = '', port = '', at = '', serverId = '', pid = '', node = ''] = m
-  return { host, port: Number(port), startedAt: Number(at), serverId, pid: Number(pid), node: node.trim(), file }
+  const [, host = '', port = '', at = '', serverId = '', pid = '', dbfname = SERVINFO_DBFNAME, node = ''] = m
+  return { host, port: Number(port), startedAt: Number(at), serverId, pid: Number(pid), dbfname, node: node.trim(), file }
 }
 
 export interface RegisterOptions {
@@ -86,6 +95,7 @@ export function registerServer (areaDir: string, opts: RegisterOptions): ServerR
     startedAt: opts.startedAt ?? Date.now() / 1000,
     serverId: opts.serverId ?? areaSignature(areaDir),
     pid,
+    dbfname: SERVINFO_DBFNAME,
     node: opts.node.trim(),
     file
   }
@@ -136,12 +146,12 @@ function scan (areaDir: string, nowMs: number): Scanned[] {
   return out
 }
 
-/** Live registrations, oldest start first (the first is the primary, as in Megatest). */
+/** Live registrations for main.db, oldest start first (the first is the primary, as in Megatest). */
 export function listServers (areaDir: string, opts: StalenessOptions = {}): ServerRegistration[] {
   const now = opts.nowMs ?? Date.now()
   const stale = opts.staleAfterMs ?? DEFAULT_STALE_MS
   return scan(areaDir, now)
-    .filter(s => s.rec !== null && s.ageMs <= stale)
+    .filter(s => s.rec !== null && s.ageMs <= stale && s.rec.dbfname === SERVINFO_DBFNAME)
     .map(s => s.rec as ServerRegistration)
     .sort((a, b) => a.startedAt - b.startedAt || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0))
 }
@@ -204,14 +214,45 @@ export function shouldStartServer (areaDir: string, opts: StartDecisionOptions):
   return explainStartDecision(areaDir, opts).start
 }
 
-/** Touch the file every intervalMs (unref'd timer); onLost fires once if the file disappears. */
-export function startHeartbeat (file: string, intervalMs = HEARTBEAT_MS, onLost?: () => void): { stop: () => void } {
+export interface PrimaryWatch {
+  /** The area whose registrations are compared. */
+  areaDir: string
+  /**
+   * Called once when this server's file no longer sorts first among the live ones:
+   * another server started earlier serves the area, and this one should stop serving it,
+   * as Megatest's second server exits (tt server loop). An earlier file counts only once
+   * it has been touched after this heartbeat started, so the leftover file of a server
+   * that died (not yet stale) never demotes its successor.
+   */
+  onNotPrimary: (primary: ServerRegistration | undefined) => void
+  staleAfterMs?: number
+}
+
+/**
+ * Touch the file every intervalMs (unref'd timer); onLost fires once if the file
+ * disappears. With a PrimaryWatch, each beat also checks that this server is the
+ * area's primary.
+ */
+export function startHeartbeat (file: string, intervalMs = HEARTBEAT_MS, onLost?: () => void, primary?: PrimaryWatch): { stop: () => void } {
   let lost = false
+  let demoted = false
+  const since = Date.now()
+  const checkPrimary = (): void => {
+    if (primary === undefined || demoted) return
+    const first = listServers(primary.areaDir, { staleAfterMs: primary.staleAfterMs })[0]
+    if (first === undefined || first.file === resolve(file)) return
+    let touched = 0
+    try { touched = statSync(first.file).mtimeMs } catch { return }
+    if (touched <= since) return
+    demoted = true
+    primary.onNotPrimary(first)
+  }
   const timer = setInterval(() => {
     if (!touchServer(file) && !lost) {
       lost = true
       onLost?.()
     }
+    checkPrimary()
   }, intervalMs)
   timer.unref()
   return { stop: () => clearInterval(timer) }
