@@ -1,12 +1,13 @@
 // `npm run bench`: every benchmark, each printing its numbers beside a baseline
 // measured in the same run. `--quick` shortens the runs; names select sections:
-//   npm run bench -- directed broadcast discovery megatest peers [--quick]
+//   npm run bench -- directed broadcast discovery megatest peers overload [--quick]
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { benchDirected } from './directed.mjs'
 import { benchBroadcast, canRunLab } from './broadcast.mjs'
 import { benchPeers } from './peers.mjs'
+import { benchOverload } from './overload.mjs'
 import { ROOT } from './lib.mjs'
 
 const args = process.argv.slice(2)
@@ -32,7 +33,8 @@ const sections = [
   ['broadcast', () => benchBroadcast({ quick })],
   ['discovery', benchDiscovery],
   ['megatest', benchMegatestIfPresent],
-  ['peers', () => benchPeers({ quick })]
+  ['peers', () => benchPeers({ quick })],
+  ['overload', () => benchOverload({ quick })]
 ]
 console.log(`evalmesh benchmarks (${quick ? 'quick' : 'full'} run) on ${process.version}, ${new Date().toISOString()}`)
 for (const [name, run] of sections) {
