@@ -16,7 +16,7 @@ export const FLEET_USAGE = `evalmesh fleet <command> [options]       (docs/fleet
   log [--limit N]           the deployment log: every fleet command, who ran it, where, when
   commit -m MSG             add a message to the deployment log
   start   -name N | -uuid U | -every     start nodes (in dependency order)
-  stop    -name N | -uuid U | -every     stop nodes: SIGTERM, they finish running work
+  stop    -name N | -uuid U | -every     stop nodes: drain (new work refused, running work done), SIGTERM
           [-murder] [--grace S]          -murder: SIGKILL at once; --grace: SIGKILL after S s
   reload  -name N | -uuid U | -every     apply the database to running nodes: policy live
                                          over the control port, other changes by drain and restart

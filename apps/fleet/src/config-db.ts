@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS log (
 );
 `
 
+const SPEC_DEFAULTS: Partial<NodeSpec> = { areas: [], keys: [], readOnly: false, functions: null, hosts: [], gags: [], limits: {}, quotas: {}, after: [], args: [], trust: [], trustFleet: false }
+
 function who (): { user: string, host: string } {
   let user: string
   try { user = userInfo().username } catch { user = process.env.USER ?? String(process.getuid?.() ?? '?') }
@@ -107,7 +109,8 @@ export class ConfigDb {
   /** The nodes, in config file order. */
   servers (): NodeSpec[] {
     const rows = this.#db.prepare('SELECT spec FROM server ORDER BY position').all() as Array<{ spec: string }>
-    return rows.map(r => JSON.parse(r.spec) as NodeSpec)
+    // A database loaded by an older evalmesh lacks the newer fields: their defaults.
+    return rows.map(r => ({ ...SPEC_DEFAULTS, ...JSON.parse(r.spec) as NodeSpec }))
   }
 
   /** name to uuid, so that a reload keeps the uuids of nodes the file gives none. */
