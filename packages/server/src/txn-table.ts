@@ -44,6 +44,16 @@ export class TxnTable {
   readonly input: Txn[] = []
   readonly running = new Set<Txn>()
   readonly #done = new Map<string, Txn>() // insertion order = end order
+  /**
+   * The done transactions in end order again, from #head on, for taking the oldest: a Map
+   * evicted from its front keeps the deleted entries as holes until it rehashes, and
+   * every `values().next()` walks them, which made each eviction cost thousands of steps
+   * on a full table. Entries forgotten since (purged) are skipped as they are met.
+   */
+  #order: Txn[] = []
+  #head = 0
+  /** Before this index of #order no transaction keeps a result (they go oldest first). */
+  #keptFrom = 0
   #keptBytes = 0
   readonly #init: TxnTableInit
 
@@ -101,10 +111,32 @@ export class TxnTable {
     }
     r.resultKept = this.#keep(t, settled, size)
     this.#done.set(r.txn, t)
-    while (this.#done.size > this.#init.maxDoneRecords) {
-      const oldest = this.#done.values().next().value as Txn
-      this.#forget(oldest)
+    this.#order.push(t)
+    this.#evictOver()
+  }
+
+  /** Forget the oldest done records beyond maxDoneRecords. */
+  #evictOver (): void {
+    while (this.#done.size > this.#init.maxDoneRecords) this.#forget(this.#oldest()!)
+    this.#compact()
+  }
+
+  /** The oldest done transaction still in the table. */
+  #oldest (): Txn | undefined {
+    while (this.#head < this.#order.length) {
+      const t = this.#order[this.#head]!
+      if (this.#done.get(t.record.txn) === t) return t
+      this.#head++
     }
+    return undefined
+  }
+
+  /** Drop the passed part of #order once it is most of it (amortized: each entry is copied about once). */
+  #compact (): void {
+    if (this.#head < 1024 || this.#head * 2 < this.#order.length) return
+    this.#order = this.#order.slice(this.#head)
+    this.#keptFrom = Math.max(0, this.#keptFrom - this.#head)
+    this.#head = 0
   }
 
   /** Find by full txn id, or by bare sequence number (optionally with the client id). */
@@ -146,11 +178,12 @@ export class TxnTable {
   /** Drop done records that ended more than `maxAgeMs` ago. */
   purge (maxAgeMs: number, now = Date.now()): number {
     let n = 0
-    for (const t of this.#done.values()) {
+    for (let t = this.#oldest(); t !== undefined; t = this.#oldest()) {
       if ((t.record.endedAt ?? now) > now - maxAgeMs) break // later ones are younger
       this.#forget(t)
       n++
     }
+    this.#compact()
     return n
   }
 
@@ -168,17 +201,21 @@ export class TxnTable {
     this.#all.set(t.record.txn, t)
     t.record.resultKept = this.#keep(t, t.settled)
     this.#done.set(t.record.txn, t)
-    while (this.#done.size > this.#init.maxDoneRecords) this.#forget(this.#done.values().next().value as Txn)
+    this.#order.push(t)
+    this.#evictOver()
   }
 
   #keep (t: Txn, settled: Settled, measured?: number): boolean {
     if (!settled.ok) return true // errors are small and always kept
     const size = (measured ?? approximateSize(settled.value)) + settled.output.length
     if (size > this.#init.maxKeptResultBytes) { this.#dropValue(t); return false }
-    // Make room by dropping the oldest kept results.
-    for (const old of this.#done.values()) {
-      if (this.#keptBytes + size <= this.#init.resultBudgetBytes) break
-      if (old.keptBytes > 0) this.#dropValue(old)
+    // Make room by dropping the oldest kept results (only when there is no room: this runs on every finish).
+    if (this.#keptBytes + size > this.#init.resultBudgetBytes) {
+      this.#keptFrom = Math.max(this.#keptFrom, this.#head)
+      while (this.#keptFrom < this.#order.length && this.#keptBytes + size > this.#init.resultBudgetBytes) {
+        const old = this.#order[this.#keptFrom++]!
+        if (old.keptBytes > 0 && this.#done.get(old.record.txn) === old) this.#dropValue(old)
+      }
     }
     if (this.#keptBytes + size > this.#init.resultBudgetBytes) { this.#dropValue(t); return false }
     t.keptBytes = size
