@@ -1,6 +1,6 @@
 import blessed from 'blessed'
 import type { Client } from '@evalmesh/client'
-import { EvalMeshError, type DescribeReply, type ReplyOf, type RequestBody, type RequestKind, type TxnRecord } from '@evalmesh/protocol'
+import { EvalMeshError, type DescribeReply, type ReplyOf, type RequestBody, type RequestKind, type StreamEvent, type TxnRecord } from '@evalmesh/protocol'
 import { parseGagEdit, peerLines, printable, shortTxn, tableLines, traceLine, type ListName } from './format.js'
 
 /** Records fetched per refresh: the window shows a screenful, and a busy node keeps many done records. */
@@ -49,7 +49,7 @@ const HELP_TEXT = [
   '  ?               this help (any key closes it)',
   '  q / C-c         quit',
   '',
-  'The window polls the node; when the node goes away it says so and reconnects by itself.'
+  'The window follows the node\'s event stream; when the node goes away it says so and reconnects by itself.'
 ].join('\n')
 
 const FOOTER = ' Tab pane  ↑↓ select  d abort  t trace on/off  c clear trace  g gags  ? help  q quit'
@@ -240,44 +240,90 @@ export function createMonitor (options: MonitorOptions): Monitor {
     ;(screen as unknown as { program: { flush: () => void } }).program.flush()
   }
 
-  // ---- polling -----------------------------------------------------------------
+  // ---- the node's stream, and a slow poll for counters and peers ------------------
+
+  /**
+   * The lists come from the node's `subscribe` stream: one snapshot when the window
+   * (re)connects, then each record as it changes list. Only describe (counters, uptime)
+   * and the peers are still asked for, every few refreshes.
+   */
+  const byTxn = new Map<string, TxnRecord>()
+  let stream: { close: () => void } | undefined
+
+  function showRecords (): void {
+    const running: TxnRecord[] = []
+    const waiting: TxnRecord[] = []
+    const done: TxnRecord[] = []
+    for (const r of byTxn.values()) (r.state === 'running' ? running : r.state === 'input' ? waiting : done).push(r)
+    done.sort((a, b) => (b.endedAt ?? 0) - (a.endedAt ?? 0))
+    for (const old of done.splice(MAX_ROWS)) byTxn.delete(old.txn)
+    running.sort((a, b) => (a.startedAt ?? 0) - (b.startedAt ?? 0))
+    waiting.sort((a, b) => a.queuedAt - b.queuedAt)
+    panes.running.records = running
+    panes.input.records = waiting
+    panes.done.records = done
+  }
+
+  function onEvents (events: StreamEvent[]): void {
+    for (const e of events) {
+      if (e.type === 'txn') byTxn.set(e.record.txn, e.record)
+      else if (e.type === 'policy') node = { ...node, policy: e.policy }
+      else if (e.type === 'trace' && e.event.seq > traceSeq) {
+        tracePane.log(traceLine(e.event))
+        traceSeq = e.event.seq
+      }
+    }
+    showRecords()
+    if (!closedFlag) draw()
+  }
+
+  async function openStream (): Promise<void> {
+    const [records, trace] = await Promise.all([
+      request({ kind: 'status', which: 'all', limit: MAX_ROWS }),
+      request({ kind: 'trace', since: traceSeq })
+    ])
+    traceOn = trace.on
+    if (trace.lastSeq < traceSeq) {
+      // The node restarted: its trace sequence began again.
+      tracePane.log('--- node restarted; trace sequence reset ---')
+      traceSeq = 0
+    }
+    for (const e of trace.events) {
+      if (e.seq <= traceSeq) continue
+      tracePane.log(traceLine(e))
+      traceSeq = e.seq
+    }
+    byTxn.clear()
+    for (const r of records) byTxn.set(r.txn, r)
+    showRecords()
+    stream = await client.subscribe(host, onEvents, { since: traceSeq, onClose: () => { stream = undefined; connected = false } })
+  }
 
   async function poll (): Promise<void> {
     try {
-      const wasConnected = connected
+      const wasConnected = connected && stream !== undefined
       const t0 = Date.now()
-      const [describe, records, trace] = await Promise.all([
-        request({ kind: 'describe' }),
-        request({ kind: 'status', which: 'all', limit: MAX_ROWS }),
-        request({ kind: 'trace', since: traceSeq })
-      ])
+      if (wasConnected && tick % 4 !== 0) {
+        tick++
+        draw() // running clocks move; the lists themselves come from the stream
+        return
+      }
+      const describe = await request({ kind: 'describe' })
       const t1 = Date.now()
       if (!wasConnected) {
         // Once per (re)connection: a ping pins the node's clock against ours.
         const ping = await request({ kind: 'ping' })
         clockOffset = ping.time - (t1 + Date.now()) / 2
         if (everConnected) tracePane.log('--- reconnected ---')
+        await openStream()
       }
       void t0
       node = describe
+      traceOn = describe.trace
       connected = true
       everConnected = true
       lastError = ''
-      traceOn = trace.on
-      if (trace.lastSeq < traceSeq) {
-        // The node restarted: its trace sequence began again.
-        tracePane.log('--- node restarted; trace sequence reset ---')
-        traceSeq = 0
-      }
-      for (const e of trace.events) {
-        if (e.seq <= traceSeq) continue
-        tracePane.log(traceLine(e))
-        traceSeq = e.seq
-      }
-      panes.running.records = records.filter(r => r.state === 'running')
-      panes.input.records = records.filter(r => r.state === 'input')
-      panes.done.records = records.filter(r => r.state === 'done').slice(0, 500)
-      if (!peersUnsupported ? tick % 4 === 0 : tick % 40 === 0) await pollPeers()
+      if (!peersUnsupported ? tick % 8 === 0 : tick % 80 === 0) await pollPeers()
     } catch (err) {
       if (connected) tracePane.log(`--- lost the node: ${printable((err as Error).message, 300)} ---`)
       connected = false
@@ -443,6 +489,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
     if (restored) return
     restored = true
     clearInterval(timer)
+    stream?.close()
     try { screen.destroy() } catch { /* already gone */ }
     // blessed's destroy leaves the input in flowing mode on a real terminal.
     try { (input as NodeJS.ReadStream).setRawMode?.(false) } catch { }
