@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS log (
 );
 `
 
-const SPEC_DEFAULTS: Partial<NodeSpec> = { areas: [], keys: [], readOnly: false, functions: null, hosts: [], gags: [], limits: {}, quotas: {}, after: [], args: [], trust: [], trustFleet: false }
+const SPEC_DEFAULTS: Partial<NodeSpec> = { areas: [], keys: [], readOnly: false, functions: null, hosts: [], gags: [], limits: {}, quotas: {}, after: [], args: [], trust: [], trustFleet: false, logLevel: null, logFormat: null }
 
 function who (): { user: string, host: string } {
   let user: string

@@ -52,8 +52,11 @@ export interface NodeSpec {
   limits: NodeLimits
   /** serve --quota NAME=N. */
   quotas: Record<string, number>
-  /** Where the node's stdout and stderr go. */
+  /** Where the node's stdout and stderr go (its log, unless args give --log-file). */
   log: string
+  /** serve --log-level (debug, info, warn, error) and --log-format (text, json), when set. */
+  logLevel: string | null
+  logFormat: string | null
   restart: RestartRule
   /** Nodes that must be up before this one starts (and that stop after it). */
   after: string[]
@@ -80,7 +83,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-const NODE_KEYS = new Set(['name', 'uuid', 'listen', 'port', 'stateDir', 'areas', 'keys', 'readOnly', 'functions', 'hosts', 'gags', 'limits', 'quotas', 'log', 'restart', 'after', 'args', 'trust', 'trustFleet'])
+const NODE_KEYS = new Set(['name', 'uuid', 'listen', 'port', 'stateDir', 'areas', 'keys', 'readOnly', 'functions', 'hosts', 'gags', 'limits', 'quotas', 'log', 'restart', 'after', 'args', 'trust', 'trustFleet', 'logLevel', 'logFormat'])
 const LIMIT_KEYS = new Set(['timeoutMs', 'memoryMb', 'concurrency', 'queue', 'purgeSeconds'])
 const RESTART_KEYS = new Set(Object.keys(DEFAULT_RESTART))
 const QUOTA_NAMES = new Set(['runningPerClient', 'queuedPerClient', 'maxQueueWaitMs', 'sessionsPerClient', 'memoryPerClientMb', 'sandboxMemoryMb', 'sandboxProcesses'])
@@ -164,6 +167,8 @@ export function parseConfig (text: string, file: string, known: ReadonlyMap<stri
       if (o[k] !== undefined && o[k] !== null && typeof o[k] !== 'string') throw new ConfigError(`${what}: ${k} must be a path`)
     }
     if (o.readOnly !== undefined && typeof o.readOnly !== 'boolean') throw new ConfigError(`${what}: readOnly must be true or false`)
+    if (o.logLevel !== undefined && !['debug', 'info', 'warn', 'error'].includes(o.logLevel as string)) throw new ConfigError(`${what}: logLevel must be debug, info, warn or error`)
+    if (o.logFormat !== undefined && !['text', 'json'].includes(o.logFormat as string)) throw new ConfigError(`${what}: logFormat must be text or json`)
     if (o.trustFleet !== undefined && typeof o.trustFleet !== 'boolean') throw new ConfigError(`${what}: trustFleet must be true or false`)
     if (o.trust !== undefined && !Array.isArray(o.trust)) throw new ConfigError(`${what}: trust must be an array`)
     const trust: TrustEntry[] = ((o.trust ?? []) as unknown[]).map((t, j) => {
@@ -191,6 +196,8 @@ export function parseConfig (text: string, file: string, known: ReadonlyMap<stri
       limits,
       quotas,
       log: typeof o.log === 'string' ? path(o.log) : resolve(runDir, `${name}.log`),
+      logLevel: (o.logLevel as string | undefined) ?? null,
+      logFormat: (o.logFormat as string | undefined) ?? null,
       restart,
       after: strings(o.after, `${what}: after`),
       args: strings(o.args, `${what}: args`),
@@ -251,6 +258,8 @@ export function serveArgs (n: NodeSpec): string[] {
   for (const area of n.areas) a.push('--area', area)
   if (n.keys.length > 0) a.push('--keys', n.keys.join(','))
   if (n.readOnly) a.push('--read-only')
+  if (n.logLevel !== null) a.push('--log-level', n.logLevel)
+  if (n.logFormat !== null) a.push('--log-format', n.logFormat)
   a.push(...n.args)
   return a
 }

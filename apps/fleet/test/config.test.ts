@@ -12,7 +12,7 @@ test('parseConfig: defaults, paths relative to the file, dependency order, serve
   const c = parseConfig(JSON.stringify({
     defaults: { restart: { maxRestarts: 2 }, gags: ['broadcast'] },
     nodes: [
-      { name: 'agent', port: 7001, after: ['area'], limits: { timeoutMs: 5000 }, quotas: { runningPerClient: 2 } },
+      { name: 'agent', port: 7001, after: ['area'], limits: { timeoutMs: 5000 }, quotas: { runningPerClient: 2 }, logLevel: 'debug' },
       { name: 'area', port: 7000, areas: ['nightly=areas/n', 'other'], functions: 'fns.mjs', gags: [] }
     ]
   }), FILE)
@@ -28,7 +28,7 @@ test('parseConfig: defaults, paths relative to the file, dependency order, serve
   assert.equal(area!.functions, '/srv/fleet/fns.mjs')
   assert.deepEqual(dependencyOrder(c.nodes).map(n => n.name), ['area', 'agent'])
   assert.deepEqual(serveArgs(agent!), ['serve', '--name', 'agent', '--state-dir', '/srv/fleet/nodes/agent', '--listen', '127.0.0.1', '--port', '7001',
-    '--gags', 'broadcast', '--timeout', '5000', '--quota', 'runningPerClient=2'])
+    '--gags', 'broadcast', '--timeout', '5000', '--quota', 'runningPerClient=2', '--log-level', 'debug'])
 })
 
 test('parseConfig: mistakes name the node and the field', () => {
@@ -43,6 +43,7 @@ test('parseConfig: mistakes name the node and the field', () => {
   bad([{ name: 'a', port: 1, after: ['b'] }, { name: 'b', port: 2, after: ['a'] }], /dependency cycle: a -> b -> a/)
   bad([{ name: 'a', port: 1, quotas: { speed: 1 } }], /quotas: unknown field "speed"/)
   bad([{ name: 'a', port: 1, trust: ['not a key'] }], /trust\[0\]/)
+  bad([{ name: 'a', port: 1, logLevel: 'loud' }], /logLevel must be/)
   assert.throws(() => parseConfig('{ nodes: [] }', FILE), /not JSON/)
 })
 

@@ -138,7 +138,7 @@ test('a fleet of 4 nodes: loaded, started, listed and stopped by -name, -uuid an
         { name: 'area-node', port: ports[0] },
         { name: 'agent-1', port: ports[1], after: ['area-node'] },
         { name: 'agent-2', port: ports[2], after: ['area-node'] },
-        { name: 'solo', port: ports[3], gags: ['broadcast'], trustFleet: false }
+        { name: 'solo', port: ports[3], gags: ['broadcast'], trustFleet: false, logFormat: 'json' }
       ]
     })
     const load = await f.fleet('load', f.config)
