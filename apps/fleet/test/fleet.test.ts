@@ -312,19 +312,20 @@ test('reload: a port change drains the node and starts it on the new port', asyn
   }
 })
 
-test('supervise: dependency order, kill -9 brought back, a restart budget exhausted, reverse order on SIGTERM', async () => {
+test('supervise: dependency order, kill -9 brought back, a restart budget exhausted, reload under it, reverse order on SIGTERM', async (t) => {
   const f = makeFleet()
   let supervisor: ChildProcess | undefined
   try {
-    const ports = await freePorts(3)
-    f.write({
+    const ports = await freePorts(4)
+    const config = {
       defaults: { restart: { maxRestarts: 2, backoffMs: 100, windowSeconds: 60 } },
       nodes: [
         { name: 'agent', port: ports[1], after: ['area-node'] },
         { name: 'area-node', port: ports[0] },
         { name: 'broken', port: ports[2], functions: 'no-such-module.mjs' }
       ]
-    })
+    }
+    f.write(config)
     assert.equal((await f.fleet('load', f.config)).code, 0)
     supervisor = spawn(process.execPath, ['--no-node-snapshot', BIN, 'fleet', 'supervise'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: f.stateDir } })
     f.children.push(supervisor)
@@ -347,6 +348,7 @@ test('supervise: dependency order, kill -9 brought back, a restart budget exhaus
 
     // kill -9 of a supervised node: back, answering, with a restart counted.
     const victim = pidOf(f, 'agent')!
+    const killedAt = Date.now()
     process.kill(victim, 'SIGKILL')
     const nodeDir = join(f.dir, 'nodes', 'agent')
     const back = await waitFor('agent back and answering', async () => {
@@ -355,6 +357,7 @@ test('supervise: dependency order, kill -9 brought back, a restart budget exhaus
       return await evalOn(nodeDir, ports[1]!, '"back"') === 'back' ? pid : undefined
     }, 30_000, () => said)
     assert.notEqual(back, victim)
+    t.diagnostic(`kill -9 to answering again: ${Date.now() - killedAt} ms`)
     assert.match(said, /agent went down \(signal SIGKILL\); restarting in 100 ms/)
     const rows = await f.json<Row[]>('running')
     assert.equal(rows.find(r => r.name === 'agent')!.restarts, 1)
@@ -366,6 +369,22 @@ test('supervise: dependency order, kill -9 brought back, a restart budget exhaus
     assert.equal((await f.json<Row[]>('running')).find(r => r.name === 'agent')!.status, 'stopped')
     assert.equal((await f.fleet('start', '-name', 'agent')).code, 0)
     await waitFor('supervisor watches agent again', () => /agent running \(pid \d+\), watching it/.test(said), 20_000, () => said)
+
+    // A port change reloaded under the supervisor: restarted once, not counted as a crash, watched.
+    config.nodes[0] = { ...config.nodes[0]!, port: ports[3] }
+    f.write(config)
+    assert.equal((await f.fleet('load', f.config)).code, 0)
+    const beforeReload = pidOf(f, 'agent')!
+    const reload = await f.fleet('reload', '-name', 'agent')
+    assert.equal(reload.code, 0, reload.stderr)
+    assert.match(reload.stdout, /agent: port changed: drained and restarted/)
+    const moved = pidOf(f, 'agent')!
+    assert.notEqual(moved, beforeReload)
+    assert.equal(await evalOn(nodeDir, ports[3]!, '"moved"'), 'moved')
+    await waitFor('supervisor watches the reloaded agent', () => new RegExp(`agent running \\(pid ${moved}\\), watching it`).test(said), 20_000, () => said)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    assert.equal(pidOf(f, 'agent'), moved, 'the supervisor did not start a second one')
+    assert.equal((await f.json<Row[]>('running')).find(r => r.name === 'agent')!.restarts, 1)
 
     const pids = [pidOf(f, 'agent')!, pidOf(f, 'area-node')!]
     const exited = new Promise<number | null>(resolve => supervisor!.once('exit', code => resolve(code)))
