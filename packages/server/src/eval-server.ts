@@ -704,10 +704,12 @@ export class EvalServer extends EventEmitter {
     if (!settled.ok && settled.error.code === 'ABORTED' && t.abortReason !== undefined) {
       settled = { ...settled, error: abortError(t, t.abortReason) }
     }
-    this.scheduler.finished(t)
+    // Done first, then the scheduler may start what waited for it: the next run of a
+    // session never shows a start before the end of the one ahead of it.
     this.table.finish(t, settled, size)
     this.#store?.save(t)
     this.streams.txn(t.record)
+    this.scheduler.finished(t)
     const how = t.record.howStopped!
     this.counters[how === 'completed' ? 'completed' : how]++
     const ended = how === 'completed' ? channels.txnFinished : how === 'aborted' ? channels.txnAborted : how === 'lost' ? channels.txnLost : channels.txnFailed
