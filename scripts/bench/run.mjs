@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, each printing its numbers beside a baseline
 // measured in the same run. `--quick` shortens the runs; names select sections:
-//   npm run bench -- directed broadcast discovery megatest peers overload [--quick]
+//   npm run bench -- directed broadcast discovery megatest peers overload journal [--quick]
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -8,6 +8,7 @@ import { benchDirected } from './directed.mjs'
 import { benchBroadcast, canRunLab } from './broadcast.mjs'
 import { benchPeers } from './peers.mjs'
 import { benchOverload } from './overload.mjs'
+import { benchJournal } from './journal.mjs'
 import { ROOT } from './lib.mjs'
 
 const args = process.argv.slice(2)
@@ -34,7 +35,8 @@ const sections = [
   ['discovery', benchDiscovery],
   ['megatest', benchMegatestIfPresent],
   ['peers', () => benchPeers({ quick })],
-  ['overload', () => benchOverload({ quick })]
+  ['overload', () => benchOverload({ quick })],
+  ['journal', () => benchJournal({ quick })]
 ]
 console.log(`evalmesh benchmarks (${quick ? 'quick' : 'full'} run) on ${process.version}, ${new Date().toISOString()}`)
 for (const [name, run] of sections) {

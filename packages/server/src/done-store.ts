@@ -13,6 +13,12 @@ export interface StoredTxn {
   settled?: Settled
 }
 
+/**
+ * An admitted transaction is journalled only if it is still unfinished this long after:
+ * most finish sooner, and then one line (its end) is all they cost.
+ */
+const ADMIT_DELAY_MS = 20
+
 /** The journal is rewritten from the live set once it is this many times larger (and past a floor). */
 const COMPACT_FACTOR = 4
 const COMPACT_FLOOR_BYTES = 8 * 1024 * 1024
@@ -29,8 +35,10 @@ const COMPACT_FLOOR_BYTES = 8 * 1024 * 1024
  * which would cost the directed path most of its throughput; an appended line costs one
  * JSON.stringify (about 4 µs) and a share of one write(2) per event-loop turn.
  *
- * Writes are batched: the changes of one event-loop turn are one write at the end of the
- * turn, so a crash loses at most that turn's changes. Each live transaction's latest line
+ * Writes are batched: the ends (and forgets) of one event-loop turn are one write at the
+ * end of the turn; an admission is written only once it has been unfinished for
+ * ADMIT_DELAY_MS. So a crash loses at most the last turn's ends and the last 20 ms of
+ * admissions (a transaction admitted that recently, and then lost, is not recorded). Each live transaction's latest line
  * is kept in memory, so that compaction (rewriting the journal from the live set, when it
  * has grown to COMPACT_FACTOR times that) needs no re-encoding. The store holds what the
  * table holds: rows the table forgets (purged, evicted past its bounds) are dropped.
@@ -43,6 +51,9 @@ export class DoneStore {
   #liveBytes = 0
   #fileBytes = 0
   #pending: string[] = []
+  /** Admitted, not yet journalled: written if still unfinished when the admit timer fires. */
+  #admitted = new Map<string, Txn>()
+  #admitTimer: NodeJS.Timeout | undefined
   #scheduled = false
   #closed = false
 
@@ -82,6 +93,23 @@ export class DoneStore {
   /** Record a transaction as it is now (admitted, or ended with its outcome). */
   save (t: Txn): void {
     if (this.#closed) return
+    if (t.settled === undefined) {
+      this.#admitted.set(t.record.txn, t)
+      this.#admitTimer ??= setTimeout(() => this.#writeAdmitted(), ADMIT_DELAY_MS)
+      return
+    }
+    this.#admitted.delete(t.record.txn)
+    this.#write(t)
+  }
+
+  #writeAdmitted (): void {
+    this.#admitTimer = undefined
+    const waiting = this.#admitted
+    this.#admitted = new Map()
+    for (const t of waiting.values()) if (t.settled === undefined) this.#write(t)
+  }
+
+  #write (t: Txn): void {
     const line = JSON.stringify(serialize(t)) + '\n'
     this.#remember(t.record.txn, line)
     this.#pending.push(line)
@@ -89,6 +117,7 @@ export class DoneStore {
   }
 
   forget (txn: string): void {
+    this.#admitted.delete(txn)
     if (this.#closed || !this.#live.has(txn)) return
     this.#forgetLine(txn)
     this.#pending.push(JSON.stringify({ t: txn, del: true }) + '\n')
@@ -107,6 +136,8 @@ export class DoneStore {
 
   close (): void {
     if (this.#closed) return
+    clearTimeout(this.#admitTimer)
+    this.#writeAdmitted()
     this.flush()
     this.#closed = true
     try { fsyncSync(this.#fd) } catch { /* best effort on the way out */ }

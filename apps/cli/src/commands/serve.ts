@@ -45,6 +45,7 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const timeoutMs = int(p, 'timeout'); if (timeoutMs !== undefined) init.limits = { ...init.limits, timeoutMs }
   const memoryMb = int(p, 'memory'); if (memoryMb !== undefined) init.limits = { ...init.limits, memoryMb }
   const quotas = quotasFrom(list(p, 'quota') ?? []); if (quotas !== undefined) init.quotas = quotas
+  if (p.values['in-memory'] === true) init.durable = false
   return init
 }
 
@@ -128,6 +129,7 @@ export const serveOptions: Command['options'] = {
   timeout: { type: 'string' },
   memory: { type: 'string' },
   quota: { type: 'string', multiple: true },
+  'in-memory': { type: 'boolean' },
   area: { type: 'string', multiple: true },
   'read-only': { type: 'boolean' },
   keys: { type: 'string' },
@@ -279,6 +281,8 @@ export const serve: Command = {
   --queue N          requests waiting beyond those before the node answers BUSY (default 1024)
   --timeout MS       wall-time ceiling per evaluation (default 30000)
   --memory MB        isolate memory ceiling per session (default 128)
+  --in-memory        keep transactions in memory only (default: also in <state-dir>/txns.journal,
+                     so done records and kept results survive a crash and a restart)
   --quota NAME=N     a per-client quota or node bound (repeatable): runningPerClient,
                      queuedPerClient, maxQueueWaitMs, sessionsPerClient, memoryPerClientMb,
                      sandboxMemoryMb, sandboxProcesses (describe shows the values in force)
