@@ -1,4 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram'
+import { isIPv6 } from 'node:net'
 import { BROADCAST_GROUP, BROADCAST_PORT, EvalMeshError } from '@evalmesh/protocol'
 import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type DatagramCounters, type DatagramSender } from '@evalmesh/transport'
 import type { Identity, TrustStore } from '@evalmesh/trust'
@@ -147,11 +148,14 @@ export class Broadcaster {
 
   async #open (): Promise<Socket> {
     this.#socket ??= new Promise((resolve, reject) => {
-      const socket = createSocket({ type: 'udp4' })
+      // One address family per broadcaster: IPv6 when the interface (or, on loopback, the
+      // first target) is an IPv6 address, so a node on [::1] is reachable; IPv4 otherwise.
+      const v6 = isIPv6(this.#config.interface ?? this.#config.targets?.[0]?.address ?? '')
+      const socket = createSocket({ type: v6 ? 'udp6' : 'udp4' })
       socket.on('message', (buf, rinfo) => this.#onMessage(buf, rinfo))
       socket.on('error', () => { /* per-send errors are not fatal: other targets may still answer */ })
       socket.once('error', reject)
-      socket.bind(0, this.#config.interface ?? '127.0.0.1', () => {
+      socket.bind(0, this.#config.interface ?? (v6 ? '::1' : '127.0.0.1'), () => {
         socket.off('error', reject)
         // Every node answers every query: a burst of broadcasts on a large LAN brings
         // hundreds of offers at once, more than the default buffer holds.

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
+import { isIPv6 } from 'node:net'
 import { BROADCAST_GROUP, isTxnString, nodeIdOfClient } from '@evalmesh/protocol'
 import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type DatagramCounters, type DatagramSender } from '@evalmesh/transport'
 import type { PeerInfo } from '@evalmesh/transport'
@@ -67,7 +68,8 @@ export class BroadcastResponder {
   get held (): number { return this.#offers.size }
 
   async start (): Promise<void> {
-    const socket = createSocket({ type: 'udp4', reuseAddr: true })
+    // The UDP socket follows the listen address's family: a node on [::1] answers over IPv6.
+    const socket = createSocket({ type: isIPv6(this.#init.bindAddress) ? 'udp6' : 'udp4', reuseAddr: true })
     this.#socket = socket
     socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo))
     socket.on('error', (err) => publish(channels.broadcastError, { node: this.#server.identity.id, where: 'socket', message: err.message }))
