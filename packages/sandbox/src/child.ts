@@ -13,6 +13,7 @@ import { batchForm, MAY_DECLARE_LEXICALS, type BatchForm } from './batch-forms.j
 import { evalError, isCloneFailure, wireError } from './errors.js'
 import type { ChildInit, ParentBatch, RunMsg, ToChild, ToParent } from './ipc.js'
 import { clampLimits } from './limits.js'
+import { ownerOf } from './session-key.js'
 
 const SNAPSHOT_FLAG = '--no-node-snapshot'
 if (!process.execArgv.includes(SNAPSHOT_FLAG) && !(process.env.NODE_OPTIONS ?? '').includes(SNAPSHOT_FLAG)) {
@@ -292,11 +293,6 @@ const LOST_BECAUSE: Record<string, string> = {
   abort: 'the session\'s isolate was disposed to abort a running evaluation',
   wedged: 'the session\'s isolate stopped responding and was disposed',
   lost: 'the session\'s isolate was disposed during an evaluation'
-}
-
-function ownerOf (session: string): string {
-  const at = session.indexOf('/')
-  return at < 0 ? session : session.slice(0, at)
 }
 
 function idle (s: Session): boolean {

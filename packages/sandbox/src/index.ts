@@ -114,3 +114,4 @@ export function createSandbox (init: SandboxInit): Sandbox {
 
 export { clampLimits, MIN_MEMORY_MB } from './limits.js'
 export { isQuickForm } from './batch-forms.js'
+export { sessionKey, ownerOf } from './session-key.js'

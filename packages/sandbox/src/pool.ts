@@ -3,6 +3,7 @@ import { EvalMeshError } from '@evalmesh/protocol'
 import { wireError } from './errors.js'
 import { ChildSandbox } from './sandbox.js'
 import type { Sandbox, SandboxInit, SandboxJob, SandboxResult, SandboxStats } from './index.js'
+import { ownerOf } from './session-key.js'
 
 const DEFAULT_PROCESSES = 4
 /** Processes beyond `processes` kept for clients whose forms crashed theirs. */
@@ -162,9 +163,4 @@ export class SandboxPool extends EventEmitter implements Sandbox {
     cell.clients.add(client)
     this.#byClient.set(client, cell)
   }
-}
-
-function ownerOf (session: string): string {
-  const at = session.indexOf('/')
-  return at < 0 ? session : session.slice(0, at)
 }

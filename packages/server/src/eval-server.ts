@@ -10,13 +10,13 @@ import {
   type AbortResult, type DescribeReply, type NodeQuotas, type RequestHandlers
 } from '@evalmesh/protocol'
 import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
-import { clampLimits, createSandbox, isQuickForm, type Sandbox } from '@evalmesh/sandbox'
+import { clampLimits, createSandbox, isQuickForm, sessionKey, type Sandbox } from '@evalmesh/sandbox'
 import { TrustStore, defaultStateDir, loadIdentity, writePrivateFile, type Identity } from '@evalmesh/trust'
 import { Listener, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
 import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
-import { Scheduler, sessionKey, type Route } from './scheduler.js'
+import { Scheduler, type Route } from './scheduler.js'
 import { Streams } from './streams.js'
 import { channels, publish } from './events.js'
 import { attachTrace } from './trace.js'
@@ -684,21 +684,15 @@ export class EvalServer extends EventEmitter {
     // Decide on the node whether the result can travel, so that a value the client
     // would refuse (cyclic, too deep, an outsized bignum) fails this request alone.
     let size: number | undefined
-    if (settled.ok && typeof settled.value === 'object' && settled.value !== null) {
+    const v = settled.ok ? settled.value : undefined
+    if (settled.ok && ((typeof v === 'object' && v !== null) || typeof v === 'bigint')) {
+      const limit = Math.min(t.request.limits?.resultBytes ?? Infinity, this.limits.resultBytes)
       try {
-        size = encodeResultValue(settled.value).length
-        const limit = (t.request.limits?.resultBytes ?? this.limits.resultBytes)
-        if (size > Math.min(limit, this.limits.resultBytes)) {
-          settled = { ...settled, ok: false, error: new EvalMeshError('RESULT_LIMIT', `result of ${size} bytes exceeds the limit of ${Math.min(limit, this.limits.resultBytes)}`).toWire() }
-          size = undefined
-        }
+        size = encodeResultValue(v).length
+        if (size > limit) throw new EvalMeshError('RESULT_LIMIT', `result of ${size} bytes exceeds the limit of ${limit}`)
       } catch (err) {
         settled = { ok: false, error: toWireError(err, 'RESULT_UNENCODABLE'), output: settled.output, outputTruncated: settled.outputTruncated, seconds: settled.seconds }
         size = undefined
-      }
-    } else if (settled.ok && typeof settled.value === 'bigint') {
-      try { encodeResultValue(settled.value) } catch (err) {
-        settled = { ok: false, error: toWireError(err, 'RESULT_UNENCODABLE'), output: settled.output, outputTruncated: settled.outputTruncated, seconds: settled.seconds }
       }
     }
     if (!settled.ok && settled.error.code === 'ABORTED' && t.abortReason !== undefined) {

@@ -1,3 +1,4 @@
+import { sessionKey } from '@evalmesh/sandbox'
 import type { TxnTable, Txn } from './txn-table.js'
 
 /** Where an eval runs: a session key in the sandbox, and whether its context is thrown away after. */
@@ -303,8 +304,4 @@ export class Scheduler {
 function clearWait (r: Txn['record']): void {
   if (r.waiting !== undefined) delete r.waiting
   if (r.heldBy !== undefined) delete r.heldBy
-}
-
-export function sessionKey (client: string, session: string): string {
-  return `${client}/${session}`
 }
