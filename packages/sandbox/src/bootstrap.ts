@@ -22,6 +22,9 @@
  */
 
 /** Shape of the batch board shared with the isolate; offsets in elements. */
+/** The operations of the isolate's dispatch function (see the description above), by name. */
+export const OP = Object.freeze({ settleHostCall: 1, installGrants: 2, runBatch: 3, takeKept: 4 } as const)
+
 export const BOARD = {
   /** Most forms one batch carries. */
   slots: 64,
