@@ -315,3 +315,79 @@ describe('a CI run across several nodes', () => {
     assert.match(usage.stderr, /unknown subcommand "launch"/)
   })
 })
+
+describe('a CI agent that survives its area node', () => {
+  const fnsFile = (): string => writeFile(tempDir(), 'fns.mjs', FNS)
+  const job = (runname: string): JobSpec => parseJob({
+    area: 'ci', target: { RELEASE: 'v9', PLATFORM: 'x86' }, runname, claimTimeoutMs: 10_000,
+    tests: [
+      { name: 'first', steps: [{ name: 'work', fn: 'sleep', args: [1500] }, { name: 'after', form: '1' }] },
+      { name: 'second', waiton: ['first'], steps: [{ name: 'x', form: '2' }] }
+    ]
+  })
+
+  test('the area node is killed mid-test: the agent reconnects to a new node on the same area and carries on', async () => {
+    const areaDir = tempDir('evalmesh-ci-survive-')
+    const worker = await startNode(['--functions', fnsFile(), '--timeout', '60000'], { stateDir: meshDir(), name: 'sw' })
+    let areaNode = await startNode(['--area', `ci=${areaDir}`, '--keys', 'RELEASE,PLATFORM', '--gags', 'broadcast'], { stateDir: meshDir(), name: 'area1' })
+    const nodes = [worker, areaNode]
+    const broadcast: BroadcastConfig = { targets: [{ address: '127.0.0.1', port: worker.port }] }
+    const c = new Client({ stateDir: meshDir(), broadcast })
+    try {
+      const failed: string[] = []
+      const t0 = Date.now()
+      const summary = await runJob(job('survive'), {
+        client: c,
+        broadcast,
+        areaHost: areaNode.host,
+        onEvent: (e) => { if (e.kind === 'step' && e.phase === 'start' && e.step === 'work') areaNode.proc.kill('SIGKILL') },
+        reconnect: async (host) => {
+          failed.push(host)
+          areaNode = await startNode(['--area', `ci=${areaDir}`], { stateDir: meshDir(), name: 'area2' })
+          nodes.push(areaNode)
+          return areaNode.host
+        }
+      })
+      assert.equal(failed.length, 1, 'one reconnect for all the calls that saw the loss')
+      assert.ok(Date.now() - t0 < 60_000)
+      assert.equal(summary.areaHost, areaNode.host)
+      assert.deepEqual(summary.units.map(u => `${u.test}:${u.state}/${u.status}`), ['first:COMPLETED/PASS', 'second:COMPLETED/PASS'])
+      assert.equal(`${summary.state}/${summary.status}`, 'COMPLETED/PASS')
+      const [run] = await readRuns(c, areaNode.host, 'ci', summary.runId)
+      assert.deepEqual(run!.tests.map(t => `${t.testname}:${t.state}/${t.status}`).sort(), ['first:COMPLETED/PASS', 'second:COMPLETED/PASS'])
+    } finally {
+      c.close()
+      await Promise.all(nodes.map(async n => await n.stop().catch(() => null)))
+    }
+  })
+
+  test('no node can be found again: the run ends at once with a clear error and the worker\'s step is aborted', async () => {
+    const areaDir = tempDir('evalmesh-ci-lost-')
+    const worker = await startNode(['--functions', fnsFile(), '--timeout', '60000'], { stateDir: meshDir(), name: 'lw' })
+    const areaNode = await startNode(['--area', `ci=${areaDir}`, '--keys', 'RELEASE,PLATFORM', '--gags', 'broadcast'], { stateDir: meshDir(), name: 'area3' })
+    const broadcast: BroadcastConfig = { targets: [{ address: '127.0.0.1', port: worker.port }] }
+    const c = new Client({ stateDir: meshDir(), broadcast })
+    try {
+      const j = parseJob({
+        area: 'ci', target: { RELEASE: 'v9', PLATFORM: 'x86' }, runname: 'lost', claimTimeoutMs: 10_000,
+        tests: [{ name: 'long', steps: [{ name: 'work', fn: 'sleep', args: [60_000] }] }, { name: 'later', waiton: ['long'], steps: [{ name: 'x', form: '1' }] }]
+      })
+      let txn = ''
+      const t0 = Date.now()
+      await assert.rejects(runJob(j, {
+        client: c,
+        broadcast,
+        areaHost: areaNode.host,
+        onEvent: (e) => { if (e.kind === 'step' && e.phase === 'start') { txn = e.txn; areaNode.proc.kill('SIGKILL') } },
+        reconnect: async () => { throw new Error('no node for area ci') }
+      }), (e: any) => e.code === 'LOST' && /was lost/.test(e.message) && /no node for area ci/.test(e.message) && /aborted/.test(e.message))
+      assert.ok(Date.now() - t0 < 45_000, `ended in ${Date.now() - t0} ms, not after the 60 s step`)
+      // The worker's step was aborted, not left running.
+      const st = await c.fetchResult(txn, worker.host, { wait: true, timeoutMs: 10_000 }).then(() => 'done', (e: any) => e.code)
+      assert.equal(st, 'ABORTED')
+    } finally {
+      c.close()
+      await Promise.all([worker, areaNode].map(async n => await n.stop().catch(() => null)))
+    }
+  })
+})

@@ -23,7 +23,24 @@ export interface RunJobOptions {
   onEvent?: (e: CiEvent) => void
   /** Aborting it stops the run: running steps are aborted, waiting tests are killed. */
   signal?: AbortSignal
+  /**
+   * Called when the area's node stops answering (CONNECT_FAILED, LOST, CLIENT_TIMEOUT,
+   * SHUTTING_DOWN, UNKNOWN_AREA): find or start another (findOrStartAreaServer) and
+   * resolve with its host:port. The failed call is sent again there and the run goes on.
+   * Without it, or when it fails, the run ends with AREA_LOST_CODE's error once the
+   * steps it started have been aborted.
+   */
+  reconnect?: (failedHost: string, err: unknown) => Promise<string>
+  /** How long reconnecting may take in all, per loss (default 60 000 ms). */
+  reconnectTimeoutMs?: number
 }
+
+/** Errors meaning the area's node is gone or no longer serves the area. */
+const AREA_LOST_CODES = new Set(['CONNECT_FAILED', 'LOST', 'CLIENT_TIMEOUT', 'SHUTTING_DOWN', 'UNKNOWN_AREA'])
+/** The code runJob rejects with when the area's node was lost and none could be found. */
+export const AREA_LOST_CODE = 'LOST'
+/** How often the area's node is pinged while steps run. */
+const AREA_PING_MS = 2_000
 
 export type CiEvent =
   | { kind: 'run', runId: number, runname: string, target: string, units: number }
@@ -152,11 +169,59 @@ function oneLine (s: string, max = 200): string {
 /** Run a job on the mesh; resolves with the summary once every test has ended. */
 export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSummary> {
   const started = Date.now()
-  const { client, areaHost } = opts
+  const { client } = opts
+  let areaHost = opts.areaHost
   const area = job.area
   const emit = (e: CiEvent): void => { try { opts.onEvent?.(e) } catch { /* a display problem must not stop the run */ } }
-  const mt = async (command: string, ...params: unknown[]): Promise<unknown> =>
-    await client.remoteApply(`megatest.${command}`, [area, ...params], areaHost)
+  // Set once the area's node is gone for good: nothing more can be recorded.
+  let areaLost: EvalMeshError | undefined
+  let reconnecting: Promise<void> | undefined
+  const running = new Map<string, { txn: string, host: string }>()
+  const abortRunning = (reason: string): void => {
+    for (const r of running.values()) void client.remoteAbort(r.txn, r.host, { reason }).catch(() => {})
+  }
+  const loseArea = (failedHost: string, err: unknown, why: string): EvalMeshError => {
+    areaLost ??= new EvalMeshError(AREA_LOST_CODE, `the node serving Megatest area ${area} at ${failedHost} was lost (${codeOf(err)}: ${oneLine((err as Error).message)})${why}; the steps this run started were aborted and nothing more is recorded`, { area, host: failedHost })
+    abortRunning(`ci run: the area node at ${failedHost} was lost`)
+    return areaLost
+  }
+  /** One reconnect at a time; every caller that saw the loss waits for it. */
+  const recover = async (failedHost: string, err: unknown): Promise<void> => {
+    if (areaHost !== failedHost) return // another call already moved to a new node
+    reconnecting ??= (async () => {
+      if (opts.reconnect === undefined) throw loseArea(failedHost, err, '')
+      const ms = opts.reconnectTimeoutMs ?? 60_000
+      let timer: NodeJS.Timeout | undefined
+      try {
+        const next = await Promise.race([
+          opts.reconnect(failedHost, err),
+          new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new EvalMeshError('CLIENT_TIMEOUT', `no node found within ${ms} ms`)), ms) })
+        ])
+        areaHost = next
+      } catch (e) {
+        throw loseArea(failedHost, err, `, and no other node could be found or started: ${oneLine((e as Error).message)}`)
+      } finally {
+        clearTimeout(timer)
+      }
+    })().finally(() => { reconnecting = undefined })
+    await reconnecting
+  }
+  const mt = async (command: string, ...params: unknown[]): Promise<unknown> => {
+    for (let attempt = 0; ; attempt++) {
+      if (areaLost !== undefined) throw areaLost
+      if (reconnecting !== undefined) await reconnecting
+      const host = areaHost
+      try {
+        return await client.remoteApply(`megatest.${command}`, [area, ...params], host)
+      } catch (err) {
+        if (!AREA_LOST_CODES.has(codeOf(err)) || attempt >= 3) {
+          if (AREA_LOST_CODES.has(codeOf(err))) throw loseArea(host, err, ' (still unreachable after reconnecting)')
+          throw err
+        }
+        await recover(host, err)
+      }
+    }
+  }
 
   // The runner's part of Megatest's workload (spec §5): keys, run, task, test meta.
   const keys = await mt('get-keys') as string[]
@@ -197,10 +262,11 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
 
   const sem = new Semaphore(Math.max(1, opts.concurrency ?? job.concurrency ?? 4))
   const claimer = new Claimer(client, opts.broadcast)
-  const running = new Map<string, { txn: string, host: string }>()
-  const onAbort = (): void => {
-    for (const r of running.values()) void client.remoteAbort(r.txn, r.host, { reason: 'ci run interrupted' }).catch(() => {})
-  }
+  const onAbort = (): void => abortRunning('ci run interrupted')
+  // While steps run on the workers nothing is sent to the area's node: ping it, so a lost
+  // node is noticed (and replaced, or the steps aborted) within seconds, not at the next write.
+  const watch = setInterval(() => { if (running.size > 0 && areaLost === undefined) void mt('ping').catch(() => {}) }, AREA_PING_MS)
+  watch.unref()
   opts.signal?.addEventListener('abort', onAbort, { once: true })
 
   const finish = async (u: Unit, o: Outcome): Promise<void> => {
@@ -217,6 +283,7 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
     const unitKey = `${t.name}/${u.item}`
     const session = `ci-${runId}-${u.id}`
     const t0 = Date.now()
+    if (areaLost !== undefined) return
     await mt('set-state-status-and-roll-up-items', runId, u.id, null, 'LAUNCHED', 'n/a', null)
     u.summary.state = 'LAUNCHED'
     emit({ kind: 'launched', unit: ref(u) })
@@ -322,8 +389,13 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
       ended.get(t.name)!.catch(() => {})
       queueMicrotask(() => { runTest(t).then(resolve, reject) })
     }
-    await Promise.all([...ended.values()])
+    // Every test settles (a lost area ends them all quickly), so no step is left running.
+    const settled = await Promise.allSettled([...ended.values()])
+    if (areaLost !== undefined) throw areaLost
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
   } finally {
+    clearInterval(watch)
     opts.signal?.removeEventListener('abort', onAbort)
     claimer.close()
   }
