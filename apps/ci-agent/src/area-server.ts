@@ -24,6 +24,11 @@ export interface AreaServerOptions {
   idleTimeoutSeconds?: number
   /** Start no node once this many live ones are registered (default 1). */
   maxServers?: number
+  /**
+   * Megatest's load guard: start no node while the host's load average per CPU is above
+   * this (Megatest uses 2.0); wait and look again instead. Off unless given.
+   */
+  maxLoad?: number
   /** Run keys for a new area (default TARGET); an existing area keeps its megatest.config. */
   keys?: string[]
   /** Give up after this long (default 30 000 ms). */
@@ -203,7 +208,7 @@ export async function findOrStartAreaServer (areaDir: string, opts: AreaServerOp
       }
 
       const now = Date.now()
-      const decision = explainStartDecision(dir, { now, lastStartAt: lastStarts.get(sig) ?? null, maxServers: opts.maxServers ?? 1, servers: live })
+      const decision = explainStartDecision(dir, { now, lastStartAt: lastStarts.get(sig) ?? null, maxServers: opts.maxServers ?? 1, servers: live, ...(opts.maxLoad !== undefined ? { maxLoad: opts.maxLoad } : {}) })
       if (decision.start) {
         mkdirSync(logs, { recursive: true })
         if (takeStartLock(logs, now)) {

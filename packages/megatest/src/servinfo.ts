@@ -1,4 +1,5 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { areaSignature } from './area.js'
 
@@ -185,6 +186,13 @@ export interface StartDecisionOptions {
   staleAfterMs?: number
   /** The live registrations, if the caller already listed them (skips the directory read). */
   servers?: readonly ServerRegistration[]
+  /**
+   * Megatest's load guard (tt:server-process-run): no start while the host's 1-minute
+   * load average divided by its CPUs is above maxLoad (Megatest: 2.0). Off unless given.
+   */
+  maxLoad?: number
+  /** The normalized load to judge (default: os.loadavg()[0] / os.cpus().length). */
+  normalizedLoad?: number
 }
 
 export interface StartDecision {
@@ -202,6 +210,10 @@ export function explainStartDecision (areaDir: string, opts: StartDecisionOption
   }
   if (live.length >= max) {
     return { start: false, reason: `${live.length} live server(s) registered (max ${max})`, live }
+  }
+  if (opts.maxLoad !== undefined) {
+    const load = opts.normalizedLoad ?? loadavg()[0]! / Math.max(1, cpus().length)
+    if (load > opts.maxLoad) return { start: false, reason: `the host's normalized load ${load.toFixed(2)} is above ${opts.maxLoad}`, live }
   }
   return { start: true, reason: `${live.length} live server(s) registered (max ${max}) and no recent start`, live }
 }

@@ -107,3 +107,12 @@ test('startHeartbeat with a PrimaryWatch: a second server learns the earlier, li
   await new Promise(resolve => setTimeout(resolve, 120))
   assert.deepEqual(told, [])
 })
+
+test('the load guard: no start while the normalized load is above maxLoad (Megatest: 2.0), only when asked', (t) => {
+  const area = tempDir(t)
+  const now = Date.now()
+  assert.equal(shouldStartServer(area, { now, lastStartAt: null, maxLoad: 2, normalizedLoad: 2.5 }), false)
+  assert.match(explainStartDecision(area, { now, lastStartAt: null, maxLoad: 2, normalizedLoad: 2.5 }).reason, /load 2.50 is above 2/)
+  assert.equal(shouldStartServer(area, { now, lastStartAt: null, maxLoad: 2, normalizedLoad: 1.5 }), true)
+  assert.equal(shouldStartServer(area, { now, lastStartAt: null, normalizedLoad: 99 }), true, 'off unless maxLoad is given')
+})
