@@ -26,6 +26,7 @@ import { FunctionRegistry, type CallContext, type MegatestBinding } from './regi
 import { localOperator, ownsTxn, requireOperator, type AbortOptions, type Caller } from './access.js'
 import { BroadcastResponder } from './broadcast-responder.js'
 import { startControlPort, type ControlPort } from './control-port.js'
+import { removeLocalNode, writeLocalNode } from './local-nodes.js'
 
 export type { MegatestBinding }
 
@@ -162,6 +163,8 @@ export class EvalServer extends EventEmitter {
   #peers: PeerTable | undefined
   #purgeTimer: NodeJS.Timeout | undefined
   #stopTimer: NodeJS.Timeout | undefined
+  /** Whether this node wrote its entry in <stateDir>/nodes (removed when it stops). */
+  #meshStarted = false
   #stopping: Promise<void> | undefined
   readonly #stopped: Promise<void>
   #resolveStopped!: () => void
@@ -409,6 +412,8 @@ export class EvalServer extends EventEmitter {
     // The first live node of a state dir stays its local node (as it keeps the control
     // port): a second node started with the same dir must not redirect that user's
     // clients, nor leave them with no locator when it stops.
+    writeLocalNode(this.stateDir, locator)
+    this.#meshStarted = true
     const current = readNodeLocator(this.stateDir)
     if (current === undefined || current.pid === process.pid) {
       writePrivateFile(join(this.stateDir, NODE_FILE), JSON.stringify(locator, null, 2) + '\n')
@@ -522,6 +527,8 @@ export class EvalServer extends EventEmitter {
     if (this.#purgeTimer !== undefined) clearInterval(this.#purgeTimer)
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer)
     publish(channels.nodeStopping, { node: this.id, reason })
+    // A stopping node is no client's local node any more.
+    if (this.#meshStarted) removeLocalNode(this.stateDir, process.pid, this.#listener.address.port)
     this.streams.close()
     const closing = this.#listener.close()
     await this.#control?.close()

@@ -9,6 +9,7 @@
  * await node.abort('3fa9c01b22de4410.7c1a2b:12', { reason: 'taking too long' })
  * ```
  */
+export { readLocalNodes, NODES_DIR } from './local-nodes.js'
 export { startServer, EvalServer, DEFAULT_EVAL_LIMITS, readNodeLocator, NODE_FILE, type NodeLocator, type NodeQuotas, type ServerInit, type AbortOptions, type AbortResult, type MegatestBinding } from './eval-server.js'
 export { AdmissionPolicy, DEFAULT_HOSTS, type PolicyState, type Decision, type RequestMode, type PolicyPeer } from './policy.js'
 export { Trace, attachTrace, type TraceEvent, type TraceEventKind } from './trace.js'
