@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks'
 import type { EvalLimits } from '@evalmesh/protocol'
 import { BOARD, SLOT } from './bootstrap.js'
 import { wireError } from './errors.js'
-import type { RunMsg, ToChild } from './ipc.js'
+import { RUN_STREAM, RUN_TRANSIENT, type RunMsg, type ToChild } from './ipc.js'
 import { clampLimits } from './limits.js'
 import { init, post, flush, type Job, state, jobs, sessions, hostCalls, finish } from './child/context.js'
 import { Session, sessionFor, sweepIdle } from './child/session.js'
@@ -36,14 +36,16 @@ function onRun (m: RunMsg): void {
   const job: Job = {
     id: m[0],
     session: m[1],
-    transient: m[7] === 1,
+    transient: ((m[7] ?? 0) & RUN_TRANSIENT) !== 0,
     form: typeof m[2] === 'string' ? m[2] : String(m[2]),
     limits: limitsOf(m),
     done: false,
     start: performance.now(),
     output: [],
     outputBytes: 0,
-    outputTruncated: false
+    outputTruncated: false,
+    stream: ((m[7] ?? 0) & RUN_STREAM) !== 0,
+    streamed: 0
   }
   jobs.set(job.id, job)
   if (state.stopping) {

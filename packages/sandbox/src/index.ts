@@ -67,6 +67,11 @@ export interface SandboxJob {
   limits: EvalLimits
   /** Run in a fresh context that is dropped afterwards (its globals are not kept). */
   transient?: boolean
+  /**
+   * Console output as the form writes it, in chunks at most every 50 ms; the last chunk
+   * arrives before the result. The result's `output` still holds all of it.
+   */
+  onOutput?: (text: string) => void
 }
 
 /**

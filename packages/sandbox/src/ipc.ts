@@ -9,9 +9,13 @@ import type { EvalLimits } from '@evalmesh/protocol'
 
 /**
  * A run: id, session, form, then its clamped limits (timeoutMs, memoryMb, resultBytes,
- * outputBytes), then 1 if it runs in a transient context of its own.
+ * outputBytes), then its flags when it has any (RUN_TRANSIENT, RUN_STREAM).
  */
-export type RunMsg = [id: number, session: string, form: string, timeoutMs: number, memoryMb: number, resultBytes: number, outputBytes: number, transient?: 1]
+export type RunMsg = [id: number, session: string, form: string, timeoutMs: number, memoryMb: number, resultBytes: number, outputBytes: number, flags?: number]
+/** The run has a fresh context of its own, dropped afterwards. */
+export const RUN_TRANSIENT = 1
+/** The run's console output is sent as it is written ({t: 'output'} messages before its result). */
+export const RUN_STREAM = 2
 
 /**
  * A result. A success without output is [id, value, seconds]; anything else is
@@ -36,6 +40,7 @@ export type ToParent =
   | { t: 'ready', pid: number }
   | ResultMsg
   | { t: 'host-call', cid: number, id: number, name: string, args: unknown[] }
+  | { t: 'output', id: number, text: string }
   | { t: 'reset-done', rid: number }
   | { t: 'pong', n: number }
   | { t: 'fatal', reason: string, culprit?: number }

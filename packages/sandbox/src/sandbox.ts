@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { serialize } from 'node:v8'
 import { EvalMeshError, scrubPaths, type EvalLimits, type WireError } from '@evalmesh/protocol'
 import { wireError } from './errors.js'
-import { checkGrant, type ChildInit, type ParentBatch, type ResultMsg, type ToChild, type ToParent } from './ipc.js'
+import { checkGrant, RUN_STREAM, RUN_TRANSIENT, type ChildInit, type ParentBatch, type ResultMsg, type ToChild, type ToParent } from './ipc.js'
 import { clampLimits } from './limits.js'
 import type { Sandbox, SandboxInit, SandboxJob, SandboxResult, SandboxStats } from './index.js'
 
@@ -122,12 +122,13 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
       }
       if (track.ids.length === 0) track.headSince = pending.sentAt
       track.ids.push(id)
-      if (job.transient === true) this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes, 1])
-      else {
+      if (job.transient !== true) {
         if (this.#live.size >= MAX_TRACKED_SESSIONS) this.#live.delete(this.#live.values().next().value as string)
         this.#live.add(job.session)
-        this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes])
       }
+      const flags = (job.transient === true ? RUN_TRANSIENT : 0) | (job.onOutput !== undefined ? RUN_STREAM : 0)
+      if (flags === 0) this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes])
+      else this.#send([id, job.session, job.form, limits.timeoutMs, limits.memoryMb, limits.resultBytes, limits.outputBytes, flags])
     })
   }
 
@@ -322,6 +323,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
         for (const w of this.#readyWaiters.splice(0)) w.resolve()
         break
       case 'host-call': void this.#onHostCall(m.cid, m.id, m.name, m.args); break
+      case 'output': this.#onOutput(m.id, m.text); break
       case 'reset-done': {
         const resolve = this.#resets.get(m.rid)
         this.#resets.delete(m.rid)
@@ -357,6 +359,14 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     if (this.#lost.size > 0) this.#lost.delete(p.job.session)
     if (lost !== undefined && p.job.transient !== true) result.contextLost = lost
     p.resolve(result)
+  }
+
+  #onOutput (id: number, text: string): void {
+    const onOutput = this.#runs.get(id)?.job.onOutput
+    if (onOutput === undefined) return
+    try {
+      onOutput(text)
+    } catch { /* a listener's failure is its own; the run goes on */ }
   }
 
   async #onHostCall (cid: number, id: number, name: string, args: unknown[]): Promise<void> {

@@ -71,6 +71,10 @@ export interface Job {
   output: string[]
   outputBytes: number
   outputTruncated: boolean
+  /** Send output to the parent as it is written (the run asked for streaming). */
+  stream: boolean
+  /** How many entries of `output` were already sent as they happened. */
+  streamed: number
   /** Settles the race inside execute() early (abort, host-side timeout). */
   interrupt?: (outcome: Outcome) => void
   /** Its slot on the board while it is part of a running batch. */
@@ -123,10 +127,38 @@ export function heapTotal (): number {
   return n
 }
 
+// ---- streamed output ---------------------------------------------------------
+
+/** Streamed output is sent at most this often: a form that logs in a tight loop costs 20 messages a second, not one per line. */
+export const STREAM_FLUSH_MS = 50
+const streaming = new Set<Job>()
+let streamTimer: NodeJS.Timeout | undefined
+
+/** A streaming job wrote output: send it within STREAM_FLUSH_MS. */
+export function streamLater (job: Job): void {
+  streaming.add(job)
+  streamTimer ??= setTimeout(flushStreams, STREAM_FLUSH_MS)
+}
+
+function flushStreams (): void {
+  streamTimer = undefined
+  for (const job of streaming) streamNow(job)
+  streaming.clear()
+}
+
+/** Send what the job wrote since its last output message. */
+function streamNow (job: Job): void {
+  if (job.streamed >= job.output.length) return
+  post({ t: 'output', id: job.id, text: job.output.slice(job.streamed).join('') })
+  job.streamed = job.output.length
+}
+
 export function finish (job: Job, ok: boolean, valueOrError: unknown): void {
   if (job.done) return
   job.done = true
   jobs.delete(job.id)
+  // The last lines go out before the result, so the stream is whole when the outcome arrives.
+  if (job.stream) { streamNow(job); streaming.delete(job) }
   const seconds = (performance.now() - job.start) / 1000
   if (ok && job.output.length === 0 && !job.outputTruncated && job.contextLost === undefined) post([job.id, valueOrError, seconds])
   else if (job.contextLost === undefined) post([job.id, valueOrError, seconds, ok, job.output.join(''), job.outputTruncated])

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import type IVM from 'isolated-vm'
 import { BOARD, BOOTSTRAP_SOURCE, boardBytes, OP } from '../bootstrap.js'
 import { ownerOf } from '../session-key.js'
-import { ivm, init, post, type Job, type Task, state, sessions, forgotten, FORGOTTEN_ENTRIES, maxSessionsPerClient, clientMemoryBytes, hostCalls, fatal } from './context.js'
+import { ivm, init, post, type Job, type Task, state, sessions, forgotten, FORGOTTEN_ENTRIES, maxSessionsPerClient, clientMemoryBytes, hostCalls, fatal, streamLater } from './context.js'
 import { isTimeout } from './run.js'
 
 let nextCallId = 1
@@ -133,6 +133,7 @@ export class Session {
     if (bytes <= room) {
       job.output.push(s)
       job.outputBytes += bytes
+      if (job.stream) streamLater(job)
       return
     }
     // Cut on a character boundary: decoding a truncated buffer drops a partial char.
@@ -141,6 +142,7 @@ export class Session {
     job.output.push(cut)
     job.outputBytes += Buffer.byteLength(cut)
     job.outputTruncated = true
+    if (job.stream) streamLater(job)
   }
 
   /** Called synchronously from inside the isolate: returns a call id, or an error message. */
