@@ -59,6 +59,7 @@ export const ERROR_CATALOGUE = {
   SHUTTING_DOWN: { wire: 302, retry: 'never', message: 'node is shutting down' },
   NO_WILLING_SERVER: { wire: 303, retry: 'same-txn', message: 'no willing server answered in time' },
   QUOTA: { wire: 304, retry: 'new-txn', data: { quota: 'string' }, message: 'a per-client quota is exhausted (sessions, memory or concurrency)' },
+  DRAINING: { wire: 305, retry: 'same-txn', data: { retryAt: 'string', retryAfterMs: 'number' }, hint: { field: 'retryAfterMs', unitMs: 1 }, message: 'node is draining (stopping or restarting); retry where data.retryAt says' },
 
   NO_SUCH_TXN: { wire: 400, retry: 'never', message: 'no such transaction' },
   AMBIGUOUS_TXN: { wire: 401, retry: 'never', message: 'transaction id matches more than one client; give the client too' },
@@ -120,6 +121,7 @@ export interface ErrorData {
   FORBIDDEN: { right: string }
   REFUSED: { rule: string }
   BUSY: { retryAfterMs: number }
+  DRAINING: { retryAt: string, retryAfterMs: number }
   QUOTA: { quota: 'sessions' | 'memory' | 'concurrency' | (string & {}) }
   ABORTED: { reason: string }
   BAD_LIMITS: { field: string }

@@ -121,6 +121,10 @@ export interface DescribeReply {
   /** Whether tracing is on. */
   trace: boolean
   uptimeSeconds: number
+  /** Restarts of the node by its supervisor (`evalmesh fleet`), 0 when none. */
+  restarts: number
+  /** Set while the node drains (new work refused DRAINING): where it sends new work. */
+  draining: { retryAt?: string, elsewhere?: string[], retryAfterMs?: number, reason?: string } | null
   counters: NodeCounters
   lists: { input: number, running: number, done: number }
   megatestAreas: string[]
@@ -158,6 +162,9 @@ export interface RetentionState {
   budgetBytes: number
   /** Done records kept at most; the oldest go first. */
   maxDoneRecords: number
+  /** Bytes the done records hold beyond their kept results (requests, output, errors; estimated), and the most they may; the oldest go first. */
+  recordBytes: number
+  maxDoneBytes: number
   /** Done records are purged this long after they ended. */
   purgeSeconds: number
   /** Whether records and kept results survive a restart (kept in the state dir's txns.journal). */

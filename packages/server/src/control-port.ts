@@ -1,9 +1,10 @@
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { EvalMeshError, type AbortResult, type PolicyRequest, type PolicyState, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
+import { EvalMeshError, type AbortResult, type NodeLimits, type NodeQuotas, type PolicyRequest, type PolicyState, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
 import type { ServerConnection } from '@evalmesh/transport'
 import type { AbortOptions } from './access.js'
+import { LIVE_QUOTAS, NeedsRestartError, type DrainOptions, type LiveLimits } from './live-settings.js'
 import type { Trace } from './trace.js'
 
 /**
@@ -18,6 +19,14 @@ export interface ControlTarget {
   status (which?: StatusWhich): TxnRecord[]
   abort (id: string | number, options?: AbortOptions): Promise<AbortResult>
   setPolicy (change: Omit<PolicyRequest, 'kind' | 'id'>, by?: string): PolicyState
+  readonly limits: NodeLimits
+  readonly quotas: NodeQuotas
+  setLimits (change: LiveLimits, by?: string): unknown
+  setQuotas (change: Partial<NodeQuotas>, by?: string): unknown
+  loadFunctions (path?: string | null, by?: string): Promise<string[]>
+  functionNames (): string[]
+  drain (options: DrainOptions | null, by?: string): DrainOptions | null
+  readonly draining: DrainOptions | null
   once (event: 'stopped', listener: () => void): unknown
   off (event: 'stopped', listener: () => void): unknown
 }
@@ -29,7 +38,7 @@ export const CONTROL_SOCKET = 'control.sock'
 const MAX_LINE = 64 * 1024
 
 /** One JSON object per reply line: `ok` tells success, `error` names the problem. */
-export type ControlReply = ({ ok: true } & Record<string, unknown>) | { ok: false, error: string }
+export type ControlReply = ({ ok: true } & Record<string, unknown>) | { ok: false, error: string, needsRestart?: true }
 
 export interface ControlPort {
   readonly path: string
@@ -45,6 +54,7 @@ const HELP: ReadonlyArray<[string, string]> = [
   ['status done', 'done transactions, newest first'],
   ['status net', 'open connections: id, peer, address, age in seconds, requests'],
   ['status policy', 'the admission policy (hosts, gags) and whether tracing is on'],
+  ['status drain', 'whether the node drains, and where it sends new work'],
   ['time', 'the node\'s clock, in unix seconds and milliseconds'],
   ['kill ID', 'force-close connection ID (from status net)'],
   ['abort TXN [REASON]', 'abort a queued or running transaction (a txn id or a bare sequence number)'],
@@ -52,6 +62,10 @@ const HELP: ReadonlyArray<[string, string]> = [
   ['ungag NAME...', 'remove gags'],
   ['hosts NAME...', 'replace hosts: directed, broadcast and/or peer names ("hosts default" = both modes)'],
   ['trace on|off|clear', 'turn the node\'s trace on or off, or empty its ring'],
+  ['limits [NAME=N...]', 'show or change limits live: timeoutMs, memoryMb, concurrency, queue, purgeSeconds'],
+  ['quota NAME=N...', `change quotas live: ${LIVE_QUOTAS.join(', ')} (the sandbox's need a restart)`],
+  ['functions [load [PATH] | none]', 'list operator functions, load the functions module again (or PATH), or drop it'],
+  ['drain [retry=HOST:PORT] [after=MS] [elsewhere=NAME@HOST:PORT,...] [REASON] | drain off', 'refuse new work with DRAINING, saying where to retry; running and queued work goes on'],
   ['control stop', 'close this control port (the node keeps running)'],
   ['help', 'this list']
 ]
@@ -146,6 +160,7 @@ export async function startControlPort (server: ControlTarget, path: string = jo
       if (closed) throw new ControlError('the control port is closed')
       return { ok: true, ...await execute(server, line.replace(/\r$/, '')) }
     } catch (err) {
+      if (err instanceof NeedsRestartError) return { ok: false, error: err.message, needsRestart: true }
       if (err instanceof ControlError || err instanceof EvalMeshError) return { ok: false, error: err.message }
       return { ok: false, error: `internal error: ${(err as Error).message ?? String(err)}` }
     }
@@ -199,6 +214,8 @@ async function execute (server: ControlTarget, line: string): Promise<Record<str
         }
         case 'policy':
           return { ...server.policy.state, trace: server.trace.enabled }
+        case 'drain':
+          return { draining: server.draining }
         default:
           throw new ControlError(`unknown status "${args[0]}": want tasks, done, net or policy`)
       }
@@ -240,6 +257,45 @@ async function execute (server: ControlTarget, line: string): Promise<Record<str
       else throw new ControlError(`trace takes on, off or clear, not "${args[0]}"`)
       return { trace: server.trace.enabled, lastSeq: server.trace.lastSeq }
     }
+    case 'limits': {
+      if (args.length === 0) return { limits: server.limits, quotas: server.quotas }
+      const change: LiveLimits = {}
+      for (const [k, v] of assignments(args, LIMIT_NAMES)) change[LIMIT_NAMES[k]!] = v
+      return { limits: server.setLimits(change, 'control port') }
+    }
+    case 'quota': case 'quotas': {
+      need(1, `NAME=N: ${Object.keys(server.quotas).join(', ')}`)
+      const names = Object.fromEntries(Object.keys(server.quotas).map(k => [k.toLowerCase(), k])) as Record<string, keyof NodeQuotas>
+      const change: Partial<NodeQuotas> = {}
+      for (const [k, v] of assignments(args, names)) change[names[k]!] = v
+      return { quotas: server.setQuotas(change, 'control port') }
+    }
+    case 'functions': {
+      if (args.length === 0) return { functions: server.functionNames() }
+      const what = args[0]!.toLowerCase()
+      if (what === 'none') { noMore(1, '"none" alone'); return { module: null, loaded: await server.loadFunctions(null, 'control port') } }
+      if (what !== 'load') throw new ControlError(`functions takes load [PATH] or none, not "${args[0]}"`)
+      noMore(2, 'load and at most one PATH')
+      const loaded = await server.loadFunctions(args[1], 'control port').catch((err: Error) => { throw new ControlError(`functions not loaded (the old ones stay): ${err.message}`) })
+      return { loaded, functions: server.functionNames() }
+    }
+    case 'drain': {
+      if (args.length === 1 && args[0]!.toLowerCase() === 'off') return { draining: server.drain(null, 'control port') }
+      const options: DrainOptions = {}
+      const reason: string[] = []
+      for (const a of args) {
+        const eq = a.indexOf('=')
+        const key = eq < 0 ? '' : a.slice(0, eq).toLowerCase()
+        const value = a.slice(eq + 1)
+        if (key === 'retry' && ADDRESS.test(value)) options.retryAt = value
+        else if (key === 'elsewhere') options.elsewhere = value.split(',').filter(e => e !== '')
+        else if (key === 'after' && /^\d+$/.test(value)) options.retryAfterMs = Number(value)
+        else if (key === 'retry' || key === 'after') throw new ControlError(`drain: "${a}" is not ${key === 'retry' ? 'retry=HOST:PORT' : 'after=MS'}`)
+        else reason.push(a)
+      }
+      if (reason.length > 0) options.reason = reason.join(' ')
+      return { draining: server.drain(options, 'control port') }
+    }
     case 'control': {
       need(1, '"stop"')
       if (args[0]!.toLowerCase() !== 'stop' || args.length > 1) throw new ControlError(`unknown control command "${args.join(' ')}": only "control stop"`)
@@ -248,6 +304,23 @@ async function execute (server: ControlTarget, line: string): Promise<Record<str
     default:
       throw new ControlError(`unknown command "${cmd.slice(0, 40)}"; try help`)
   }
+}
+
+/** The limits `limits NAME=N` sets, by their lower-case names. */
+const LIMIT_NAMES: Record<string, keyof LiveLimits> = { timeoutms: 'timeoutMs', memorymb: 'memoryMb', concurrency: 'concurrency', queue: 'queueLength', queuelength: 'queueLength', purgeseconds: 'purgeSeconds' }
+
+/** `host:port`, `[v6]:port`. */
+const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/
+
+/** `NAME=N` words, names matched case-insensitively against `names`; anything else is an error naming it. */
+function assignments (args: string[], names: Record<string, unknown>): Array<[string, number]> {
+  return args.map(a => {
+    const m = /^([A-Za-z]+)=(\d+)$/.exec(a)
+    if (m === null) throw new ControlError(`"${a}" is not NAME=N (a whole number)`)
+    const k = m[1]!.toLowerCase()
+    if (!(k in names)) throw new ControlError(`unknown name "${m[1]}": want ${Object.values(names).filter((v, i, all) => all.indexOf(v) === i).join(', ')}`)
+    return [k, Number(m[2])]
+  })
 }
 
 /**

@@ -26,6 +26,7 @@ import { FunctionRegistry, type CallContext, type MegatestBinding } from './regi
 import { localOperator, ownsTxn, requireOperator, type AbortOptions, type Caller } from './access.js'
 import { BroadcastResponder } from './broadcast-responder.js'
 import { startControlPort, type ControlPort } from './control-port.js'
+import { LIVE_QUOTAS, NeedsRestartError, type DrainOptions, type LiveLimits } from './live-settings.js'
 import { removeLocalNode, writeLocalNode } from './local-nodes.js'
 
 export type { MegatestBinding }
@@ -61,6 +62,13 @@ export interface ServerInit {
   resultBudgetBytes?: number
   /** Done records kept at most, the oldest evicted first (default 20,000). */
   maxDoneRecords?: number
+  /** Bytes of done records (requests, output, errors; not the kept results) at most, the oldest evicted first (default 32 MiB). */
+  maxDoneBytes?: number
+  /**
+   * How many times this node's supervisor has restarted it (describe and the monitor show
+   * it); default `$EVALMESH_RESTARTS`, which `evalmesh fleet` sets, else 0.
+   */
+  restarts?: number
   /**
    * Keep transactions in `<stateDir>/txns.journal` (done-store.ts), so that done records and
    * kept results survive a crash and a restart (default true; false keeps them in memory only).
@@ -104,6 +112,13 @@ export const NODE_FILE = 'node.json'
 /** The durable transaction store in the state dir (done-store.ts). */
 export const STORE_FILE = 'txns.journal'
 const DEFAULT_MAX_DONE_RECORDS = 20_000
+const DEFAULT_MAX_DONE_BYTES = 32 * 1024 * 1024
+/**
+ * The sandbox's own ceilings stay this wide, so that `limits timeoutMs=...` may raise a
+ * running node's limit: the node clamps every request to its limits before the sandbox
+ * sees it (#submit), and the sandbox clamps again to these.
+ */
+const LIVE_MAX_TIMEOUT_MS = 24 * 3600 * 1000
 
 export type { NodeQuotas }
 
@@ -151,6 +166,8 @@ export class EvalServer extends EventEmitter {
   readonly streams = new Streams()
   readonly quotas: NodeQuotas
   readonly counters = { served: 0, refused: 0, busy: 0, declined: 0, completed: 0, failed: 0, aborted: 0, lost: 0 }
+  /** Restarts by the node's supervisor (ServerInit.restarts). */
+  readonly restarts: number
   readonly #init: ServerInit
   /** Every apply name and the names forms see (built-ins, operator functions, Megatest). */
   readonly functions: FunctionRegistry
@@ -162,6 +179,14 @@ export class EvalServer extends EventEmitter {
   #discovery: Discovery | undefined
   #peers: PeerTable | undefined
   #purgeTimer: NodeJS.Timeout | undefined
+  #purgeSeconds: number
+  /** Set while the node drains: new work is refused DRAINING. */
+  #draining: (DrainOptions & { since: number }) | undefined
+  /** Names of the functions the functions module gave (a reload replaces exactly these). */
+  #moduleFunctions = new Set<string>()
+  #functionsModule: string | null
+  /** Whether the operator set runningPerClient; if not, it follows concurrency. */
+  readonly #runningPerClientSet: boolean
   #stopTimer: NodeJS.Timeout | undefined
   /** Whether this node wrote its entry in <stateDir>/nodes (removed when it stops). */
   #meshStarted = false
@@ -174,6 +199,10 @@ export class EvalServer extends EventEmitter {
   constructor (init: ServerInit, identity: Identity, stateDir: string) {
     super()
     this.#init = init
+    this.restarts = init.restarts ?? 0
+    this.#purgeSeconds = init.purgeSeconds ?? 600
+    this.#functionsModule = init.functionsModule ?? null
+    this.#runningPerClientSet = init.quotas?.runningPerClient !== undefined
     this.identity = identity
     this.stateDir = stateDir
     this.trust = new TrustStore(stateDir, identity)
@@ -192,6 +221,7 @@ export class EvalServer extends EventEmitter {
       resultBudgetBytes: budget,
       maxKeptResultBytes: Math.min(budget, evalLimits.resultBytes),
       maxDoneRecords: init.maxDoneRecords ?? DEFAULT_MAX_DONE_RECORDS,
+      maxDoneBytes: init.maxDoneBytes ?? DEFAULT_MAX_DONE_BYTES,
       onForget: t => this.#store?.forget(t.record.txn),
       onDropValue: t => this.#store?.save(t)
     })
@@ -259,11 +289,14 @@ export class EvalServer extends EventEmitter {
   }
 
   async start (): Promise<void> {
-    if (this.#init.functionsModule !== undefined) {
-      for (const [name, fn] of Object.entries(await loadFunctionsModule(this.#init.functionsModule))) this.registerFunction(name, fn)
+    if (this.#functionsModule !== null) {
+      for (const [name, fn] of Object.entries(await loadFunctionsModule(this.#functionsModule))) {
+        this.registerFunction(name, fn)
+        this.#moduleFunctions.add(name)
+      }
     }
     this.#sandbox = this.#init.sandbox ?? createSandbox({
-      limits: this.#evalLimits(),
+      limits: this.#sandboxCeilings(),
       maxSessionsPerClient: this.quotas.sessionsPerClient,
       clientMemoryMb: this.quotas.memoryPerClientMb,
       maxMemoryMb: this.quotas.sandboxMemoryMb,
@@ -310,11 +343,7 @@ export class EvalServer extends EventEmitter {
     this.#listener.on('rejected', ({ address, error }: { address: string, error: EvalMeshError }) => {
       publish(channels.connectionRefused, { node: this.id, address, code: error.code, message: error.message })
     })
-    const purgeMs = (this.#init.purgeSeconds ?? 600) * 1000
-    this.#purgeTimer = setInterval(() => {
-      if (this.table.purge(purgeMs) > 0) this.emit('change')
-    }, Math.max(250, Math.min(purgeMs / 2, 60_000)))
-    this.#purgeTimer.unref()
+    this.#startPurge()
     const { host, port } = this.#listener.address
     const started: { node: string, name: string, host: string, port: number, lan?: string } = { node: this.id, name: this.name, host, port }
     if (this.#init.lan !== undefined) started.lan = this.#init.lan
@@ -322,6 +351,21 @@ export class EvalServer extends EventEmitter {
     if (this.#init.minutes !== undefined) {
       this.#stopTimer = setTimeout(() => { void this.stop(`--minutes ${this.#init.minutes} elapsed`) }, this.#init.minutes * 60_000)
     }
+  }
+
+  #startPurge (): void {
+    if (this.#purgeTimer !== undefined) clearInterval(this.#purgeTimer)
+    const purgeMs = this.#purgeSeconds * 1000
+    this.#purgeTimer = setInterval(() => {
+      if (this.table.purge(purgeMs) > 0) this.emit('change')
+    }, Math.max(250, Math.min(purgeMs / 2, 60_000)))
+    this.#purgeTimer.unref()
+  }
+
+  /** What the sandbox clamps to: the node's limits, with room for raising time and memory live. */
+  #sandboxCeilings (): EvalLimits {
+    const l = this.#evalLimits()
+    return { ...l, timeoutMs: Math.max(l.timeoutMs, LIVE_MAX_TIMEOUT_MS), memoryMb: Math.max(l.memoryMb, this.quotas.sandboxMemoryMb) }
   }
 
   /**
@@ -453,6 +497,101 @@ export class EvalServer extends EventEmitter {
   }
 
   /**
+   * Change limits of the running node; connections, sessions and what runs are untouched.
+   * New requests are clamped to the new time and memory limits (a session's isolate keeps
+   * the heap limit it was made with until it is made again); concurrency and queue apply
+   * to what starts next. Checks every field before changing any.
+   */
+  setLimits (change: LiveLimits, by = 'local operator'): NodeLimits & { purgeSeconds: number } {
+    const ceilings = this.#sandboxCeilings()
+    for (const [k, v] of Object.entries(change)) {
+      if (v === undefined) continue
+      if (!Number.isSafeInteger(v) || v <= 0) throw new EvalMeshError('BAD_LIMITS', `limits.${k} must be a positive integer, got ${String(v)}`, { field: k })
+      if ((k === 'timeoutMs' || k === 'memoryMb') && v > ceilings[k]) {
+        throw new NeedsRestartError(`limits.${k} ${v} is above what this node's sandbox was started for (${ceilings[k]}); it needs a restart`)
+      }
+    }
+    if (change.timeoutMs !== undefined) this.limits.timeoutMs = change.timeoutMs
+    if (change.memoryMb !== undefined) this.limits.memoryMb = change.memoryMb
+    if (change.concurrency !== undefined) {
+      this.limits.concurrency = change.concurrency
+      if (!this.#runningPerClientSet) this.quotas.runningPerClient = defaultRunningPerClient(change.concurrency)
+    }
+    if (change.queueLength !== undefined) this.limits.queueLength = change.queueLength
+    this.scheduler.setLimits({ concurrency: this.limits.concurrency, queueLength: this.limits.queueLength, perClient: this.quotas.runningPerClient })
+    if (change.purgeSeconds !== undefined && change.purgeSeconds !== this.#purgeSeconds) {
+      this.#purgeSeconds = change.purgeSeconds
+      if (this.#purgeTimer !== undefined) this.#startPurge()
+    }
+    publish(channels.settingsChanged, { node: this.id, by, what: 'limits', change: { ...change } })
+    this.emit('change')
+    return { ...this.limits, purgeSeconds: this.#purgeSeconds }
+  }
+
+  /** Change the scheduler's quotas of the running node (LIVE_QUOTAS); the sandbox's need a restart. */
+  setQuotas (change: Partial<NodeQuotas>, by = 'local operator'): NodeQuotas {
+    for (const [k, v] of Object.entries(change)) {
+      if (v === undefined) continue
+      if (!(k in this.quotas)) throw new EvalMeshError('BAD_LIMITS', `no quota "${k}"; the quotas are ${Object.keys(this.quotas).join(', ')}`, { field: k })
+      if (!Number.isSafeInteger(v) || v <= 0) throw new EvalMeshError('BAD_LIMITS', `quota ${k} must be a positive integer, got ${String(v)}`, { field: k })
+      if (!(LIVE_QUOTAS as readonly string[]).includes(k) && v !== this.quotas[k as keyof NodeQuotas]) {
+        throw new NeedsRestartError(`quota ${k} is the sandbox's, fixed when it started; it needs a restart`)
+      }
+    }
+    Object.assign(this.quotas, definedOnly(change))
+    this.scheduler.setLimits({ perClient: this.quotas.runningPerClient, perClientQueue: this.quotas.queuedPerClient, maxWaitMs: this.quotas.maxQueueWaitMs })
+    publish(channels.settingsChanged, { node: this.id, by, what: 'quotas', change: { ...change } })
+    this.emit('change')
+    return { ...this.quotas }
+  }
+
+  /**
+   * Load the functions module again (`path`, or the one the node has; null: none): its
+   * functions replace the ones the module gave before, at once for new requests and for
+   * forms (their `fns.*`). Calls already running finish with the function they started with.
+   */
+  async loadFunctions (path: string | null = this.#functionsModule, by = 'local operator'): Promise<string[]> {
+    const loaded = path === null ? {} : await loadFunctionsModule(path, true)
+    for (const name of this.#moduleFunctions) if (!(name in loaded)) this.functions.unregister(name)
+    this.#moduleFunctions = new Set(Object.keys(loaded))
+    for (const [name, fn] of Object.entries(loaded)) this.registerFunction(name, fn)
+    this.#functionsModule = path
+    const names = [...this.#moduleFunctions]
+    publish(channels.settingsChanged, { node: this.id, by, what: 'functions', change: { module: path, functions: names } })
+    return names
+  }
+
+  /**
+   * Drain: refuse new evals and applies with DRAINING, saying where to retry, while what
+   * the node has taken (running and queued) goes on, retransmits are answered from their
+   * records and results can be fetched. null ends the drain.
+   */
+  drain (options: DrainOptions | null, by = 'local operator'): DrainOptions | null {
+    this.#draining = options === null ? undefined : { ...options, since: Date.now() }
+    publish(channels.settingsChanged, { node: this.id, by, what: 'drain', change: options === null ? { draining: false } : { draining: true, ...options } })
+    this.emit('change')
+    return this.draining
+  }
+
+  get draining (): DrainOptions | null {
+    if (this.#draining === undefined) return null
+    const { since: _since, ...options } = this.#draining
+    return options
+  }
+
+  #drainingError (txn: string): EvalMeshError {
+    const d = this.#draining!
+    const where = d.retryAt !== undefined ? `; retry at ${d.retryAt}` : ''
+    const others = d.elsewhere !== undefined && d.elsewhere.length > 0 ? `${where === '' ? '; retry on' : ', or on'} ${d.elsewhere.join(', ')}` : ''
+    const when = d.retryAfterMs !== undefined ? ` (back in about ${Math.max(1, Math.round(d.retryAfterMs / 1000))} s)` : ''
+    const data: Record<string, unknown> = { txn, node: this.name }
+    if (d.retryAt !== undefined) data.retryAt = d.retryAt
+    if (d.retryAfterMs !== undefined) data.retryAfterMs = d.retryAfterMs
+    if (d.elsewhere !== undefined) data.elsewhere = d.elsewhere
+    return new EvalMeshError('DRAINING', `node ${this.name} is draining${d.reason !== undefined ? ` (${d.reason})` : ''} and takes no new work${where}${when}${others}`, data)
+  }
+
+  /**
    * EVALSERVER.ABORT: stop a running evaluation or drop a queued one. `id` is a txn id
    * or a bare sequence number (give `client` when numbers collide).
    */
@@ -506,12 +645,17 @@ export class EvalServer extends EventEmitter {
       broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
       limits: this.limits,
       quotas: this.quotas,
-      retention: { results: this.table.doneCount, keptBytes: this.table.keptBytes, budgetBytes: this.table.budgetBytes, maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#init.purgeSeconds ?? 600, durable: this.#store !== undefined },
+      retention: {
+        results: this.table.doneCount, recordBytes: this.table.doneBytes, maxDoneBytes: this.table.maxDoneBytes, keptBytes: this.table.keptBytes, budgetBytes: this.table.budgetBytes,
+        maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#purgeSeconds, durable: this.#store !== undefined
+      },
       sandbox: this.#sandbox?.stats ?? null,
       functions: this.functions.names(),
       policy: this.policy.state,
       trace: this.trace.enabled,
       uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      restarts: this.restarts,
+      draining: this.draining,
       counters: { ...this.counters },
       lists: { input: this.table.input.length, running: this.table.running.size, done: this.table.doneCount },
       megatestAreas: this.#init.megatest?.areas().map(a => a.name) ?? []
@@ -625,6 +769,10 @@ export class EvalServer extends EventEmitter {
       // A retransmit: never run twice; answer from the record.
       if (fingerprint(existing.request) !== fingerprint(req)) throw new EvalMeshError('TXN_CONFLICT', `transaction ${req.txn} was already used for a different request`, { txn: req.txn })
       return req.wait ? await this.#outcomeOf(existing) : this.#ack(existing)
+    }
+
+    if (this.#draining !== undefined) {
+      throw this.#drainingError(req.txn)
     }
 
     let mode: RequestMode = 'directed'
@@ -894,13 +1042,20 @@ async function waitSettled (t: Txn, ms: number): Promise<boolean> {
 
 export type { TraceEvent }
 
+/** EVALMESH_RESTARTS, as the fleet's supervisor sets it for a node it restarted. */
+function restartsFromEnv (): number | undefined {
+  const n = Number(process.env.EVALMESH_RESTARTS)
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined
+}
+
 /** Create and start a node. */
 export async function startServer (init: ServerInit = {}): Promise<EvalServer> {
   const stateDir = init.stateDir ?? defaultStateDir()
   const identityOptions: Parameters<typeof loadIdentity>[1] = { create: true }
   if (init.name !== undefined) identityOptions.name = init.name
   const identity = init.identity ?? loadIdentity(stateDir, identityOptions)
-  const server = new EvalServer(init, identity, stateDir)
+  const restarts = init.restarts ?? restartsFromEnv()
+  const server = new EvalServer(restarts === undefined ? init : { ...init, restarts }, identity, stateDir)
   await server.start()
   return server
 }

@@ -141,6 +141,8 @@ export interface StoreRestored extends NodeEvent { path: string, restored: numbe
 /** Another live node keeps the state dir's transactions: this one keeps its own in memory only. */
 export interface StoreShared extends NodeEvent { path: string, holder: string, pid: number }
 export interface PolicyChanged extends NodeEvent { by: string, hosts: string[], gags: string[] }
+/** Limits, quotas, functions or the drain of a running node changed (control port, fleet reload). */
+export interface SettingsChanged extends NodeEvent { by: string, what: 'limits' | 'quotas' | 'functions' | 'drain', change: Record<string, unknown> }
 export interface TraceSwitched extends NodeEvent {
   on: boolean
   /** The ring was emptied. */
@@ -186,6 +188,7 @@ export const channels = {
   storeRestored: channel<StoreRestored>('evalmesh:store:restored'),
   storeShared: channel<StoreShared>('evalmesh:store:shared'),
   policyChanged: channel<PolicyChanged>('evalmesh:policy:changed'),
+  settingsChanged: channel<SettingsChanged>('evalmesh:settings:changed'),
   traceSwitched: channel<TraceSwitched>('evalmesh:trace:switched')
 } as const
 
@@ -360,6 +363,10 @@ export const EVENTS: { readonly [E in EventName]: EventSpec<E> } = {
   policyChanged: {
     component: 'policy', event: 'changed', level: 'info', trace: 'policy',
     detail: (p, s) => `policy changed by ${s(p.by)}: hosts ${list(p.hosts, s)}, gags ${list(p.gags, s)}`
+  },
+  settingsChanged: {
+    component: 'settings', event: 'changed', level: 'info', trace: 'policy',
+    detail: (p, s) => `${p.what} changed by ${s(p.by)}: ${s(JSON.stringify(p.change))}`
   },
   traceSwitched: {
     component: 'trace', event: 'switched', level: 'info', trace: null,

@@ -15,14 +15,19 @@ export interface ApplyContext {
 
 export type OperatorFunction = (this: ApplyContext, ...args: any[]) => unknown
 
+let reloads = 0
+
 export const FUNCTION_NAME = /^[A-Za-z_$][\w$-]*(\.[A-Za-z_$][\w$-]*)*$/
 
 /**
  * Load a module of operator functions: its named function exports, or the function
  * properties of its default export.
  */
-export async function loadFunctionsModule (path: string): Promise<Record<string, OperatorFunction>> {
-  const mod = await import(pathToFileURL(resolve(path)).href) as Record<string, unknown>
+export async function loadFunctionsModule (path: string, fresh = false): Promise<Record<string, OperatorFunction>> {
+  // A module is evaluated once per URL: a reload (fresh) asks for a new URL, so an edited
+  // file is read again. The old evaluation stays in memory (ES modules cannot be unloaded).
+  const url = pathToFileURL(resolve(path)).href + (fresh ? `?reload=${++reloads}` : '')
+  const mod = await import(url) as Record<string, unknown>
   const out: Record<string, OperatorFunction> = {}
   const take = (source: Record<string, unknown>): void => {
     for (const [name, value] of Object.entries(source)) {

@@ -50,6 +50,11 @@ export class FunctionRegistry {
     this.#onChange()
   }
 
+  /** Take an operator function away (a functions module reloaded without it). */
+  unregister (name: string): void {
+    if (this.#functions.delete(name)) this.#onChange()
+  }
+
   /** The names remoteApply accepts, as describe lists them. */
   names (): string[] {
     const mt = this.#megatest === undefined ? [] : ['megatest', ...this.#megatest.commands().map(c => `megatest.${c.name}`)]

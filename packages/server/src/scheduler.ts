@@ -83,6 +83,17 @@ export class Scheduler {
   runningOf (client: string): number { return this.#running.get(client) ?? 0 }
   queuedOf (client: string): number { return this.#queues.get(client)?.length ?? 0 }
 
+  /**
+   * Change the limits of a running scheduler (the control port's `limits` and `quota`):
+   * what runs goes on; what waits starts as soon as the new limits let it.
+   */
+  setLimits (change: Partial<SchedulerLimits>): void {
+    for (const [k, v] of Object.entries(change) as Array<[keyof SchedulerLimits, number | undefined]>) {
+      if (v !== undefined) this.limits[k] = v
+    }
+    this.#pump()
+  }
+
   /** Refuse what would wait too long, before anything is recorded. */
   refusal (client: string): Refusal | undefined {
     const mine = this.queuedOf(client)

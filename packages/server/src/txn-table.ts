@@ -20,6 +20,8 @@ export interface Txn {
   controller?: AbortController
   /** Bytes of the kept result, counted against the retention budget. */
   keptBytes: number
+  /** Bytes the done record holds beyond its result (its request, output and error), counted against maxDoneBytes. */
+  recordBytes?: number
 }
 
 export interface TxnTableInit {
@@ -29,6 +31,12 @@ export interface TxnTableInit {
   maxKeptResultBytes: number
   /** Most done records kept; the oldest go first. */
   maxDoneRecords: number
+  /**
+   * Most bytes of done records (their requests, output and errors; results are the
+   * budget's), estimated; the oldest go first. A record's count alone does not bound
+   * memory: one request may carry a form of megabytes.
+   */
+  maxDoneBytes?: number
   /** Told when a record is forgotten (purged or evicted) and when a kept result is dropped: the durable store follows. */
   onForget?: (t: Txn) => void
   onDropValue?: (t: Txn) => void
@@ -55,6 +63,7 @@ export class TxnTable {
   /** Before this index of #order no transaction keeps a result (they go oldest first). */
   #keptFrom = 0
   #keptBytes = 0
+  #doneBytes = 0
   readonly #init: TxnTableInit
 
   constructor (init: TxnTableInit) {
@@ -66,6 +75,8 @@ export class TxnTable {
   get keptBytes (): number { return this.#keptBytes }
   get budgetBytes (): number { return this.#init.resultBudgetBytes }
   get maxDoneRecords (): number { return this.#init.maxDoneRecords }
+  get doneBytes (): number { return this.#doneBytes }
+  get maxDoneBytes (): number { return this.#init.maxDoneBytes ?? Infinity }
   get doneCount (): number { return this.#done.size }
 
   add (txn: Txn): void {
@@ -110,14 +121,20 @@ export class TxnTable {
       else r.reason = settled.error.message
     }
     r.resultKept = this.#keep(t, settled, size)
-    this.#done.set(r.txn, t)
+    this.#addDone(t)
+  }
+
+  #addDone (t: Txn): void {
+    t.recordBytes = recordBytes(t)
+    this.#doneBytes += t.recordBytes
+    this.#done.set(t.record.txn, t)
     this.#order.push(t)
     this.#evictOver()
   }
 
-  /** Forget the oldest done records beyond maxDoneRecords. */
+  /** Forget the oldest done records beyond maxDoneRecords or maxDoneBytes (the newest one stays). */
   #evictOver (): void {
-    while (this.#done.size > this.#init.maxDoneRecords) this.#forget(this.#oldest()!)
+    while (this.#done.size > this.#init.maxDoneRecords || (this.#doneBytes > this.maxDoneBytes && this.#done.size > 1)) this.#forget(this.#oldest()!)
     this.#compact()
   }
 
@@ -192,6 +209,8 @@ export class TxnTable {
     this.#all.delete(t.record.txn)
     this.#keptBytes -= t.keptBytes
     t.keptBytes = 0
+    this.#doneBytes -= t.recordBytes ?? 0
+    t.recordBytes = 0
     this.#init.onForget?.(t)
   }
 
@@ -200,9 +219,7 @@ export class TxnTable {
     if (t.settled === undefined || this.#all.has(t.record.txn)) return
     this.#all.set(t.record.txn, t)
     t.record.resultKept = this.#keep(t, t.settled)
-    this.#done.set(t.record.txn, t)
-    this.#order.push(t)
-    this.#evictOver()
+    this.#addDone(t)
   }
 
   #keep (t: Txn, settled: Settled, measured?: number): boolean {
@@ -237,6 +254,21 @@ export class TxnTable {
 function * newestFirst (done: Map<string, Txn>): Generator<Txn> {
   const all = [...done.values()]
   for (let i = all.length - 1; i >= 0; i--) yield all[i]!
+}
+
+/** What a record costs beside its fields' fixed part (measured: about 0.5 KB of heap each). */
+const RECORD_OVERHEAD_BYTES = 512
+
+/** A done record's bytes beyond its kept result: its request, its summary, its output and error. */
+function recordBytes (t: Txn): number {
+  const req = t.request
+  let n = RECORD_OVERHEAD_BYTES + t.record.summary.length + (req.kind === 'eval' ? req.form.length : approximateSize(req.args))
+  const s = t.settled
+  if (s !== undefined) {
+    n += s.output.length
+    if (!s.ok) n += s.error.message.length + (s.error.stack?.length ?? 0)
+  }
+  return n
 }
 
 /** Encoded size for objects; a cheap estimate for primitives, which dominate the hot path. */

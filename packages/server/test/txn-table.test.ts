@@ -59,3 +59,32 @@ test('over the result budget the oldest kept results are dropped first, and only
   assert.equal(ts[2]!.record.resultKept, true)
   assert.ok(table.keptBytes <= 1000)
 })
+
+test('past maxDoneBytes the oldest done records go: big forms cannot hold the node\'s memory beyond the bound', () => {
+  const table = new TxnTable({ resultBudgetBytes: 1 << 30, maxKeptResultBytes: 1 << 20, maxDoneRecords: 1000, maxDoneBytes: 100_000 })
+  const big = (): Txn => {
+    const t = txn()
+    ;(t.request as { form: string }).form = 'x'.repeat(20_000)
+    table.add(t)
+    table.start(t)
+    table.finish(t, { ok: true, value: 1, output: '', outputTruncated: false, seconds: 0 })
+    return t
+  }
+  const all = Array.from({ length: 20 }, big)
+  assert.ok(table.doneBytes <= 100_000, `doneBytes ${table.doneBytes}`)
+  assert.ok(table.doneCount >= 4 && table.doneCount < 5, `${table.doneCount} records`)
+  // Oldest first: the ones still there are the newest.
+  for (const t of all.slice(-table.doneCount)) assert.equal(table.get(t.record.txn), t)
+  for (const t of all.slice(0, 20 - table.doneCount)) assert.equal(table.get(t.record.txn), undefined)
+  // Small records after it: the count of bytes went down with the evicted ones.
+  for (let i = 0; i < 50; i++) done(table)
+  assert.ok(table.doneBytes <= 100_000)
+  assert.equal(table.doneCount > 50, true)
+  // One record larger than the bound is kept alone (the newest always stays).
+  const t = txn()
+  ;(t.request as { form: string }).form = 'y'.repeat(200_000)
+  table.add(t); table.start(t)
+  table.finish(t, { ok: true, value: 1, output: '', outputTruncated: false, seconds: 0 })
+  assert.equal(table.doneCount, 1)
+  assert.equal(table.get(t.record.txn), t)
+})
