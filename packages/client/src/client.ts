@@ -303,9 +303,10 @@ export class Client {
       } catch (err) {
         // Only what the node answered is retried here, as its catalogue entry says: a local
         // failure (CONNECT_FAILED) is reported at once, and a directed REFUSED is the
-        // policy's answer, which asking the same node again would not change.
+        // policy's answer, which asking the same node again would not change. DRAINING names
+        // where to go instead (data.retryAt): that is the caller's choice, so it is reported at once.
         const retry = retryOf(err)
-        if (!(err instanceof RemoteEvalError) || retry === 'never' || err.code === 'REFUSED' || attempt >= retries) throw err
+        if (!(err instanceof RemoteEvalError) || retry === 'never' || err.code === 'REFUSED' || err.code === 'DRAINING' || attempt >= retries) throw err
         const hint = retryAfterMs(err)
         // same-txn (BUSY): nothing was recorded; wait as the node asks, at most 10 s.
         // new-txn (MEGATEST_BUSY): the node recorded a failed transaction but did nothing;
