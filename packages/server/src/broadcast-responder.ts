@@ -20,6 +20,8 @@ export interface ResponderParts {
   load (): { running: number, queued: number }
   /** True if this node already holds a record of the txn (claimed here before). */
   knows (txn: string): boolean
+  /** True while the node drains (it takes no new work): it makes no offers. */
+  draining?: () => boolean
 }
 
 /**
@@ -126,6 +128,11 @@ export class BroadcastResponder {
       if (offer !== undefined) { this.#sendOffer(offer, rinfo); return }
     }
     if (server.knows(txn)) return // already claimed here; the client has its answer
+    if (server.draining?.() === true) {
+      this.stats.busy++
+      if (all) this.#send({ kind: 'decline', txn, rule: 'draining' }, rinfo)
+      return
+    }
     // The name in the datagram is the sender's claim; policy matches the name this node gives its key.
     sender.name = server.trust.nameOrId(sender.key)
     const decision = server.policy.decide({ id: sender.id, name: sender.name, self: sender.self }, 'broadcast')

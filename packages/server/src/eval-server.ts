@@ -416,7 +416,8 @@ export class EvalServer extends EventEmitter {
     this.#responder = new BroadcastResponder({
       identity: this.identity, trust: this.trust, policy: this.policy, counters: this.counters, limits: this.limits,
       load: () => ({ running: this.table.running.size, queued: this.table.input.length }),
-      knows: txn => this.table.get(txn) !== undefined
+      knows: txn => this.table.get(txn) !== undefined,
+      draining: () => this.#draining !== undefined
     }, responderInit)
     await this.#responder.start()
     this.claimCheck = (claim, peer, txn) => this.#responder?.claim(claim, peer, txn)
