@@ -5,7 +5,7 @@
 import { createPrivateKey } from 'node:crypto'
 import { encodeFrame, HANDSHAKE_LABEL_CLIENT, HANDSHAKE_LABEL_SERVER, DEFAULT_DECODE_LIMITS } from '../packages/protocol/dist/src/index.js'
 import { identityFromKey } from '../packages/trust/dist/src/index.js'
-import { transcript } from '../packages/transport/dist/src/index.js'
+import { transcript, ephemeralKey, deriveDirectionKeys, FrameMac } from '../packages/transport/dist/src/index.js'
 
 const keyFromSeed = (byte) => createPrivateKey({
   key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.alloc(32, byte)]),
@@ -27,6 +27,33 @@ export const exchange = [
   ['server', { kind: 'reply', id: 1, ok: true, value: { txn, node: 'plaza', state: 'done', value: 2, output: '', outputTruncated: false, seconds: 0.25 } }]
 ]
 
+// §7.1: the same exchange with frame integrity (§2.4). The ephemeral X25519 keys are made
+// from fixed seeds too (client: 32 bytes of 03, server: 32 bytes of 04).
+export const clientEph = ephemeralKey(Buffer.alloc(32, 3))
+export const serverEph = ephemeralKey(Buffer.alloc(32, 4))
+const kx = { client: clientEph.publicKey, server: serverEph.publicKey }
+export const keys = deriveDirectionKeys(clientEph.privateKey, serverEph.publicKey, {
+  clientNonce, serverNonce, clientKey: client.publicKey, serverKey: server.publicKey, clientKx: kx.client, serverKx: kx.server
+})
+const [, , , welcome, evalRequest, reply] = exchange
+export const integrityExchange = [
+  ['client', { ...exchange[0][1], kx: kx.client }],
+  ['server', { ...exchange[1][1], sig: Buffer.from(server.sign(transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, client.publicKey, server.publicKey, kx))), kx: kx.server }],
+  ['client', { kind: 'auth', sig: Buffer.from(client.sign(transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, client.publicKey, server.publicKey, kx))) }],
+  welcome, evalRequest, reply
+]
+
+/** The frames of integrityExchange as sent: each after the handshake's plain ones followed by its tag. */
+export function integrityFrames () {
+  const macs = { client: new FrameMac(keys.clientToServer), server: new FrameMac(keys.serverToClient) }
+  const plain = { client: 2, server: 1 }
+  const count = { client: 0, server: 0 }
+  return integrityExchange.map(([from, msg]) => {
+    const frame = encodeFrame(msg)
+    return count[from]++ < plain[from] ? frame : Buffer.concat([frame, macs[from].tag(frame)])
+  })
+}
+
 export function hexLines (buf, width = 32) {
   const hex = buf.toString('hex').replace(/(..)/g, '$1 ').trim().split(' ')
   const out = []
@@ -40,5 +67,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`${from === 'client' ? 'C->S' : 'S->C'} ${msg.kind} (${frame.length} bytes)`)
     console.log(hexLines(frame).join('\n'))
     console.log()
+  }
+  if (process.argv.includes('--integrity')) {
+    console.log('--- with frame integrity (§7.1) ---\n')
+    console.log(`client kx ${clientEph.publicKey.toString('hex')}\nserver kx ${serverEph.publicKey.toString('hex')}`)
+    console.log(`c2s key   ${keys.clientToServer.toString('hex')}\ns2c key   ${keys.serverToClient.toString('hex')}\n`)
+    const frames = integrityFrames()
+    integrityExchange.forEach(([from, msg], i) => {
+      console.log(`${from === 'client' ? 'C->S' : 'S->C'} ${msg.kind} (${frames[i].length} bytes)`)
+      console.log(hexLines(frames[i]).join('\n'))
+      console.log()
+    })
   }
 }

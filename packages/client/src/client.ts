@@ -5,7 +5,7 @@ import {
   type ReplyOf, type RequestBody, type RequestKind, type StatusWhich, type StreamEvent, type TraceReply, type TxnRecord
 } from '@evalmesh/protocol'
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
-import { ClientConnection } from '@evalmesh/transport'
+import { ClientConnection, type IntegrityMode } from '@evalmesh/transport'
 import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
 import { Broadcaster, type BroadcastConfig } from './broadcast.js'
 import { claimOne, type ClaimBody } from './claim.js'
@@ -26,6 +26,8 @@ export interface ClientInit {
   heartbeatIntervalMs?: number
   /** ...and fail the waiting calls with LOST after this long with nothing at all (default 5000 ms). */
   heartbeatTimeoutMs?: number
+  /** Frame integrity on plain connections (PROTOCOL.md §2.4): `auto` (default) all but loopback ones, `always` loopback ones too. */
+  integrity?: IntegrityMode
   /** How many times a BUSY (or MEGATEST_BUSY) refusal is retried, backing off (default 8). */
   busyRetries?: number
   /** Where broadcasts go (no host given). Without it, a call with no host is an error. */
@@ -213,6 +215,7 @@ export class Client {
       }
       if (this.#init.heartbeatIntervalMs !== undefined) opts.heartbeatIntervalMs = this.#init.heartbeatIntervalMs
       if (this.#init.heartbeatTimeoutMs !== undefined) opts.heartbeatTimeoutMs = this.#init.heartbeatTimeoutMs
+      if (this.#init.integrity !== undefined) opts.integrity = this.#init.integrity
       if (endpoint.id !== undefined) opts.expectId = endpoint.id
       p = ClientConnection.open(opts)
       this.#pool.set(key, p)

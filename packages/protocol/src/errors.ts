@@ -53,6 +53,8 @@ export const ERROR_CATALOGUE = {
   CLIENT_ID_MISMATCH: { wire: 202, retry: 'never', message: 'transaction client id does not belong to the authenticated peer' },
   BAD_DATAGRAM: { wire: 203, retry: 'never', message: 'datagram failed authentication or replay check' },
   FORBIDDEN: { wire: 204, retry: 'never', data: { right: 'string' }, message: 'the request needs a right this client does not have' },
+  INTEGRITY_FAILED: { wire: 205, retry: 'never', message: 'a frame failed its integrity check (altered, injected, replayed or reordered on the way)' },
+  INTEGRITY_REQUIRED: { wire: 206, retry: 'never', message: 'the connection needs frame integrity or TLS, and the peer offered neither' },
 
   REFUSED: { wire: 300, retry: 'same-txn', data: { rule: 'string' }, message: 'request refused by the admission policy' },
   BUSY: { wire: 301, retry: 'same-txn', data: { retryAfterMs: 'number' }, hint: { field: 'retryAfterMs', unitMs: 1 }, message: 'node is at capacity; retry later' },

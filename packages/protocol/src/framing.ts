@@ -18,15 +18,21 @@ export function encodeFrame (message: unknown): Buffer {
 
 /**
  * Incremental frame splitter for a byte stream: `push(chunk)` returns the complete
- * payloads it now holds, in order. An oversized or zero length prefix throws
- * FRAME_TOO_LARGE / MALFORMED_FRAME as soon as the 4 header bytes arrive, before
- * any payload is buffered.
+ * payloads it now holds, in order; `append(chunk)` then `next()` takes them one at a
+ * time, for a reader that changes how the following frames are read (frame integrity,
+ * PROTOCOL.md §2.4). An oversized or zero length prefix throws FRAME_TOO_LARGE /
+ * MALFORMED_FRAME as soon as the 4 header bytes arrive, before any payload is buffered.
  */
 export class FrameDecoder {
   #chunks: Buffer[] = []
   #buffered = 0
   #need = -1 // payload length of the frame being read, or -1 while reading its header
   maxFrameBytes: number
+  /**
+   * Bytes that follow each payload outside its length (a frame's integrity tag); `next()`
+   * returns them with the payload, at its end. Change it only between frames.
+   */
+  trailerBytes = 0
 
   constructor (maxFrameBytes: number = DEFAULT_DECODE_LIMITS.maxFrameBytes) {
     this.maxFrameBytes = maxFrameBytes
@@ -36,26 +42,34 @@ export class FrameDecoder {
   get buffered (): number { return this.#buffered }
 
   push (chunk: Buffer): Buffer[] {
+    this.append(chunk)
+    const out: Buffer[] = []
+    for (let frame = this.next(); frame !== undefined; frame = this.next()) out.push(frame)
+    return out
+  }
+
+  append (chunk: Buffer): void {
     if (chunk.length > 0) {
       this.#chunks.push(chunk)
       this.#buffered += chunk.length
     }
-    const out: Buffer[] = []
-    while (true) {
-      if (this.#need < 0) {
-        if (this.#buffered < FRAME_HEADER_BYTES) break
-        const length = this.#take(FRAME_HEADER_BYTES).readUInt32BE(0)
-        if (length === 0) throw new EvalMeshError('MALFORMED_FRAME', 'frame with a zero length prefix')
-        if (length > this.maxFrameBytes) {
-          throw new EvalMeshError('FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`)
-        }
-        this.#need = length
+  }
+
+  /** The next complete payload (and its trailer), or undefined until more bytes arrive. */
+  next (): Buffer | undefined {
+    if (this.#need < 0) {
+      if (this.#buffered < FRAME_HEADER_BYTES) return undefined
+      const length = this.#take(FRAME_HEADER_BYTES).readUInt32BE(0)
+      if (length === 0) throw new EvalMeshError('MALFORMED_FRAME', 'frame with a zero length prefix')
+      if (length > this.maxFrameBytes) {
+        throw new EvalMeshError('FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`)
       }
-      if (this.#buffered < this.#need) break
-      out.push(this.#take(this.#need))
-      this.#need = -1
+      this.#need = length
     }
-    return out
+    const total = this.#need + this.trailerBytes
+    if (this.#buffered < total) return undefined
+    this.#need = -1
+    return this.#take(total)
   }
 
   #take (n: number): Buffer {

@@ -12,7 +12,7 @@ import {
 import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
 import { clampLimits, createSandbox, isQuickForm, sessionKey, type Sandbox } from '@evalmesh/sandbox'
 import { TrustStore, defaultStateDir, loadIdentity, writePrivateFile, type Identity } from '@evalmesh/trust'
-import { Listener, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
+import { Listener, type IntegrityMode, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
 import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
@@ -93,6 +93,11 @@ export interface ServerInit {
   discoveryTtl?: number
   /** Open the control port, a Unix socket `<stateDir>/control.sock` (default true). */
   controlPort?: boolean
+  /**
+   * Which plain connections carry frame integrity (PROTOCOL.md §2.4): `auto` (default) all
+   * but loopback ones, `always` loopback ones too.
+   */
+  integrity?: IntegrityMode
 }
 
 /** What a running node writes to `<stateDir>/node.json`, so that local clients find it. */
@@ -315,7 +320,8 @@ export class EvalServer extends EventEmitter {
         port: this.#init.port ?? DEFAULT_PORT,
         identity: this.identity,
         trust: this.trust,
-        limits: this.limits
+        limits: this.limits,
+        integrity: this.#init.integrity ?? 'auto'
       })
     } catch (err) {
       await this.#sandbox.stop()

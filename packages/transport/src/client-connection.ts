@@ -7,6 +7,7 @@ import {
 import type { Identity, TrustStore } from '@evalmesh/trust'
 import { FramedSocket } from './framed-socket.js'
 import { clientHandshake, type PeerInfo } from './handshake.js'
+import { integrityWanted, type IntegrityMode } from './frame-integrity.js'
 
 export type { RequestBody }
 
@@ -35,11 +36,15 @@ export interface ConnectOptions {
    * live node never trips it.
    */
   heartbeatTimeoutMs?: number
+  /** Frame integrity (PROTOCOL.md §2.4): `auto` (default) everywhere but loopback, `always` on loopback too. */
+  integrity?: IntegrityMode
 }
 
 export interface RequestOptions {
   /** Reject with CLIENT_TIMEOUT if no reply arrives in time (the request is not aborted remotely). */
   timeoutMs?: number
+  /** Event frames the node sends on this request's id before its reply (an eval's streamed output, PROTOCOL.md §3.2). */
+  onEvents?: (events: StreamEvent[]) => void
 }
 
 interface Pending {
@@ -49,6 +54,7 @@ interface Pending {
   /** What the caller waits for, for its own error: "txn T" or "the status reply". */
   what: string
   txn: string | undefined
+  onEvents?: (events: StreamEvent[]) => void
 }
 
 /**
@@ -106,7 +112,9 @@ export class ClientConnection extends EventEmitter {
       socket.once('connect', () => { clearTimeout(timer); resolve() })
       socket.once('error', (err) => { clearTimeout(timer); reject(new EvalMeshError('CONNECT_FAILED', `cannot connect to ${opts.host}:${opts.port}: ${err.message}`)) })
     })
-    const handshake: Parameters<typeof clientHandshake>[1] = { identity: opts.identity, trust: opts.trust, timeoutMs }
+    const handshake: Parameters<typeof clientHandshake>[1] = {
+      identity: opts.identity, trust: opts.trust, timeoutMs, integrity: integrityWanted(opts.integrity, socket.remoteAddress)
+    }
     if (opts.expectId !== undefined) handshake.expectId = opts.expectId
     const result = await clientHandshake(framed, handshake)
     framed.setLimits({ ...DEFAULT_DECODE_LIMITS, maxFrameBytes: Math.max(result.limits.maxFrameBytes ?? 0, DEFAULT_DECODE_LIMITS.maxFrameBytes) })
@@ -136,6 +144,7 @@ export class ClientConnection extends EventEmitter {
             (txn !== undefined ? ' (it may still run there: fetchResult re-fetches it by txn)' : ''), data))
         }, options.timeoutMs)
       }
+      if (options.onEvents !== undefined) pending.onEvents = options.onEvents
       this.#pending.set(id, pending)
       if (this.#pending.size === 1) this.#startHeartbeat()
       try {
@@ -187,7 +196,9 @@ export class ClientConnection extends EventEmitter {
       return
     }
     if (msg.kind === 'event') {
-      this.#streams.get(msg.id)?.(msg.events as StreamEvent[])
+      // A subscribe stream outlives its reply; a request's own events end with it.
+      const onEvents = this.#streams.get(msg.id) ?? this.#pending.get(msg.id)?.onEvents
+      onEvents?.(msg.events as StreamEvent[])
       return
     }
     const pending = this.#pending.get(msg.id)

@@ -6,6 +6,7 @@ import {
 } from '@evalmesh/protocol'
 import { nodeIdOf, verifySignature, type Identity, type TrustStore } from '@evalmesh/trust'
 import type { FramedSocket } from './framed-socket.js'
+import { KX_BYTES, deriveDirectionKeys, ephemeralKey, type EphemeralKey } from './frame-integrity.js'
 
 /** Who is on the other end, as proven by the handshake. */
 export interface PeerInfo {
@@ -23,6 +24,8 @@ export interface PeerInfo {
   self: boolean
   /** How the peer is trusted. */
   trustedBy: 'self' | 'key' | 'mesh'
+  /** Frames after the handshake carry integrity tags (PROTOCOL.md §2.4). */
+  integrity: boolean
   address: string
   port: number
 }
@@ -30,12 +33,17 @@ export interface PeerInfo {
 /*
  * The transcript both sides sign (PROTOCOL.md §2.2):
  *   label (ASCII) || client nonce (32) || server nonce (32) || client key (32) || server key (32)
+ *   [|| client kx (32) || server kx (32), with frame integrity (§2.4)]
  * The server signs with label "evalmesh/1 server", the client with "evalmesh/1 client", so
  * neither proof can be replayed as the other. With a mesh key, each side also sends
- * HMAC-SHA256(mesh key, same bytes).
+ * HMAC-SHA256(mesh key, same bytes). Each side puts in the client kx it sent or received,
+ * so a kx struck out on the way makes the signatures fail instead of turning integrity off.
  */
-export function transcript (label: string, clientNonce: Uint8Array, serverNonce: Uint8Array, clientKey: Uint8Array, serverKey: Uint8Array): Uint8Array {
-  return Buffer.concat([Buffer.from(label, 'ascii'), clientNonce, serverNonce, clientKey, serverKey])
+export function transcript (label: string, clientNonce: Uint8Array, serverNonce: Uint8Array, clientKey: Uint8Array, serverKey: Uint8Array,
+  kx?: { client: Uint8Array, server?: Uint8Array | undefined }): Uint8Array {
+  const parts = [Buffer.from(label, 'ascii'), clientNonce, serverNonce, clientKey, serverKey]
+  if (kx !== undefined) parts.push(kx.client, kx.server ?? new Uint8Array(0))
+  return Buffer.concat(parts)
 }
 
 const NONCE_BYTES = 32
@@ -43,7 +51,10 @@ const NONCE_BYTES = 32
 /** Byte fields go out as plain CBOR byte strings (a Buffer), not RFC 8746 typed arrays. */
 const bytes = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
 
+/** The next handshake message; the socket holds what follows it until the next call (FramedSocket.holdEachMessage). */
 function nextMessage (framed: FramedSocket, timeoutMs: number, phase: string): Promise<Record<string, unknown>> {
+  framed.holdEachMessage(true)
+  framed.release()
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { cleanup(); reject(new EvalMeshError('HANDSHAKE_FAILED', `handshake timed out waiting for ${phase}`)) }, timeoutMs)
     const onMessage = (value: unknown): void => {
@@ -80,6 +91,11 @@ export interface ServerHandshakeOptions {
   trust: TrustStore
   limits: NodeLimits
   timeoutMs: number
+  /**
+   * Refuse a client that does not offer frame integrity (INTEGRITY_REQUIRED). A client
+   * that offers it always gets it, whatever this says.
+   */
+  requireIntegrity: boolean
 }
 
 /** Run the server side of the handshake. Resolves with the proven peer, or fails the socket and rejects. */
@@ -97,20 +113,36 @@ export async function serverHandshake (framed: FramedSocket, opts: ServerHandsha
     const claimedId = field(hello, 'id', isString, 'a string')
     const name = field(hello, 'name', isString, 'a string').slice(0, 63)
     if (claimedId !== nodeIdOf(clientKey)) throw new EvalMeshError('BAD_SIGNATURE', 'client id does not match its key')
+    const clientKx = hello.kx === undefined ? undefined : keyField(hello, 'kx', KX_BYTES)
+    if (clientKx === undefined && opts.requireIntegrity) {
+      throw new EvalMeshError('INTEGRITY_REQUIRED', `node ${opts.identity.name} takes plain connections from other hosts only with frame integrity ` +
+        '(PROTOCOL.md §2.4): the client hello has no "kx"; use a client that offers it, or TLS')
+    }
+    framed.peerLabel = `client ${name} (${claimedId})`
 
     const serverNonce = randomBytes(NONCE_BYTES)
-    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, clientKey, opts.identity.publicKey)
-    const reply: ServerHello = {
+    const eph = clientKx === undefined ? undefined : ephemeralKey()
+    const kx = clientKx === undefined ? undefined : { client: clientKx, server: eph!.publicKey }
+    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, clientKey, opts.identity.publicKey, kx)
+    const reply: ServerHello & { kx?: Buffer } = {
       kind: 'hello', version, role: 'server', id: opts.identity.id, name: opts.identity.name,
       key: bytes(opts.identity.publicKey), nonce: serverNonce, sig: bytes(opts.identity.sign(serverBytes))
     }
     const mac = opts.trust.meshMac(serverBytes)
     if (mac !== undefined) reply.mac = bytes(mac)
+    if (eph !== undefined) reply.kx = eph.publicKey
     framed.send(reply)
+    const keys = eph === undefined
+      ? undefined
+      : deriveDirectionKeys(eph.privateKey, clientKx!, { clientNonce, serverNonce, clientKey, serverKey: opts.identity.publicKey, clientKx: clientKx!, serverKx: eph.publicKey })
+    // Everything after the server hello is tagged: the answer to auth (welcome or an
+    // error) included. The client's frames are tagged from the one after auth.
+    if (keys !== undefined) framed.protectSending(keys.serverToClient)
 
     const auth = await nextMessage(framed, opts.timeoutMs, 'client auth')
+    if (keys !== undefined) framed.protectReceiving(keys.clientToServer)
     if (auth.kind !== 'auth') throw new EvalMeshError('HANDSHAKE_FAILED', `expected "auth", got ${JSON.stringify(auth.kind)}`)
-    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, clientKey, opts.identity.publicKey)
+    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, clientKey, opts.identity.publicKey, kx)
     if (!verifySignature(clientKey, clientBytes, keyField(auth, 'sig', 64))) {
       throw new EvalMeshError('BAD_SIGNATURE', 'client signature does not verify: it does not hold the key it claims')
     }
@@ -122,8 +154,9 @@ export async function serverHandshake (framed: FramedSocket, opts: ServerHandsha
     }
     const welcome: Welcome = { kind: 'welcome', peer: claimedId, limits: opts.limits }
     framed.send(welcome)
+    framed.holdEachMessage(false)
     return {
-      id: claimedId, name, key: clientKey, self, trustedBy,
+      id: claimedId, name, key: clientKey, self, trustedBy, integrity: keys !== undefined,
       address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0
     }
   } catch (err) {
@@ -138,6 +171,10 @@ export interface ClientHandshakeOptions {
   timeoutMs: number
   /** When set, the server must prove this node id. */
   expectId?: string
+  /** Offer frame integrity (PROTOCOL.md §2.4) and refuse a server that does not take it (default false). */
+  integrity?: boolean
+  /** Fixed ephemeral key, for the worked example only. */
+  ephemeral?: EphemeralKey
 }
 
 export interface ClientHandshakeResult { peer: PeerInfo, limits: NodeLimits, version: number }
@@ -146,10 +183,12 @@ export interface ClientHandshakeResult { peer: PeerInfo, limits: NodeLimits, ver
 export async function clientHandshake (framed: FramedSocket, opts: ClientHandshakeOptions): Promise<ClientHandshakeResult> {
   try {
     const clientNonce = randomBytes(NONCE_BYTES)
-    const hello: ClientHello = {
+    const hello: ClientHello & { kx?: Buffer } = {
       kind: 'hello', versions: [...SUPPORTED_VERSIONS], role: 'client',
       id: opts.identity.id, name: opts.identity.name, key: bytes(opts.identity.publicKey), nonce: clientNonce
     }
+    const eph = opts.integrity === true ? opts.ephemeral ?? ephemeralKey() : undefined
+    if (eph !== undefined) hello.kx = eph.publicKey
     framed.send(hello)
     const reply = await nextMessage(framed, opts.timeoutMs, 'server hello')
     if (reply.kind !== 'hello') throw new EvalMeshError('HANDSHAKE_FAILED', `expected server "hello", got ${JSON.stringify(reply.kind)}`)
@@ -163,7 +202,14 @@ export async function clientHandshake (framed: FramedSocket, opts: ClientHandsha
     if (opts.expectId !== undefined && opts.expectId !== serverId) {
       throw new EvalMeshError('BAD_SIGNATURE', `expected node ${opts.expectId}, but ${name} (${serverId}) answered`)
     }
-    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, opts.identity.publicKey, serverKey)
+    const serverKx = reply.kx === undefined ? undefined : keyField(reply, 'kx', KX_BYTES)
+    if (eph !== undefined && serverKx === undefined) {
+      throw new EvalMeshError('INTEGRITY_REQUIRED', `server ${name} (${serverId}) did not take frame integrity (its hello has no "kx"): ` +
+        'it is too old for this connection, or someone on the path struck it out')
+    }
+    if (eph === undefined && serverKx !== undefined) throw new EvalMeshError('BAD_MESSAGE', 'the server hello has a "kx" the client did not ask for')
+    const kx = eph === undefined ? undefined : { client: eph.publicKey, server: serverKx }
+    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, opts.identity.publicKey, serverKey, kx)
     if (!verifySignature(serverKey, serverBytes, keyField(reply, 'sig', 64))) {
       throw new EvalMeshError('BAD_SIGNATURE', `server ${name} failed to prove its key`)
     }
@@ -173,16 +219,23 @@ export async function clientHandshake (framed: FramedSocket, opts: ClientHandsha
     if (trustedBy === undefined) {
       throw new EvalMeshError('UNTRUSTED_PEER', `this client does not trust node ${name} (${serverId}): add its key to trusted-keys or share the mesh key`, { peer: serverId })
     }
-    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, opts.identity.publicKey, serverKey)
+    framed.peerLabel = `node ${name} (${serverId})`
+    const keys = eph === undefined
+      ? undefined
+      : deriveDirectionKeys(eph.privateKey, serverKx!, { clientNonce, serverNonce, clientKey: opts.identity.publicKey, serverKey, clientKx: eph.publicKey, serverKx: serverKx! })
+    if (keys !== undefined) framed.protectReceiving(keys.serverToClient)
+    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, opts.identity.publicKey, serverKey, kx)
     const auth: ClientAuth = { kind: 'auth', sig: bytes(opts.identity.sign(clientBytes)) }
     const mac = opts.trust.meshMac(clientBytes)
     if (mac !== undefined) auth.mac = bytes(mac)
     framed.send(auth)
+    if (keys !== undefined) framed.protectSending(keys.clientToServer)
     const welcome = await nextMessage(framed, opts.timeoutMs, 'welcome')
     if (welcome.kind !== 'welcome') throw new EvalMeshError('HANDSHAKE_FAILED', `expected "welcome", got ${JSON.stringify(welcome.kind)}`)
     const limits = asRecord(welcome.limits, 'welcome limits') as unknown as NodeLimits
+    framed.holdEachMessage(false)
     return {
-      peer: { id: serverId, name, key: serverKey, self, trustedBy, address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0 },
+      peer: { id: serverId, name, key: serverKey, self, trustedBy, integrity: keys !== undefined, address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0 },
       limits,
       version
     }

@@ -6,6 +6,7 @@
  */
 export { FramedSocket } from './framed-socket.js'
 export { serverHandshake, clientHandshake, transcript, type PeerInfo } from './handshake.js'
+export { ephemeralKey, deriveDirectionKeys, FrameMac, isLoopbackAddress, type IntegrityMode } from './frame-integrity.js'
 export { ClientConnection, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, type ConnectOptions, type RequestOptions, type RequestBody } from './client-connection.js'
 export { Listener, ServerConnection, type ListenOptions, type ListenerCounters } from './server-listener.js'
 export {

@@ -7,6 +7,7 @@ import {
 import type { Identity, TrustStore } from '@evalmesh/trust'
 import { FramedSocket } from './framed-socket.js'
 import { serverHandshake, type PeerInfo } from './handshake.js'
+import { integrityWanted, type IntegrityMode } from './frame-integrity.js'
 
 /**
  * One authenticated client connection as the server sees it.
@@ -99,6 +100,11 @@ export interface ListenOptions {
   maxUnauthenticated?: number
   /** Most sockets in their handshake from one remote address (default 16). */
   maxUnauthenticatedPerAddress?: number
+  /**
+   * Which plain connections must carry frame integrity (PROTOCOL.md §2.4): `auto` (default)
+   * all but loopback ones, `always` loopback ones too.
+   */
+  integrity?: IntegrityMode
 }
 
 /** What the listener turned away before authentication (for describe and tests). */
@@ -207,7 +213,8 @@ export class Listener extends EventEmitter {
       identity: this.#opts.identity,
       trust: this.#opts.trust,
       limits: this.#opts.limits,
-      timeoutMs
+      timeoutMs,
+      requireIntegrity: integrityWanted(this.#opts.integrity, address)
     }).then((peer) => {
       clearTimeout(deadline)
       this.#endHandshake(socket)

@@ -46,6 +46,9 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const memoryMb = int(p, 'memory'); if (memoryMb !== undefined) init.limits = { ...init.limits, memoryMb }
   const quotas = quotasFrom(list(p, 'quota') ?? []); if (quotas !== undefined) init.quotas = quotas
   if (p.values['in-memory'] === true) init.durable = false
+  const integrity = str(p, 'integrity')
+  if (integrity !== undefined && integrity !== 'auto' && integrity !== 'always') throw new UsageError(`--integrity must be auto or always, not "${integrity}"`)
+  if (integrity !== undefined) init.integrity = integrity
   return init
 }
 
@@ -137,7 +140,8 @@ export const serveOptions: Command['options'] = {
   'megatest-load-limit': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
-  'log-file': { type: 'string' }
+  'log-file': { type: 'string' },
+  integrity: { type: 'string' }
 }
 
 /** --log-level, --log-format, --log-file, checked before anything starts. */
@@ -293,7 +297,9 @@ export const serve: Command = {
   --megatest-load-limit N  Megatest requests in flight before answering busy (default 32)
   --log-level L      debug, info, warn or error: the least severe events logged (default info)
   --log-format F     text (default) or json: one JSON object per line
-  --log-file PATH    append the log to PATH (created owner-only) instead of stderr`,
+  --log-file PATH    append the log to PATH (created owner-only) instead of stderr
+  --integrity MODE   auto (default): frames from other hosts carry integrity tags, loopback
+                     ones not; always: loopback ones too (PROTOCOL.md §2.4)`,
   options: serveOptions,
   run: async (p) => await runNode(p)
 }
