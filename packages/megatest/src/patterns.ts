@@ -59,3 +59,35 @@ export function andAll (clauses: ReadonlyArray<Clause | null>): Clause {
   if (present.length === 0) return { sql: '1', params: [] }
   return { sql: present.map(c => c.sql).join(' AND '), params: present.flatMap(c => c.params) }
 }
+
+/**
+ * tests:glob-like-match: `%` (or, without a `%`, `*`) matches anything; a leading `~`
+ * negates. A `%` pattern ignores case, as Megatest's LIKE-style match does. Other
+ * characters match themselves (Megatest hands them to a regexp; a `.` there matches
+ * any character).
+ */
+export function globLikeMatch (patt: string, str: string): boolean {
+  const not = patt.startsWith('~')
+  const p = not ? patt.slice(1) : patt
+  const like = p.includes('%')
+  const wild = like ? '%' : '*'
+  const rx = new RegExp('^' + p.split(wild).map(s => s.replace(/[.*+?^${}()|[\]\\%]/g, '\\$&')).join('.*') + '$', like ? 'is' : 's')
+  return rx.test(str) !== not
+}
+
+/**
+ * tests:match: does the testpatt (a comma list of `test[/item]`) select this test and
+ * item path? `test` alone selects the toplevel and every item; `test/` the toplevel
+ * only; an empty alternative selects nothing. `itemPath` null asks about the test name only.
+ */
+export function testPattMatch (testpatt: string, testname: string, itemPath: string | null): boolean {
+  for (const alt of testpatt.split(',')) {
+    const p = alt.trim()
+    if (p === '') continue
+    const slash = p.indexOf('/')
+    const test = slash < 0 ? p : p.slice(0, slash)
+    const item = slash < 0 ? '%' : p.slice(slash + 1)
+    if (globLikeMatch(test, testname) && (itemPath === null || globLikeMatch(item, itemPath))) return true
+  }
+  return false
+}
