@@ -12,10 +12,13 @@
  * docs/ci-agent.md describes the job file and the outcomes.
  */
 export { findOrStartAreaServer, DEFAULT_IDLE_TIMEOUT_SECONDS, type AreaServer, type AreaServerOptions } from './area-server.js'
-export { parseJob, readJobFile, type JobSpec, type TestSpec, type StepSpec } from './job.js'
+export { parseJob, readJobFile, type JobSpec, type TestSpec, type StepSpec, type WorkAreaSpec } from './job.js'
+export { readAreaJob, itemsOf, hmsToSeconds, type AreaJob, type AreaSelection } from './area-job.js'
+export { createWorkArea, bestDisk, type WorkDirs } from './work-area.js'
+export { ezstep, type EzstepRequest, type EzstepResult } from './ezstep.js'
 export {
-  runJob, interpretStepValue, dataToCsv, PASSING_STATUSES,
-  type RunJobOptions, type RunSummary, type UnitSummary, type StepSummary, type CiEvent, type UnitRef
+  runJob, interpretStepValue, dataToCsv, rerunDecision, PASSING_STATUSES,
+  type RunJobOptions, type RerunPolicy, type RunSummary, type UnitSummary, type StepSummary, type CiEvent, type UnitRef
 } from './runner.js'
 export { Claimer, type Claimed } from './claim.js'
 export { readRuns, type RunReport, type TestReport, type StepRecord, type DataRecord } from './status.js'

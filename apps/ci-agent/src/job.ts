@@ -6,8 +6,22 @@ import { EvalMeshError } from '@evalmesh/client'
  * here so that a bad file is refused before anything is registered.
  */
 
-/** One step: a JavaScript form run in the test's session on the claiming node, or an operator function. */
-export type StepSpec = { name: string, timeoutMs?: number } & ({ form: string } | { fn: string, args?: unknown[] })
+/**
+ * One step: a JavaScript form run in the test's session on the claiming node, or an
+ * operator function; or (jobs read from a Megatest area, never from a job file) a
+ * Megatest ezstep: a shell command the claiming node's `ezstep` function runs in the
+ * test's run directory.
+ */
+export type StepSpec = { name: string, timeoutMs?: number } & ({ form: string } | { fn: string, args?: unknown[] } | { shell: string })
+
+/** Where a Megatest area's run directories go ([setup] linktree, [disks]). */
+export interface WorkAreaSpec {
+  /** The area's top directory (MT_RUN_AREA_HOME). */
+  toppath: string
+  linktree: string
+  /** Candidate disks, absolute; the one with most free space is used. */
+  disks: string[]
+}
 
 export interface TestSpec {
   name: string
@@ -18,6 +32,17 @@ export interface TestSpec {
   waiton?: string[]
   /** Default per-step wall-time limit for this test's steps. */
   timeoutMs?: number
+  // The fields below come from a Megatest area's testconfig (area-job.ts), not from job files.
+  /** Each item's variables (item path -> VAR -> value), exported to its steps. */
+  itemVars?: Record<string, Record<string, string>>
+  /** get-prereqs-not-met's mode ([requirements] mode): normal, toplevel, itemwait, itemmatch. */
+  mode?: string
+  /** [requirements] runtimelim: the whole test's wall time (ms); past it the test is KILLED/KILLED. */
+  runtimeLimitMs?: number
+  /** The test's own variables ([pre-launch-env-vars]). */
+  env?: Record<string, string>
+  /** The test's directory (tests/NAME), copied into each of its run directories. */
+  source?: string
 }
 
 export interface JobSpec {
@@ -35,6 +60,10 @@ export interface JobSpec {
   /** How long a test may wait for a willing node before it is given up (ms, default 120 000). */
   claimTimeoutMs?: number
   tests: TestSpec[]
+  /** Jobs read from a Megatest area: where run directories go. */
+  workArea?: WorkAreaSpec
+  /** Jobs read from a Megatest area: variables every test gets (target keys, runconfigs, [env-override]). */
+  env?: Record<string, string>
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/
@@ -161,7 +190,8 @@ export function readJobFile (path: string): JobSpec {
   return parseJob(value)
 }
 
-function findCycle (tests: TestSpec[]): string[] | undefined {
+/** A waiton cycle as test names (first repeated at the end), or undefined. */
+export function findCycle (tests: TestSpec[]): string[] | undefined {
   const by = new Map(tests.map(t => [t.name, t]))
   const state = new Map<string, 'visiting' | 'done'>()
   const path: string[] = []

@@ -3,6 +3,7 @@ import { EvalMeshError, RemoteEvalError, type BroadcastConfig, type Client } fro
 import { STATUS_RANK } from '@evalmesh/megatest'
 import { Claimer } from './claim.js'
 import type { JobSpec, StepSpec, TestSpec } from './job.js'
+import { bestDisk, createWorkArea, type WorkDirs } from './work-area.js'
 
 /**
  * The CI agent's runner: registers a run and its tests through the Megatest API
@@ -33,6 +34,43 @@ export interface RunJobOptions {
   reconnect?: (failedHost: string, err: unknown) => Promise<string>
   /** How long reconnecting may take in all, per loss (default 60 000 ms). */
   reconnectTimeoutMs?: number
+  /** Which tests already recorded in this run run again (Megatest's -rerun rules; default: none that COMPLETED). */
+  rerun?: RerunPolicy
+}
+
+/**
+ * Megatest's re-run flags. With none, a test that is COMPLETED (whatever its status),
+ * or has a well-ended status, KILLED or still running, is not run again; NOT_STARTED,
+ * INCOMPLETE and DELETED ones are, and so are FAIL and n/a ones not COMPLETED.
+ */
+export interface RerunPolicy {
+  /** -rerun STATUS,...: also run tests with one of these statuses. */
+  statuses?: string[]
+  /** -rerun-clean: also run tests in KILLREQ KILLED UNKNOWN INCOMPLETE STUCK NOT_STARTED, or with FAIL INCOMPLETE ABORT CHECK. */
+  clean?: boolean
+  /** -rerun-all: run every test again. */
+  all?: boolean
+}
+
+const CLEAN_RERUN_STATES = new Set(['KILLREQ', 'KILLED', 'UNKNOWN', 'INCOMPLETE', 'STUCK', 'NOT_STARTED'])
+const CLEAN_RERUN_STATUSES = new Set(['FAIL', 'INCOMPLETE', 'ABORT', 'CHECK'])
+
+/**
+ * runs.scm's run:test decision for a test already in the run: null to run it, or why
+ * it is not run. (megatest.scm's -rerun-clean and -rerun-all first set the tests they
+ * pick to NOT_STARTED; that is the same as running them here.)
+ */
+export function rerunDecision (state: string, status: string, policy: RerunPolicy = {}): string | null {
+  if (policy.all === true) return null
+  if (policy.clean === true && (CLEAN_RERUN_STATES.has(state) || CLEAN_RERUN_STATUSES.has(status))) return null
+  if (state === 'NOT_STARTED' || state === 'DELETED' || state === 'INCOMPLETE') return null
+  if (state === 'KILLED') return 'it was KILLED (--rerun-clean or --rerun-all runs it again)'
+  if (state !== 'COMPLETED') return `it is ${state} (--rerun-all runs it again)`
+  // COMPLETED (Megatest's clause also names PASS WARN CHECK SKIP WAIVED, which only
+  // COMPLETED tests have here): only a -rerun naming its status runs it again.
+  const list = policy.statuses ?? []
+  if (list.includes(status)) return null
+  return list.length === 0 ? `it is ${state}/${status} (--rerun ${status} runs it again)` : `it is ${state}/${status}, not one of --rerun ${list.join(',')}`
 }
 
 /** Errors meaning the area's node is gone or no longer serves the area. */
@@ -49,6 +87,7 @@ export type CiEvent =
   | { kind: 'step', unit: UnitRef, step: string, phase: 'start', txn: string, host: string }
   | { kind: 'step', unit: UnitRef, step: string, phase: 'end', status: string, comment: string }
   | { kind: 'ended', unit: UnitRef, state: string, status: string, comment: string }
+  | { kind: 'skipped', unit: UnitRef, state: string, status: string, reason: string }
   | { kind: 'run-ended', state: string, status: string }
 
 export interface UnitRef { test: string, item: string, id: number }
@@ -62,6 +101,11 @@ export interface UnitSummary extends UnitRef {
   node: string | null
   seconds: number
   steps: StepSummary[]
+  /** Not run: recorded earlier and not picked by the re-run rules (why in comment). */
+  skipped?: true
+  /** Area jobs: the run directory (under the link tree) and the final log, relative to it. */
+  rundir?: string
+  logfile?: string
 }
 
 export interface RunSummary {
@@ -240,7 +284,9 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
 
   // Register every test and item up front, so `ci status` shows what is still to come.
   // A re-run of the same run name and target starts each test afresh.
-  interface Unit { test: TestSpec, item: string, id: number, summary: UnitSummary }
+  // A test already recorded in this run (a re-run) runs again only by Megatest's re-run rules.
+  interface Unit { test: TestSpec, item: string, id: number, summary: UnitSummary, skip: string | null }
+  interface Recorded { state: string, status: string, host: string, rundir: string, final_logf: string }
   const units: Unit[] = []
   const toplevels = new Map<string, number>()
   for (const t of job.tests) {
@@ -248,16 +294,27 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
     await mt('general-call', 'register-test', runId, runId, t.name, '')
     const topId = await mt('get-test-id', runId, t.name, '') as number
     toplevels.set(t.name, topId)
+    let anyRuns = false
     for (const item of t.items ?? ['']) {
       if (item !== '') await mt('general-call', 'register-test', runId, runId, t.name, item)
       const id = item === '' ? topId : await mt('get-test-id', runId, t.name, item) as number
+      const rec = await mt('get-test-info-by-id', runId, id) as Recorded | null
+      const skip = rec === null ? null : rerunDecision(rec.state, rec.status, opts.rerun)
+      if (skip !== null && rec !== null) {
+        const summary: UnitSummary = { test: t.name, item, id, state: rec.state, status: rec.status, comment: `not run: ${skip}`, node: rec.host === 'n/a' ? null : rec.host, seconds: 0, steps: [], skipped: true }
+        if (job.workArea !== undefined) { summary.rundir = rec.rundir; summary.logfile = rec.final_logf }
+        units.push({ test: t, item, id, summary, skip })
+        continue
+      }
+      anyRuns = true
       await mt('general-call', 'delete-test-step-records', runId, id)
       await mt('general-call', 'delete-test-data-records', runId, id)
       await mt('test-set-state-status', runId, id, 'NOT_STARTED', 'n/a', '')
-      units.push({ test: t, item, id, summary: { test: t.name, item, id, state: 'NOT_STARTED', status: 'n/a', comment: '', node: null, seconds: 0, steps: [] } })
+      units.push({ test: t, item, id, skip: null, summary: { test: t.name, item, id, state: 'NOT_STARTED', status: 'n/a', comment: '', node: null, seconds: 0, steps: [] } })
     }
-    if (t.items !== undefined) await mt('test-set-state-status', runId, topId, 'NOT_STARTED', 'n/a', '')
+    if (t.items !== undefined && anyRuns) await mt('test-set-state-status', runId, topId, 'NOT_STARTED', 'n/a', '')
   }
+  const disk = job.workArea === undefined ? undefined : bestDisk(job.workArea.disks)
   emit({ kind: 'run', runId, runname: job.runname, target, units: units.length })
 
   const sem = new Semaphore(Math.max(1, opts.concurrency ?? job.concurrency ?? 4))
@@ -288,6 +345,19 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
     u.summary.state = 'LAUNCHED'
     emit({ kind: 'launched', unit: ref(u) })
 
+    // create-work-area, before the test is launched, as Megatest's runner does it.
+    let dirs: WorkDirs | undefined
+    if (job.workArea !== undefined && disk !== undefined) {
+      try {
+        dirs = createWorkArea(job.workArea, disk, target, job.runname, t.name, u.item, t.source)
+      } catch (err) {
+        return await finish(u, { state: 'COMPLETED', status: 'FAIL', comment: oneLine(`cannot create the run directory: ${(err as Error).message}`) })
+      }
+      await mt('general-call', 'test-set-rundir-shortdir', runId, dirs.rundir, dirs.testPath, t.name, u.item, runId)
+      if (u.item !== '') await mt('general-call', 'test-set-rundir-shortdir', runId, dirs.lnkpath, dirs.lnkpath, t.name, '', runId)
+      u.summary.rundir = dirs.rundir
+    }
+
     const ctx = { area, run: job.runname, run_id: runId, target, keys: job.target, test: t.name, item: u.item, test_id: u.id }
     let claimed
     try {
@@ -311,11 +381,24 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
     let status = 'PASS'
     let outcome: Outcome | undefined
     let hadData = false
+    const work: UnitWork = {}
+    if (dirs !== undefined) {
+      work.rundir = dirs.testPath
+      work.env = {
+        ...job.env, ...t.env, ...t.itemVars?.[u.item],
+        MT_TEST_RUN_DIR: dirs.testPath, MT_TEST_NAME: t.name, MT_ITEMPATH: u.item, MT_RUNNAME: job.runname, MT_TARGET: target, MT_RUN_ID: String(runId), MT_TEST_ID: String(u.id)
+      }
+    }
+    const runtimeEnd = t.runtimeLimitMs === undefined ? undefined : t0 + t.runtimeLimitMs
     try {
       for (const step of t.steps) {
         const s0 = Date.now()
+        if (runtimeEnd !== undefined) {
+          work.runtimeLeftMs = runtimeEnd - s0
+          if (work.runtimeLeftMs <= 0) { outcome = runtimeKill(t); break }
+        }
         await mt('teststep-set-status!', runId, u.id, step.name, 'start', '-', '', '')
-        const r = await runStep(client, step, t, job, host, session, { test: t.name, item: u.item, runname: job.runname, target, run_id: String(runId), test_id: String(u.id) }, (txn) => {
+        const r = await runStep(client, step, t, job, host, session, work, { test: t.name, item: u.item, runname: job.runname, target, run_id: String(runId), test_id: String(u.id) }, (txn) => {
           running.set(unitKey, { txn, host })
           emit({ kind: 'step', unit: ref(u), step: step.name, phase: 'start', txn, host })
           if (opts.signal?.aborted === true) onAbort()
@@ -331,7 +414,13 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
             r.comment = oneLine(`test data refused: ${(err as Error).message}`)
           }
         }
-        await mt('teststep-set-status!', runId, u.id, step.name, 'end', r.status, r.comment, r.logfile)
+        // An ezstep's end row has its exit code as the status, as Megatest records it.
+        await mt('teststep-set-status!', runId, u.id, step.name, 'end', r.exitCode !== undefined ? String(r.exitCode) : r.status, r.comment, r.logfile)
+        if (dirs !== undefined && r.logfile !== '') {
+          // The last step's log is the test's log (Megatest sets final_logf per step's log).
+          await mt('general-call', 'test-set-log', runId, r.logfile, u.id)
+          u.summary.logfile = r.logfile
+        }
         u.summary.steps.push({ name: step.name, status: r.status, comment: r.comment, seconds: (Date.now() - s0) / 1000, ...(r.txn !== undefined ? { txn: r.txn } : {}) })
         emit({ kind: 'step', unit: ref(u), step: step.name, phase: 'end', status: r.status, comment: r.comment })
         if (r.kill !== undefined) { outcome = r.kill; break }
@@ -356,29 +445,50 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
 
   const ended = new Map<string, Promise<void>>()
   const unitsOf = (name: string): Unit[] => units.filter(u => u.test.name === name)
-  const runTest = async (t: TestSpec): Promise<void> => {
-    await Promise.all((t.waiton ?? []).map(async w => await ended.get(w)))
-    await Promise.all(unitsOf(t.name).map(async u => {
-      if (opts.signal?.aborted === true) return await finish(u, { state: 'KILLED', status: 'ABORT', comment: 'run interrupted before the test started' })
-      if ((t.waiton ?? []).length > 0) {
-        // Megatest decides this through the database (get-prereqs-not-met), so a
-        // prerequisite recorded by an earlier run or another agent counts the same way.
-        const unmet = await mt('get-prereqs-not-met', runId, t.waiton, t.name, u.item, 'normal', null) as Array<string | { testname: string, item_path: string, state: string, status: string }>
-        if (unmet.length > 0) {
-          const names = [...new Set(unmet.map(x => typeof x === 'string' ? x : x.testname))]
-          return await finish(u, { state: 'NOT_STARTED', status: 'PREQ_FAIL', comment: `prerequisite ${names.join(', ')} did not pass` })
-        }
-      }
-      await sem.acquire()
-      try {
-        // The signal may have fired while this test waited for a slot.
-        if (isAborted(opts.signal)) return await finish(u, { state: 'KILLED', status: 'ABORT', comment: 'run interrupted before the test started' })
-        await runUnit(u)
-      } finally {
-        sem.release()
-      }
-      await mt('update-run-stats', runId, await mt('get-raw-run-stats', runId))
+  const unitEnded = new Map<Unit, { promise: Promise<void>, resolve: () => void }>()
+  for (const u of units) {
+    let resolve!: () => void
+    const promise = new Promise<void>(res => { resolve = res })
+    unitEnded.set(u, { promise, resolve })
+  }
+  /** The tests (or, with itemwait/itemmatch, the same items of them) that u waits on have ended. */
+  const waitFor = async (t: TestSpec, u: Unit): Promise<void> => {
+    await Promise.all((t.waiton ?? []).map(async w => {
+      const byItem = (t.mode === 'itemwait' || t.mode === 'itemmatch') && u.item !== ''
+      const same = byItem ? units.find(x => x.test.name === w && x.item === u.item) : undefined
+      await (same !== undefined ? unitEnded.get(same)!.promise : ended.get(w))
     }))
+  }
+  const runTest = async (t: TestSpec): Promise<void> => {
+    await Promise.all(unitsOf(t.name).map(async u => {
+      try { await runOne(t, u) } finally { unitEnded.get(u)!.resolve() }
+    }))
+  }
+  const runOne = async (t: TestSpec, u: Unit): Promise<void> => {
+    if (u.skip !== null) {
+      emit({ kind: 'skipped', unit: ref(u), state: u.summary.state, status: u.summary.status, reason: u.skip })
+      return
+    }
+    await waitFor(t, u)
+    if (opts.signal?.aborted === true) return await finish(u, { state: 'KILLED', status: 'ABORT', comment: 'run interrupted before the test started' })
+    if ((t.waiton ?? []).length > 0) {
+      // Megatest decides this through the database (get-prereqs-not-met), so a
+      // prerequisite recorded by an earlier run or another agent counts the same way.
+      const unmet = await mt('get-prereqs-not-met', runId, t.waiton, t.name, u.item, t.mode ?? 'normal', null) as Array<string | { testname: string, item_path: string, state: string, status: string }>
+      if (unmet.length > 0) {
+        const names = [...new Set(unmet.map(x => typeof x === 'string' ? x : x.testname))]
+        return await finish(u, { state: 'NOT_STARTED', status: 'PREQ_FAIL', comment: `prerequisite ${names.join(', ')} did not pass` })
+      }
+    }
+    await sem.acquire()
+    try {
+      // The signal may have fired while this test waited for a slot.
+      if (isAborted(opts.signal)) return await finish(u, { state: 'KILLED', status: 'ABORT', comment: 'run interrupted before the test started' })
+      await runUnit(u)
+    } finally {
+      sem.release()
+    }
+    await mt('update-run-stats', runId, await mt('get-raw-run-stats', runId))
   }
   try {
     // Declared in job order; a test only awaits tests it waits on, so order does not matter.
@@ -417,7 +527,15 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
   }
 }
 
-interface StepResult { status: string, comment: string, logfile: string, data: string | null, txn?: string, kill?: Outcome }
+interface StepResult { status: string, comment: string, logfile: string, data: string | null, txn?: string, kill?: Outcome, exitCode?: number }
+
+/** What a test from a Megatest area has for its steps: its run directory, variables and what is left of its runtimelim. */
+interface UnitWork { rundir?: string, env?: Record<string, string>, runtimeLeftMs?: number }
+
+/** launch.scm's monitor: past runtimelim the test is killed, KILLED/KILLED. */
+function runtimeKill (t: TestSpec): Outcome {
+  return { state: 'KILLED', status: 'KILLED', comment: `Run time limit exceeded: runtimelim ${Math.round((t.runtimeLimitMs ?? 0) / 1000)} s` }
+}
 
 /**
  * One step on the claiming node, as a directed request in the test's session:
@@ -425,18 +543,27 @@ interface StepResult { status: string, comment: string, logfile: string, data: s
  * then its result fetched. Errors map to Megatest outcomes.
  */
 async function runStep (client: Client, step: StepSpec, t: TestSpec, job: JobSpec, host: string, session: string,
-  vars: Record<string, string>, onTxn: (txn: string) => void): Promise<StepResult> {
-  const timeoutMs = step.timeoutMs ?? t.timeoutMs ?? job.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS
+  work: UnitWork, vars: Record<string, string>, onTxn: (txn: string) => void): Promise<StepResult> {
+  const stepLimit = step.timeoutMs ?? t.timeoutMs ?? job.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS
+  const byRuntime = work.runtimeLeftMs !== undefined && work.runtimeLeftMs <= stepLimit
+  const timeoutMs = byRuntime ? Math.max(1, Math.ceil(work.runtimeLeftMs!)) : stepLimit
   let txn: string | undefined
   try {
     const ack = 'form' in step
       ? await client.evalDetailed(step.form, host, { wait: false, session, limits: { timeoutMs } })
-      : await client.applyDetailed(step.fn, expandArgs(step.args ?? [], vars), host, { wait: false, limits: { timeoutMs } })
+      : 'shell' in step
+        ? await client.applyDetailed('ezstep', [{ rundir: work.rundir, step: step.name, command: step.shell, env: work.env ?? {} }], host, { wait: false, limits: { timeoutMs } })
+        : await client.applyDetailed(step.fn, expandArgs(step.args ?? [], vars), host, { wait: false, limits: { timeoutMs } })
     txn = ack.txn
     onTxn(txn)
     const out = 'value' in ack ? ack : await client.fetchResult(txn, host, { wait: true, timeoutMs: timeoutMs + GRACE_MS })
     try {
-      return { ...interpretStepValue(out.value), txn }
+      const r: StepResult = { ...interpretStepValue(out.value), txn }
+      if ('shell' in step) {
+        const v = out.value as { exitCode?: unknown } | null
+        r.exitCode = typeof v?.exitCode === 'number' ? v.exitCode : (r.status === 'PASS' ? 0 : 1)
+      }
+      return r
     } catch (err) {
       return { status: 'FAIL', comment: oneLine((err as Error).message), logfile: '', data: null, txn }
     }
@@ -447,6 +574,10 @@ async function runStep (client: Client, step: StepSpec, t: TestSpec, job: JobSpe
     if (FAIL_CODES.has(code)) {
       const name = err instanceof RemoteEvalError && code === 'EVAL_ERROR' ? `${err.remoteName}: ` : `${code}: `
       return { ...base, status: 'FAIL', comment: oneLine(name + message), logfile: '', data: null }
+    }
+    if (code === 'TIME_LIMIT' && byRuntime) {
+      const kill = runtimeKill(t)
+      return { ...base, status: 'KILLED', comment: kill.comment, logfile: 'shell' in step ? `${step.name}.log` : '', data: null, kill }
     }
     if (KILL_CODES.has(code)) {
       const why = code === 'TIME_LIMIT' ? `step ${step.name} exceeded its time limit of ${timeoutMs} ms` : `step ${step.name} was aborted: ${message}`

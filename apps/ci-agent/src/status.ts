@@ -15,6 +15,9 @@ export interface TestReport {
   comment: string
   run_duration: number
   event_time: number
+  /** Where the test ran (its run directory under the link tree; /tmp/badname until set) and its log, relative to it. */
+  rundir: string
+  final_logf: string
   steps: StepRecord[]
   data: DataRecord[]
 }
@@ -73,6 +76,8 @@ export async function readRuns (client: Client, areaHost: string, area: string, 
         comment: String(t.comment ?? ''),
         run_duration: Number(t.run_duration ?? 0),
         event_time: Number(t.event_time ?? 0),
+        rundir: String(t.rundir ?? ''),
+        final_logf: String(t.final_logf ?? ''),
         steps,
         data
       })
