@@ -1,4 +1,5 @@
-import { findOrStartAreaServer, readJobFile, readRuns, runJob, type CiEvent, type RunReport, type RunSummary } from '@evalmesh/ci-agent'
+import { join } from 'node:path'
+import { findOrStartAreaServer, readAreaJob, readJobFile, readRuns, runJob, type CiEvent, type JobSpec, type RerunPolicy, type RunReport, type RunSummary } from '@evalmesh/ci-agent'
 import type { BroadcastConfig, Client } from '@evalmesh/client'
 import { printable } from '@evalmesh/protocol'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
@@ -95,6 +96,10 @@ function progressPrinter (tty: boolean): { onEvent: (e: CiEvent) => void, done: 
           if (!['PASS', 'WARN', 'WAIVED', 'SKIP'].includes(e.status)) bad.set(e.status, (bad.get(e.status) ?? 0) + 1)
           line(`${pr(e.state, 40).padEnd(10)} ${unitName(e.unit)}: ${pr(e.status, 40)}${commentOf(e.comment)}`)
           break
+        case 'skipped':
+          ended++
+          line(`${'not run'.padEnd(10)} ${unitName(e.unit)}: ${pr(e.state, 40)}/${pr(e.status, 40)}, ${pr(e.reason)}`)
+          break
         case 'run-ended':
           break
       }
@@ -105,8 +110,10 @@ function progressPrinter (tty: boolean): { onEvent: (e: CiEvent) => void, done: 
 
 function printSummary (s: RunSummary): void {
   console.log('')
-  console.log(table(['TEST', 'ITEM', 'STATE', 'STATUS', 'NODE', 'SECONDS', 'COMMENT'], s.units.map(u => [
-    u.test, u.item, u.state, u.status, u.node ?? '', u.seconds.toFixed(1), u.comment
+  const logs = s.units.some(u => u.rundir !== undefined)
+  console.log(table(['TEST', 'ITEM', 'STATE', 'STATUS', 'NODE', 'SECONDS', 'COMMENT', ...(logs ? ['LOG'] : [])], s.units.map(u => [
+    u.test, u.item, u.state, u.status, u.node ?? '', u.seconds.toFixed(1), u.comment,
+    ...(logs ? [u.rundir === undefined ? '' : u.logfile === undefined || u.logfile === '' ? u.rundir : join(u.rundir, u.logfile)] : [])
   ])))
   const counts = new Map<string, number>()
   for (const u of s.units) counts.set(u.status, (counts.get(u.status) ?? 0) + 1)
@@ -129,9 +136,36 @@ function printRun (r: RunReport): void {
 
 // ---- commands ----------------------------------------------------------------------
 
+/** --rerun LIST, --rerun-clean, --rerun-all: Megatest's -rerun flags. */
+function rerunOf (p: Parsed): RerunPolicy {
+  const policy: RerunPolicy = {}
+  const statuses = list(p, 'rerun'); if (statuses !== undefined) policy.statuses = statuses
+  if (p.values['rerun-clean'] === true) policy.clean = true
+  if (p.values['rerun-all'] === true) policy.all = true
+  return policy
+}
+
+/** A job file, or (no JOBFILE, --area DIR) the area's own Megatest files. */
+function jobOf (p: Parsed, jobFile: string | undefined): { job: JobSpec, fromArea: boolean } {
+  const areaOnly = ['target', 'runname', 'testpatt'].filter(o => str(p, o) !== undefined)
+  if (jobFile !== undefined) {
+    if (areaOnly.length > 0) throw new UsageError(`--${areaOnly[0]} selects from a Megatest area's files: give --area DIR without a JOBFILE`)
+    return { job: readJobFile(jobFile), fromArea: false }
+  }
+  const dir = str(p, 'area')
+  if (dir === undefined) throw new UsageError('give a JOBFILE, or --area DIR to run the Megatest area from its own files')
+  const target = str(p, 'target')
+  const runname = str(p, 'runname')
+  if (target === undefined || runname === undefined) throw new UsageError('running a Megatest area needs --target (its key values joined by /) and --runname')
+  const sel: Parameters<typeof readAreaJob>[1] = { target, runname }
+  const testpatt = str(p, 'testpatt'); if (testpatt !== undefined) sel.testpatt = testpatt
+  const read = readAreaJob(dir, sel)
+  if (p.values.json !== true) for (const n of read.notes) console.error(`note: ${pr(n)}`)
+  return { job: read.job, fromArea: true }
+}
+
 async function ciRun (p: Parsed, jobFile: string | undefined): Promise<number> {
-  if (jobFile === undefined) throw new UsageError('JOBFILE is required')
-  const job = readJobFile(jobFile)
+  const { job, fromArea } = jobOf(p, jobFile)
   const concurrency = int(p, 'concurrency')
   if (concurrency !== undefined && concurrency < 1) throw new UsageError('--concurrency must be at least 1')
   const json = p.values.json === true
@@ -148,14 +182,16 @@ async function ciRun (p: Parsed, jobFile: string | undefined): Promise<number> {
   process.on('SIGINT', onSigint)
   try {
     const target = await areaTargetOf(p, client, job.area)
-    if (target.area !== undefined && target.area !== job.area) {
+    if (fromArea && target.area !== undefined) job.area = target.area
+    else if (target.area !== undefined && target.area !== job.area) {
       console.error(`note: the node serves this area as "${pr(target.area, 100)}"; the job names it "${pr(job.area, 100)}"`)
       job.area = target.area
     }
-    // A node found or started for the area is a node we know: it may take tests too.
-    if (str(p, 'area') !== undefined) addTarget(broadcast, target.host)
+    // A node found or started for the area is a node we know: it may take tests too
+    // (not an area's ezsteps: those need worker nodes with the ezstep function).
+    if (str(p, 'area') !== undefined && !fromArea) addTarget(broadcast, target.host)
     const printer = json ? undefined : progressPrinter(process.stdout.isTTY === true)
-    const opts: Parameters<typeof runJob>[1] = { client, broadcast, areaHost: target.host, signal: controller.signal }
+    const opts: Parameters<typeof runJob>[1] = { client, broadcast, areaHost: target.host, signal: controller.signal, rerun: rerunOf(p) }
     if (concurrency !== undefined) opts.concurrency = concurrency
     if (printer !== undefined) opts.onEvent = printer.onEvent
     let summary: RunSummary
@@ -191,13 +227,26 @@ async function ciStatus (p: Parsed, run: string | undefined): Promise<number> {
 export const ciCmd: Command = {
   name: 'ci',
   summary: 'run a CI job on the mesh and record it in Megatest; show a recorded run',
-  usage: `evalmesh ci run JOBFILE [--host H | --area DIR] [--concurrency N] [--json]
+  usage: `evalmesh ci run JOBFILE [--host H | --area DIR] [--concurrency N] [--rerun S,S | --rerun-clean | --rerun-all] [--json]
+       evalmesh ci run --area DIR --target T --runname R [--testpatt P] [--rerun ...] [--json]
        evalmesh ci status RUN [--host H | --area DIR] [--area-name NAME] [--json]
 
   run JOBFILE     register the job's run and tests in its Megatest area, broadcast each
                   test (or item) to a willing node, run its steps there in order, record
                   every state, status, step and test-data row, roll up, print a summary.
                   Exit 0 when the run COMPLETED with PASS, WARN, WAIVED or SKIP; else 1.
+  run --area DIR  (no JOBFILE) run the Megatest area DIR from its own files: megatest.config,
+                  runconfigs.config, tests/*/testconfig (ezsteps, items, itemstable, waiton,
+                  mode itemwait, runtimelim); each test gets a run directory under the
+                  area's link tree. Workers need the ezstep function (docs/ci-agent.md).
+  --target T      (area runs) the target: the area's key values joined by /
+  --runname R     (area runs) the run name
+  --testpatt P    (area runs) tests to run: test[/itempath],...; % is a wildcard (default:
+                  runconfigs' TESTPATT, else %); the tests they wait on run too
+  --rerun S,S     also run again tests already recorded with one of these statuses (by
+                  default a test that COMPLETED, KILLED or is running is not run again)
+  --rerun-clean   also run again KILLED, INCOMPLETE, STUCK... tests and FAIL, ABORT, CHECK ones
+  --rerun-all     run every test again
   status RUN      the run's tests, items, states, statuses, steps and test data; RUN is a
                   run id or a run name (every target with that name is shown)
   --host H        the node serving the area (default: the local node)
@@ -215,7 +264,13 @@ export const ciCmd: Command = {
     'area-name': { type: 'string' },
     concurrency: { type: 'string' },
     'idle-timeout': { type: 'string' },
-    lan: { type: 'string' }
+    lan: { type: 'string' },
+    target: { type: 'string' },
+    runname: { type: 'string' },
+    testpatt: { type: 'string' },
+    rerun: { type: 'string' },
+    'rerun-clean': { type: 'boolean' },
+    'rerun-all': { type: 'boolean' }
   },
   run: async (p) => {
     const [sub, arg, ...rest] = p.positionals
