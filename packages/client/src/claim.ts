@@ -1,5 +1,5 @@
 import { EvalMeshError, retryOf, type ReplyOf, type RequestBody } from '@evalmesh/protocol'
-import type { ClientConnection } from '@evalmesh/transport'
+import type { ClientConnection, RequestOptions } from '@evalmesh/transport'
 import { noWillingServer, type Broadcaster, type Offer, type QueryHandle } from './broadcast.js'
 import { formatHost, type Endpoint } from './host.js'
 
@@ -39,7 +39,7 @@ export function endpointOf (offer: Offer): Endpoint {
  * comes back is its outcome, its error (REFUSED or BUSY mean it did not admit the claim),
  * or LOST / CLIENT_TIMEOUT, after which the outcome is re-fetched there, never elsewhere.
  */
-export async function claimOffer (connections: Connections, broadcaster: Offers, offer: Offer, body: ClaimBody, timeoutMs?: number): Promise<Claimed> {
+export async function claimOffer (connections: Connections, broadcaster: Offers, offer: Offer, body: ClaimBody, request: RequestOptions = {}): Promise<Claimed> {
   let conn: Pick<ClientConnection, 'request'>
   try {
     conn = await connections.connection(endpointOf(offer))
@@ -49,7 +49,7 @@ export async function claimOffer (connections: Connections, broadcaster: Offers,
     throw new EvalMeshError('CONNECT_FAILED', `cannot claim ${body.txn} on ${offer.node.name} at ${formatHost(offer.address, offer.port)}: ${(err as Error).message}`,
       { txn: body.txn, node: offer.node.name }, { cause: err })
   }
-  const reply = await conn.request({ ...body, claim: offer.token }, timeoutMs === undefined ? {} : { timeoutMs })
+  const reply = await conn.request({ ...body, claim: offer.token }, request)
   return { reply, offer, host: formatHost(offer.address, offer.port) }
 }
 
@@ -63,6 +63,8 @@ export interface ClaimOneOptions {
   roundMs?: number
   /** Per-request timeout of the claimed request (CLIENT_TIMEOUT). */
   timeoutMs?: number
+  /** Event frames on the claimed request's id (its streamed output). */
+  onEvents?: RequestOptions['onEvents']
   /** Stops asking between rounds (ABORTED). */
   signal?: AbortSignal
 }
@@ -85,7 +87,10 @@ export async function claimOne (connections: Connections, broadcaster: Offers, b
       if (offer === undefined) break
       tried.add(offer.node.id)
       try {
-        return await claimOffer(connections, broadcaster, offer, body, opts.timeoutMs)
+        const request: RequestOptions = {}
+        if (opts.timeoutMs !== undefined) request.timeoutMs = opts.timeoutMs
+        if (opts.onEvents !== undefined) request.onEvents = opts.onEvents
+        return await claimOffer(connections, broadcaster, offer, body, request)
       } catch (err) {
         if (retryOf(err) !== 'same-txn' || Date.now() >= opts.deadline) throw err
       }

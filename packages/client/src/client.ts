@@ -5,7 +5,7 @@ import {
   type ReplyOf, type RequestBody, type RequestKind, type StatusWhich, type StreamEvent, type TraceReply, type TxnRecord
 } from '@evalmesh/protocol'
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
-import { ClientConnection, type IntegrityMode } from '@evalmesh/transport'
+import { ClientConnection, type IntegrityMode, type RequestOptions } from '@evalmesh/transport'
 import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
 import { Broadcaster, type BroadcastConfig } from './broadcast.js'
 import { claimOne, type ClaimBody } from './claim.js'
@@ -34,6 +34,20 @@ export interface ClientInit {
   broadcast?: BroadcastConfig
   /** How long a broadcast waits for a willing node (default 3000 ms). */
   broadcastTimeoutMs?: number
+  /**
+   * The form's console output as it happens (eval with wait only): chunks in order, at most
+   * every 50 ms; `dropped` counts bytes the node skipped because this client read too
+   * slowly. The outcome's `output` still holds all of it.
+   */
+  onOutput?: (text: string, dropped: number) => void
+}
+
+export interface FetchOptions {
+  /** Wait for a transaction still queued or running (else TXN_NOT_DONE). */
+  wait?: boolean
+  timeoutMs?: number
+  /** While waiting, the run's console output: what was written so far, then as it happens (as EvalOptions.onOutput). */
+  onOutput?: EvalOptions['onOutput']
 }
 
 export interface EvalAllOptions extends FanOutOptions {
@@ -145,10 +159,16 @@ export class Client {
   }
 
   /** Re-fetch the result of a transaction by id (e.g. after a lost connection or wait: false). */
-  async fetchResult (txn: string, host: string, options: { wait?: boolean, timeoutMs?: number } = {}): Promise<EvalOutcome> {
+  async fetchResult (txn: string, host: string, options: FetchOptions = {}): Promise<EvalOutcome> {
     const body: RequestBody<'result'> = { kind: 'result', txn }
     if (options.wait !== undefined) body.wait = options.wait
-    return await this.request(host, body, options.timeoutMs)
+    const request: RequestOptions = {}
+    if (options.timeoutMs !== undefined) request.timeoutMs = options.timeoutMs
+    if (options.onOutput !== undefined && options.wait === true) {
+      body.stream = true
+      request.onEvents = outputListener(options.onOutput, () => txn)
+    }
+    return await this.request(host, body, request)
   }
 
   async status (host: string, options: { which?: StatusWhich, id?: string | number, limit?: number } = {}): Promise<TxnRecord[]> {
@@ -198,10 +218,10 @@ export class Client {
   }
 
   /** Send any request to `host` over a pooled connection; resolves with the reply of its kind. */
-  async request<K extends RequestKind> (host: string | Endpoint, body: RequestBody & { kind: K }, timeoutMs?: number): Promise<ReplyOf<K>> {
+  async request<K extends RequestKind> (host: string | Endpoint, body: RequestBody & { kind: K }, timeoutMs?: number | RequestOptions): Promise<ReplyOf<K>> {
     const endpoint = typeof host === 'string' ? this.resolve(host) : host
     const conn = await this.connection(endpoint)
-    return await conn.request<K>(body, timeoutMs === undefined ? {} : { timeoutMs })
+    return await conn.request<K>(body, typeof timeoutMs === 'object' ? timeoutMs : timeoutMs === undefined ? {} : { timeoutMs })
   }
 
   /** The pooled, authenticated connection to an endpoint (opened on first use). */
@@ -290,6 +310,8 @@ export class Client {
     const waitMs = options.broadcastTimeoutMs ?? this.#init.broadcastTimeoutMs ?? 3000
     const claimOptions: Parameters<typeof claimOne>[3] = { deadline: Date.now() + waitMs }
     if (options.timeoutMs !== undefined) claimOptions.timeoutMs = options.timeoutMs
+    const onEvents = streamedOutput(body, options)
+    if (onEvents !== undefined) claimOptions.onEvents = onEvents
     const { reply, host } = await claimOne(this, broadcaster, body, claimOptions)
     return { ...reply, host }
   }
@@ -299,10 +321,13 @@ export class Client {
     const endpoint = this.resolve(host)
     const retries = this.#init.busyRetries ?? 8
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs
+    const onEvents = streamedOutput(body, options)
     for (let attempt = 0; ; attempt++) {
       try {
-        const remaining = deadline === Infinity ? undefined : Math.max(1, deadline - Date.now())
-        return await this.request(endpoint, body, remaining)
+        const request: RequestOptions = {}
+        if (deadline !== Infinity) request.timeoutMs = Math.max(1, deadline - Date.now())
+        if (onEvents !== undefined) request.onEvents = onEvents
+        return await this.request(endpoint, body, request)
       } catch (err) {
         // Only what the node answered is retried here, as its catalogue entry says: a local
         // failure (CONNECT_FAILED) is reported at once, and a directed REFUSED is the
@@ -321,6 +346,28 @@ export class Client {
         await sleep(wait)
         if (retry === 'new-txn') body.txn = this.nextTxn()
       }
+    }
+  }
+}
+
+/**
+ * For an eval that waits and wants its output as it happens: ask the node to stream it
+ * (`stream`) and pass each chunk of this txn (which a retry may renew) to onOutput.
+ */
+function streamedOutput (body: ClaimBody, options: EvalOptions): RequestOptions['onEvents'] {
+  if (options.onOutput === undefined || body.kind !== 'eval' || !body.wait) return undefined
+  body.stream = true
+  return outputListener(options.onOutput, () => body.txn)
+}
+
+/** Passes the `output` events of the txn `txnNow()` names to onOutput. */
+function outputListener (onOutput: NonNullable<EvalOptions['onOutput']>, txnNow: () => string): NonNullable<RequestOptions['onEvents']> {
+  return events => {
+    for (const e of events) {
+      if (e.type !== 'output' || e.txn !== txnNow()) continue
+      try {
+        onOutput(e.text, e.dropped ?? 0)
+      } catch { /* the caller's listener failing must not cost the outcome */ }
     }
   }
 }

@@ -55,7 +55,7 @@ export async function * fanOut (connections: Connections, broadcaster: Offers, b
     const finish = (o: NodeOutcome): void => { if (!entry.done) { entry.done = true; push(o) } }
     void (async () => {
       try {
-        const { reply: r } = await claimOffer(connections, broadcaster, offer, body, Math.max(1, deadline - Date.now()))
+        const { reply: r } = await claimOffer(connections, broadcaster, offer, body, { timeoutMs: Math.max(1, deadline - Date.now()) })
         // The request waits (wait: true), so the reply is the outcome, not an acknowledgement.
         if ('value' in r) finish({ ...base, status: 'ok', value: r.value, output: r.output, seconds: r.seconds })
         else finish({ ...base, status: 'ok' })

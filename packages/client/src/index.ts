@@ -10,7 +10,7 @@
  * await client.remoteAbort(txn as string, 'localhost')
  * ```
  */
-export { Client, type ClientInit, type EvalOptions, type EvalResult, type AbortOptions, type PolicyChange, type EvalAllOptions, type EvalAllResult } from './client.js'
+export { Client, type ClientInit, type EvalOptions, type FetchOptions, type EvalResult, type AbortOptions, type PolicyChange, type EvalAllOptions, type EvalAllResult } from './client.js'
 export { Broadcaster, type BroadcastConfig, type Offer } from './broadcast.js'
 export type { NodeOutcome, FanOutOptions } from './fanout.js'
 export { claimOne, claimOffer, type Claimed, type ClaimBody, type ClaimOneOptions, type Connections, type Offers } from './claim.js'

@@ -84,6 +84,8 @@ export interface EvalRequest extends RequestBase {
   limits?: Partial<EvalLimits>
   /** Set when the request follows a broadcast offer (PROTOCOL.md §5). */
   claim?: string
+  /** Send the form's console output as it happens, as `output` events on this request's id (§3.2). */
+  stream?: boolean
 }
 
 export interface ApplyRequest extends RequestBase {
@@ -121,6 +123,8 @@ export interface ResultRequest extends RequestBase {
   txn: string
   /** Wait for a transaction still queued or running instead of answering TXN_NOT_DONE. */
   wait?: boolean
+  /** While waiting, send the run's console output so far, then as it happens, as `output` events on this id (§3.7). */
+  stream?: boolean
 }
 
 export interface DescribeRequest extends RequestBase { kind: 'describe' }
@@ -338,6 +342,7 @@ export function parseRequest (value: unknown): Request {
       if (limits !== undefined) r.limits = limits
       const claim = field(m, 'claim', isString, 'a string', true)
       if (claim !== undefined) r.claim = claim
+      if (field(m, 'stream', isBool, 'a boolean', true) === true) r.stream = true
       return r
     }
     case 'apply': {
@@ -378,6 +383,7 @@ export function parseRequest (value: unknown): Request {
       const r: ResultRequest = { kind, id, txn: field(m, 'txn', isTxn, 'a transaction id "<client>:<seq>"') }
       const wait = field(m, 'wait', isBool, 'a boolean', true)
       if (wait !== undefined) r.wait = wait
+      if (field(m, 'stream', isBool, 'a boolean', true) === true) r.stream = true
       return r
     }
     case 'describe': case 'ping': case 'peers':

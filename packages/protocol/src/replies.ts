@@ -235,6 +235,15 @@ export type StreamEvent =
   | { type: 'txn', record: TxnRecord }
   | { type: 'trace', event: TraceEvent }
   | { type: 'policy', policy: PolicyState }
+  | OutputEvent
+
+/**
+ * Console output of a running form, as it happens: sent on an eval's own id when it
+ * asked for `stream` (PROTOCOL.md §3.2), and to subscribers who may see the txn.
+ * `dropped` counts the bytes of output not sent because the reader fell behind (the
+ * final outcome's `output` still holds them).
+ */
+export interface OutputEvent { type: 'output', txn: string, text: string, dropped?: number }
 
 /** The reply that opens a stream; the event frames follow on the same id. */
 export interface SubscribeReply { subscribed: true, lastSeq: number }

@@ -7,7 +7,7 @@ import {
   nodeIdOfClient, parseTxn, scrubPaths, toWireError, wireCodeOf,
   type AbortRequest, type ApplyRequest, type EvalAck, type EvalLimits, type EvalOutcome, type EvalRequest,
   type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError,
-  type AbortResult, type DescribeReply, type NodeQuotas, type RequestHandlers
+  type AbortResult, type DescribeReply, type NodeQuotas, type RequestHandlers, type ResultRequest
 } from '@evalmesh/protocol'
 import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
 import { clampLimits, createSandbox, isQuickForm, sessionKey, type Sandbox } from '@evalmesh/sandbox'
@@ -17,7 +17,8 @@ import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } fr
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
 import { Scheduler, type Route } from './scheduler.js'
-import { Streams } from './streams.js'
+import { Streams, outputRelay } from './streams.js'
+import { LiveOutput } from './live-output.js'
 import { channels, publish } from './events.js'
 import { attachTrace } from './trace.js'
 import { DoneStore } from './done-store.js'
@@ -169,6 +170,8 @@ export class EvalServer extends EventEmitter {
   readonly scheduler: Scheduler
   /** The `subscribe` streams: what changes on the node, pushed to who may see it. */
   readonly streams = new Streams()
+  /** Console output of runs still going, for the requests that follow them (`stream`). */
+  readonly #live = new LiveOutput()
   readonly quotas: NodeQuotas
   readonly counters = { served: 0, refused: 0, busy: 0, declined: 0, completed: 0, failed: 0, aborted: 0, lost: 0 }
   /** Restarts by the node's supervisor (ServerInit.restarts). */
@@ -727,7 +730,7 @@ export class EvalServer extends EventEmitter {
     apply: async (req, conn) => await this.#submit(conn, req),
     abort: async (req, conn) => await this.#remoteAbort(req, conn.peer),
     status: async (req, conn) => this.status(req.which ?? 'all', req.txn, req.limit, this.#callerOf(conn.peer)),
-    result: async (req, conn) => await this.#result(conn, req.txn, req.wait === true),
+    result: async (req, conn) => await this.#result(conn, req),
     describe: async () => this.describe(),
     ping: async () => ({ time: Date.now(), name: this.name, id: this.id }),
     peers: async () => this.peers(),
@@ -775,7 +778,9 @@ export class EvalServer extends EventEmitter {
     if (existing !== undefined) {
       // A retransmit: never run twice; answer from the record.
       if (fingerprint(existing.request) !== fingerprint(req)) throw new EvalMeshError('TXN_CONFLICT', `transaction ${req.txn} was already used for a different request`, { txn: req.txn })
-      return req.wait ? await this.#outcomeOf(existing) : this.#ack(existing)
+      if (!req.wait) return this.#ack(existing)
+      if (req.kind === 'eval' && req.stream === true) this.#followOutput(existing, conn, req.id)
+      return await this.#outcomeOf(existing)
     }
 
     if (this.#draining !== undefined) {
@@ -820,7 +825,8 @@ export class EvalServer extends EventEmitter {
     publish(channels.requestServed, { node: this.id, peer: peer.name, peerId: peer.id, txn: req.txn, mode: t.record.mode, kind: req.kind, rule: decision.rule, summary: t.record.summary })
     const run = req.kind === 'eval'
       ? async (route: Route | undefined): Promise<Settled> => await this.#sandbox.run({
-        txn: t.record.txn, session: route?.session ?? sessionKey(peer.id, 'default'), form: req.form, limits, transient: route?.transient === true
+        txn: t.record.txn, session: route?.session ?? sessionKey(peer.id, 'default'), form: req.form, limits, transient: route?.transient === true,
+        onOutput: text => this.#onOutput(t, text)
       })
       : async (): Promise<Settled> => await this.#runApply(t, req.fn, req.args, limits, peer)
     this.scheduler.submit({
@@ -838,7 +844,24 @@ export class EvalServer extends EventEmitter {
       }
     })
     this.emit('change')
-    return req.wait ? await this.#outcomeOf(t) : this.#ack(t)
+    if (!req.wait) return this.#ack(t)
+    if (req.kind === 'eval' && req.stream === true) this.#followOutput(t, conn, req.id)
+    return await this.#outcomeOf(t)
+  }
+
+  /** A run's console output as it is written: to its followers (live-output.ts) and to subscribers who may see it. */
+  #onOutput (t: Txn, text: string): void {
+    this.#live.append(t.record.txn, text)
+    this.streams.output(t.record.txn, text)
+  }
+
+  /**
+   * A waiting request that asked for `stream` (an eval, its retransmit, or a result)
+   * follows the txn's output until it ends: what was written so far, then the rest live,
+   * as `output` events on the request's id.
+   */
+  #followOutput (t: Txn, conn: ServerConnection, id: number): void {
+    if (t.settled === undefined && t.request.kind === 'eval') this.#live.follow(t.record.txn, outputRelay(conn, id, t.record.txn))
   }
 
   #finish (t: Txn, settled: Settled): void {
@@ -862,6 +885,7 @@ export class EvalServer extends EventEmitter {
     }
     // Done first, then the scheduler may start what waited for it: the next run of a
     // session never shows a start before the end of the one ahead of it.
+    this.#live.end(t.record.txn)
     this.table.finish(t, settled, size)
     this.#store?.save(t)
     this.streams.txn(t.record)
@@ -902,7 +926,9 @@ export class EvalServer extends EventEmitter {
     return { txn: t.record.txn, node: this.name, state: t.record.state }
   }
 
-  async #result (conn: ServerConnection, txn: string, wait: boolean): Promise<EvalOutcome> {
+  async #result (conn: ServerConnection, req: ResultRequest): Promise<EvalOutcome> {
+    const { txn } = req
+    const wait = req.wait === true
     const t = this.table.get(txn)
     if (t === undefined || !ownsTxn(this.#callerOf(conn.peer), txn)) {
       throw new EvalMeshError('NO_SUCH_TXN', `node ${this.name} has no record of ${txn} (never seen, or purged)`, { txn })
@@ -910,6 +936,7 @@ export class EvalServer extends EventEmitter {
     if (t.settled === undefined && !wait) {
       throw new EvalMeshError('TXN_NOT_DONE', `${txn} is still ${t.record.state === 'input' ? 'queued' : 'running'}`, { txn, state: t.record.state })
     }
+    if (req.stream === true) this.#followOutput(t, conn, req.id)
     return await this.#outcomeOf(t, true)
   }
 

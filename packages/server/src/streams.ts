@@ -1,4 +1,4 @@
-import type { PolicyState, StreamEvent, TraceEvent, TxnRecord } from '@evalmesh/protocol'
+import type { OutputEvent, PolicyState, StreamEvent, TraceEvent, TxnRecord } from '@evalmesh/protocol'
 import type { ServerConnection } from '@evalmesh/transport'
 import { ownsTxn, type Caller } from './access.js'
 
@@ -53,6 +53,15 @@ export class Streams {
     this.#schedule()
   }
 
+  /** Console output of a running txn, for the subscribers who may see it. */
+  output (txn: string, text: string): void {
+    if (this.#subs.size === 0) return
+    for (const sub of this.#subs) {
+      if (sub.caller.operator || ownsTxn(sub.caller, txn)) this.#push(sub, { type: 'output', txn, text })
+    }
+    this.#schedule()
+  }
+
   policy (policy: PolicyState): void {
     for (const sub of this.#subs) this.#push(sub, { type: 'policy', policy })
     this.#schedule()
@@ -100,5 +109,25 @@ export class Streams {
       }
     }
     if (behind) this.#schedule()
+  }
+}
+
+/**
+ * Sends a run's console output, as the sandbox hands it over, to the connection whose
+ * eval asked for it, as `output` events on that eval's id. A reader that has fallen
+ * behind is not sent more: what it missed is counted in the next event's `dropped`
+ * (and is in the outcome's `output` all the same), so a slow client costs the node no
+ * more than its socket's buffer.
+ */
+export function outputRelay (conn: ServerConnection, id: number, txn: string): (text: string) => void {
+  let dropped = 0
+  return text => {
+    if (conn.closed) return
+    if (conn.bufferedBytes > MAX_BUFFERED_BYTES) { dropped += Buffer.byteLength(text); return }
+    const event: OutputEvent = { type: 'output', txn, text }
+    if (dropped > 0) { event.dropped = dropped; dropped = 0 }
+    try {
+      conn.sendEvents(id, [event])
+    } catch { /* the connection is going; its outcome is kept for a re-fetch */ }
   }
 }
