@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process'
 import { copyFileSync, cpSync, existsSync, lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Client } from '@evalmesh/client'
+import { listServers } from '@evalmesh/megatest'
 import { createMeshKey } from '@evalmesh/trust'
 import { readRuns, type RunReport, type RunSummary, type TestReport } from '@evalmesh/ci-agent'
 import { ROOT, startNode, tempDir, type TestNode } from './support/node.js'
@@ -86,6 +87,8 @@ describe('a Megatest area run from its own files', () => {
   after(async () => {
     client.close()
     await Promise.all([areaNode, ...workers].map(async n => await n.stop()))
+    // A node the CLI started for the area (the last test) is ours to stop, by its pid.
+    for (const reg of listServers(areaDir)) if (reg.pid !== areaNode.proc.pid) { try { process.kill(reg.pid, 'SIGTERM') } catch { /* gone */ } }
   })
 
   test('every test runs in its own run directory under the link tree, recorded as Megatest records it', async () => {
@@ -194,4 +197,21 @@ describe('a Megatest area run from its own files', () => {
     assert.match(none.stderr, /testpatt "nosuch" selects no test/)
     await assert.rejects(readRuns(client, areaNode.host, 'mt', 'r3'), /has no run named "r3"/)
   })
+  test('the area\'s node killed mid-run: ci run starts another on the area and the run is recorded to its end', async () => {
+    const r = cli(['ci', 'run', '--area', areaDir, '--target', 'ubuntu/v1.0', '--runname', 'r4', '--testpatt', 'slowpoke', '--json', '--state-dir', clientDir])
+    // The run directory exists once the test is launched; its 30 s step then runs (until its 2 s runtimelim).
+    const dir = join(areaDir, 'lt', 'ubuntu', 'v1.0', 'r4', 'slowpoke', 'nap.log')
+    for (let i = 0; i < 200 && !existsSync(dir); i++) await new Promise(resolve => setTimeout(resolve, 50))
+    assert.ok(existsSync(dir), 'the step started')
+    areaNode.proc.kill('SIGKILL')
+    const out = await r
+    const summary = JSON.parse(out.stdout) as RunSummary
+    assert.notEqual(summary.areaHost, areaNode.host, 'another node serves the area now')
+    const [rep] = await readRuns(client, summary.areaHost, 'mt', 'r4')
+    const slow = rep!.tests.find(t => t.testname === 'slowpoke')!
+    assert.equal(`${slow.state}/${slow.status}`, 'KILLED/KILLED')
+    assert.deepEqual(slow.steps.map(s => `${s.stepname} ${s.state}`), ['nap start', 'nap end'], 'the step\'s end was recorded on the new node')
+    assert.equal(rep!.state, 'KILLED')
+  })
+
 })

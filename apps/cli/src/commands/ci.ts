@@ -18,7 +18,13 @@ function addTarget (config: BroadcastConfig, host: string): void {
   if (!config.targets!.some(x => x.address === t.address && x.port === t.port)) config.targets!.push(t)
 }
 
-interface AreaTarget { host: string, area: string | undefined, started: boolean }
+interface AreaTarget {
+  host: string
+  area: string | undefined
+  started: boolean
+  /** With --area DIR: find or start another node for the area (Megatest's connect-and-start again). */
+  reconnect?: (failedHost: string) => Promise<string>
+}
 
 /** --host H, or --area DIR (find or start its node), or the local node. */
 async function areaTargetOf (p: Parsed, client: Client, areaName: string | undefined): Promise<AreaTarget> {
@@ -31,7 +37,13 @@ async function areaTargetOf (p: Parsed, client: Client, areaName: string | undef
     const idle = int(p, 'idle-timeout'); if (idle !== undefined) opts.idleTimeoutSeconds = idle
     const found = await findOrStartAreaServer(dir, opts)
     if (found.started && p.values.json !== true) console.error(`started a node for area ${printable(found.area, 100)} at ${printable(found.host, 200)} (log ${printable(found.log ?? '-', 500)})`)
-    return { host: found.host, area: found.area, started: found.started }
+    const reconnect = async (failedHost: string): Promise<string> => {
+      // The same area name, so the run's records go on under it.
+      const again = await findOrStartAreaServer(dir, { ...opts, area: found.area })
+      if (p.values.json !== true) console.error(`the node at ${printable(failedHost, 200)} was lost; area ${printable(again.area, 100)} is now served at ${printable(again.host, 200)}${again.started ? ' (started)' : ''}`)
+      return again.host
+    }
+    return { host: found.host, area: found.area, started: found.started, reconnect }
   }
   return { host: host ?? localNodeOf(p), area: areaName, started: false }
 }
@@ -193,6 +205,7 @@ async function ciRun (p: Parsed, jobFile: string | undefined): Promise<number> {
     const printer = json ? undefined : progressPrinter(process.stdout.isTTY === true)
     const opts: Parameters<typeof runJob>[1] = { client, broadcast, areaHost: target.host, signal: controller.signal, rerun: rerunOf(p) }
     if (concurrency !== undefined) opts.concurrency = concurrency
+    if (target.reconnect !== undefined) opts.reconnect = target.reconnect
     if (printer !== undefined) opts.onEvent = printer.onEvent
     let summary: RunSummary
     try {
