@@ -110,7 +110,7 @@ function progressPrinter (tty: boolean): { onEvent: (e: CiEvent) => void, done: 
           break
         case 'skipped':
           ended++
-          line(`${'not run'.padEnd(10)} ${unitName(e.unit)}: ${pr(e.state, 40)}/${pr(e.status, 40)}, ${pr(e.reason)}`)
+          line(`${'not run'.padEnd(10)} ${unitName(e.unit)}: ${pr(e.reason)}`)
           break
         case 'run-ended':
           break
