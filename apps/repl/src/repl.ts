@@ -73,10 +73,22 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
     pending.set(ack.txn, host)
     // After a second without the outcome, say once what it waits for (the node's status of it).
     const stopNotice = waitNotice(client, host, ack.txn, line => write(`(${line})`))
+    // The form's console output is printed as it happens, above the prompt-to-be.
+    let streamed = ''
+    let dropped = 0
+    const onOutput = (text: string, skipped: number): void => {
+      streamed += text
+      dropped += skipped
+      output.write(terminalText(text))
+    }
     try {
-      const o = await client.fetchResult(ack.txn, host, { wait: true })
+      const o = await client.fetchResult(ack.txn, host, { wait: true, onOutput })
       readableErrors(o.value)
+      if (dropped === 0 && streamed !== '' && streamed === o.output) outputShown.add(o)
       return o
+    } catch (err) {
+      if (err instanceof RemoteEvalError && dropped === 0 && streamed !== '' && streamed === err.output) outputShown.add(err)
+      throw err
     } finally {
       stopNotice()
       pending.delete(ack.txn)
@@ -84,7 +96,7 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   }
 
   function showOutput (o: EvalOutcome): void {
-    if (o.output !== '') write(terminalText(o.output))
+    if (o.output !== '' && !outputShown.has(o)) write(terminalText(o.output))
     if (o.outputTruncated) write('(output truncated at the node\'s limit)')
   }
 
@@ -231,6 +243,9 @@ function incompleteInput (code: string): SyntaxError | undefined {
 }
 
 /** Make an error print as the remote error: its node, code, name, message and remote stack. */
+/** Outcomes and errors whose console output was printed in full as it streamed: not printed again. */
+const outputShown = new WeakSet<object>()
+
 function readable (err: unknown): Error {
   if (!(err instanceof Error)) return new Error(String(err))
   let text: string
@@ -245,7 +260,7 @@ function readable (err: unknown): Error {
     // with "Uncaught", so a repeated "TypeError: ..." line would read as a second error.)
     const frames = stackFrames(err.remoteStack, err.remoteName, err.message)
     text = `Remote error${where}${txn}: ${head}` + (frames !== '' ? `\n--- remote stack ---\n${frames}` : '')
-    if (err.output !== '') text = `${terminalText(err.output.replace(/\n$/, ''))}\n${text}`
+    if (err.output !== '' && !outputShown.has(err)) text = `${terminalText(err.output.replace(/\n$/, ''))}\n${text}`
   } else if (err instanceof EvalMeshError) {
     text = `${err.code}: ${printable(err.message, 8192)}`
   } else {
