@@ -28,6 +28,12 @@ export interface ClientInit {
   heartbeatTimeoutMs?: number
   /** Frame integrity on plain connections (PROTOCOL.md §2.4): `auto` (default) all but loopback ones, `always` loopback ones too. */
   integrity?: IntegrityMode
+  /**
+   * Connect with TLS 1.3 (PROTOCOL.md §2.5) to every node, or (`'peers'`, the default) to
+   * those whose peer entry says `tls`. A certificate is good when it is over the key the
+   * node proves (`serve --tls`), or when it verifies against `ca` (PEM) or Node's CA store.
+   */
+  tls?: boolean | 'peers' | { ca?: string | Buffer }
   /** How many times a BUSY (or MEGATEST_BUSY) refusal is retried, backing off (default 8). */
   busyRetries?: number
   /** Where broadcasts go (no host given). Without it, a call with no host is an error. */
@@ -236,6 +242,9 @@ export class Client {
       if (this.#init.heartbeatIntervalMs !== undefined) opts.heartbeatIntervalMs = this.#init.heartbeatIntervalMs
       if (this.#init.heartbeatTimeoutMs !== undefined) opts.heartbeatTimeoutMs = this.#init.heartbeatTimeoutMs
       if (this.#init.integrity !== undefined) opts.integrity = this.#init.integrity
+      const tls = this.#init.tls ?? 'peers'
+      if (tls === true || (tls === 'peers' && endpoint.tls === true)) opts.tls = {}
+      else if (typeof tls === 'object') opts.tls = tls
       if (endpoint.id !== undefined) opts.expectId = endpoint.id
       p = ClientConnection.open(opts)
       this.#pool.set(key, p)

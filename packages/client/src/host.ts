@@ -7,10 +7,12 @@ export interface Endpoint {
   id?: string
   /** The name the caller used, for messages. */
   label: string
+  /** The node serves TLS (its peer entry says `tls`: PROTOCOL.md §2.5, §5.5). */
+  tls?: boolean
 }
 
 /** A node name resolver: a peer table (static seeds, later mDNS). */
-export type PeerLookup = (name: string) => { address: string, port: number, id?: string } | undefined
+export type PeerLookup = (name: string) => { address: string, port: number, id?: string, tls?: boolean } | undefined
 
 /**
  * Turn what a user typed into an endpoint: `host:port`, `[v6]:port`, `localhost`,
@@ -27,6 +29,7 @@ export function resolveHost (spec: string, lookup?: PeerLookup): Endpoint {
   if (peer !== undefined) {
     const e: Endpoint = { host: peer.address, port: peer.port, label: text }
     if (peer.id !== undefined) e.id = peer.id
+    if (peer.tls === true) e.tls = true
     return e
   }
   if (text === 'localhost' || /^\d{1,3}(\.\d{1,3}){3}$/.test(text) || /^[0-9a-fA-F:]+:[0-9a-fA-F:]*$/.test(text)) {

@@ -110,6 +110,14 @@ export interface DescribeReply {
   version: number
   versions: number[]
   capabilities: string[]
+  /**
+   * How the node carries connections (PROTOCOL.md §2.4, §2.5): `tls` is `off`, `self` (a
+   * certificate over the node's key) or `certificate` (an operator's); `integrity` is
+   * which plain connections carry integrity tags (`auto`: all but loopback ones).
+   */
+  transport: { tls: 'off' | 'self' | 'certificate', integrity: 'auto' | 'always' }
+  /** The connection this describe came on: inside TLS, and whether its frames carry tags (wire requests only). */
+  connection?: { tls: boolean, integrity: boolean }
   /** The LAN interface address, or null on loopback. */
   lan: string | null
   /** The name the node advertises over mDNS (`NAME-2` after a conflict), or null. */

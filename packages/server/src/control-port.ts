@@ -208,7 +208,7 @@ async function execute (server: ControlTarget, line: string): Promise<Record<str
           const now = Date.now()
           const connections = server.connections.map(c => ({
             id: c.id, peer: c.peer.name, peerId: c.peer.id, address: c.peer.address, port: c.peer.port,
-            trustedBy: c.peer.trustedBy, self: c.peer.self, seconds: Math.round((now - c.openedAt) / 100) / 10, requests: c.requests
+            trustedBy: c.peer.trustedBy, self: c.peer.self, tls: c.peer.tls, integrity: c.peer.integrity, seconds: Math.round((now - c.openedAt) / 100) / 10, requests: c.requests
           }))
           return { total: connections.length, connections }
         }

@@ -11,7 +11,7 @@ import {
 } from '@evalmesh/protocol'
 import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
 import { clampLimits, createSandbox, isQuickForm, sessionKey, type Sandbox } from '@evalmesh/sandbox'
-import { TrustStore, defaultStateDir, loadIdentity, writePrivateFile, type Identity } from '@evalmesh/trust'
+import { KEY_FILE, TrustStore, defaultStateDir, loadIdentity, selfCertificate, writePrivateFile, type Identity } from '@evalmesh/trust'
 import { Listener, type IntegrityMode, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
 import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
 import { Trace, type TraceEvent } from './trace.js'
@@ -99,6 +99,12 @@ export interface ServerInit {
    * but loopback ones, `always` loopback ones too.
    */
   integrity?: IntegrityMode
+  /**
+   * Serve TLS 1.3 (PROTOCOL.md §2.5): `'self'` with a certificate made from the node's own
+   * key, which clients pin through the key they trust; or an operator's certificate and key
+   * (PEM; `cert` may hold the chain).
+   */
+  tls?: 'self' | { cert: string | Buffer, key: string | Buffer }
 }
 
 /** What a running node writes to `<stateDir>/node.json`, so that local clients find it. */
@@ -324,7 +330,8 @@ export class EvalServer extends EventEmitter {
         identity: this.identity,
         trust: this.trust,
         limits: this.limits,
-        integrity: this.#init.integrity ?? 'auto'
+        integrity: this.#init.integrity ?? 'auto',
+        ...(this.#tlsMaterial() ?? {})
       })
     } catch (err) {
       await this.#sandbox.stop()
@@ -476,8 +483,22 @@ export class EvalServer extends EventEmitter {
     }
   }
 
+  /** The certificate and key to serve TLS with, or undefined for plain TCP. */
+  #tlsMaterial (): { tls: { cert: string | Buffer, key: string | Buffer } } | undefined {
+    const tls = this.#init.tls
+    if (tls === undefined) return undefined
+    if (tls !== 'self') return { tls }
+    return { tls: { cert: selfCertificate(this.identity), key: readFileSync(join(this.stateDir, KEY_FILE)) } }
+  }
+
+  /** How this node's connections are carried, for describe: TLS or not, and the integrity rule. */
+  get transport (): { tls: 'off' | 'self' | 'certificate', integrity: IntegrityMode } {
+    const tls = this.#init.tls
+    return { tls: tls === undefined ? 'off' : tls === 'self' ? 'self' : 'certificate', integrity: this.#init.integrity ?? 'auto' }
+  }
+
   #capabilities (): string[] {
-    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', 'subscribe', ...(this.#init.megatest !== undefined ? ['megatest'] : [])]
+    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', 'subscribe', ...(this.#init.megatest !== undefined ? ['megatest'] : []), ...(this.#init.tls !== undefined ? ['tls'] : [])]
   }
 
   // ---- the operator's API (also what the control port and the monitor use) ----
@@ -650,6 +671,7 @@ export class EvalServer extends EventEmitter {
       version: PROTOCOL_VERSION,
       versions: [...SUPPORTED_VERSIONS],
       capabilities: this.#capabilities(),
+      transport: this.transport,
       lan: this.#init.lan ?? null,
       advertisedAs: this.#discovery?.advertisedName ?? null,
       broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
@@ -731,7 +753,7 @@ export class EvalServer extends EventEmitter {
     abort: async (req, conn) => await this.#remoteAbort(req, conn.peer),
     status: async (req, conn) => this.status(req.which ?? 'all', req.txn, req.limit, this.#callerOf(conn.peer)),
     result: async (req, conn) => await this.#result(conn, req),
-    describe: async () => this.describe(),
+    describe: async (_req, conn) => ({ ...this.describe(), connection: { tls: conn.peer.tls, integrity: conn.peer.integrity } }),
     ping: async () => ({ time: Date.now(), name: this.name, id: this.id }),
     peers: async () => this.peers(),
     reset: async (req, conn) => {

@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events'
-import { connect as netConnect } from 'node:net'
+import { connect as netConnect, isIP, type Socket } from 'node:net'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import {
   DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, RemoteEvalError,
   parseServerMessage, parseWireError, type NodeLimits, type ReplyOf, type RequestBody, type RequestKind, type StreamEvent
 } from '@evalmesh/protocol'
-import type { Identity, TrustStore } from '@evalmesh/trust'
+import { certificateEd25519Key, type Identity, type TrustStore } from '@evalmesh/trust'
 import { FramedSocket } from './framed-socket.js'
 import { clientHandshake, type PeerInfo } from './handshake.js'
 import { integrityWanted, type IntegrityMode } from './frame-integrity.js'
@@ -38,6 +39,24 @@ export interface ConnectOptions {
   heartbeatTimeoutMs?: number
   /** Frame integrity (PROTOCOL.md §2.4): `auto` (default) everywhere but loopback, `always` on loopback too. */
   integrity?: IntegrityMode
+  /**
+   * Connect with TLS 1.3 (PROTOCOL.md §2.5). The node's certificate is good when its key is
+   * the Ed25519 key the node proves in the handshake (`serve --tls`: the trusted key pins
+   * it), or when it verifies against `ca` (PEM; default Node's CA store) for `host`.
+   */
+  tls?: { ca?: string | Buffer }
+}
+
+type CertificateCheck = NonNullable<Parameters<typeof clientHandshake>[1]['tlsCertificate']>
+
+/** What the node's TLS certificate is: its Ed25519 key if it has one, and whether it verified for `host`. */
+function certificateCheck (socket: TLSSocket, host: string): CertificateCheck {
+  const cert = socket.getPeerX509Certificate()
+  if (cert === undefined) return { key: undefined, verified: false, why: 'no certificate' }
+  const key = certificateEd25519Key(cert)
+  if (!socket.authorized) return { key, verified: false, why: String(socket.authorizationError) }
+  const matches = isIP(host) !== 0 ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined
+  return matches ? { key, verified: true, why: 'verified' } : { key, verified: false, why: `the certificate is not for ${host}` }
 }
 
 export interface RequestOptions {
@@ -105,16 +124,28 @@ export class ClientConnection extends EventEmitter {
 
   static async open (opts: ConnectOptions): Promise<ClientConnection> {
     const timeoutMs = opts.connectTimeoutMs ?? 5000
-    const socket = netConnect({ host: opts.host, port: opts.port })
+    // The certificate is checked once the node has proven its key (clientHandshake), so
+    // the TLS layer itself accepts any certificate and only reports what it found.
+    const socket: Socket = opts.tls === undefined
+      ? netConnect({ host: opts.host, port: opts.port })
+      : tlsConnect({
+        host: opts.host, port: opts.port, minVersion: 'TLSv1.3', rejectUnauthorized: false, ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
+        ...(isIP(opts.host) === 0 ? { servername: opts.host } : {})
+      })
+    const where = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`
     const framed = new FramedSocket(socket, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { socket.destroy(); reject(new EvalMeshError('CONNECT_FAILED', `connecting to ${opts.host}:${opts.port} timed out after ${timeoutMs} ms`)) }, timeoutMs)
-      socket.once('connect', () => { clearTimeout(timer); resolve() })
-      socket.once('error', (err) => { clearTimeout(timer); reject(new EvalMeshError('CONNECT_FAILED', `cannot connect to ${opts.host}:${opts.port}: ${err.message}`)) })
+      const timer = setTimeout(() => { socket.destroy(); reject(new EvalMeshError('CONNECT_FAILED', `connecting to ${where} timed out after ${timeoutMs} ms`)) }, timeoutMs)
+      socket.once(opts.tls === undefined ? 'connect' : 'secureConnect', () => { clearTimeout(timer); resolve() })
+      socket.once('error', (err) => {
+        clearTimeout(timer)
+        reject(new EvalMeshError('CONNECT_FAILED', `cannot connect to ${where}${opts.tls === undefined ? '' : ' with TLS'}: ${err.message}`))
+      })
     })
     const handshake: Parameters<typeof clientHandshake>[1] = {
-      identity: opts.identity, trust: opts.trust, timeoutMs, integrity: integrityWanted(opts.integrity, socket.remoteAddress)
+      identity: opts.identity, trust: opts.trust, timeoutMs, integrity: opts.tls === undefined && integrityWanted(opts.integrity, socket.remoteAddress)
     }
+    if (opts.tls !== undefined) handshake.tlsCertificate = certificateCheck(socket as TLSSocket, opts.host)
     if (opts.expectId !== undefined) handshake.expectId = opts.expectId
     const result = await clientHandshake(framed, handshake)
     framed.setLimits({ ...DEFAULT_DECODE_LIMITS, maxFrameBytes: Math.max(result.limits.maxFrameBytes ?? 0, DEFAULT_DECODE_LIMITS.maxFrameBytes) })

@@ -5,6 +5,7 @@ import {
   type ClientAuth, type ClientHello, type NodeLimits, type ServerHello, type Welcome
 } from '@evalmesh/protocol'
 import { nodeIdOf, verifySignature, type Identity, type TrustStore } from '@evalmesh/trust'
+import type { TLSSocket } from 'node:tls'
 import type { FramedSocket } from './framed-socket.js'
 import { KX_BYTES, deriveDirectionKeys, ephemeralKey, type EphemeralKey } from './frame-integrity.js'
 
@@ -26,6 +27,8 @@ export interface PeerInfo {
   trustedBy: 'self' | 'key' | 'mesh'
   /** Frames after the handshake carry integrity tags (PROTOCOL.md §2.4). */
   integrity: boolean
+  /** The connection runs inside TLS 1.3 (PROTOCOL.md §2.5). */
+  tls: boolean
   address: string
   port: number
 }
@@ -40,10 +43,22 @@ export interface PeerInfo {
  * so a kx struck out on the way makes the signatures fail instead of turning integrity off.
  */
 export function transcript (label: string, clientNonce: Uint8Array, serverNonce: Uint8Array, clientKey: Uint8Array, serverKey: Uint8Array,
-  kx?: { client: Uint8Array, server?: Uint8Array | undefined }): Uint8Array {
+  kx?: { client: Uint8Array, server?: Uint8Array | undefined }, tlsExporter?: Uint8Array): Uint8Array {
   const parts = [Buffer.from(label, 'ascii'), clientNonce, serverNonce, clientKey, serverKey]
   if (kx !== undefined) parts.push(kx.client, kx.server ?? new Uint8Array(0))
+  if (tlsExporter !== undefined) parts.push(tlsExporter)
   return Buffer.concat(parts)
+}
+
+/** The TLS exporter label (RFC 8446 §7.5) whose 32 bytes end the transcript inside TLS. */
+export const TLS_EXPORTER_LABEL = 'EXPORTER-evalmesh/1'
+
+/** The 32-byte exporter value of a TLS connection, or undefined on plain TCP. */
+export function tlsExporterOf (framed: FramedSocket): Buffer | undefined {
+  const socket = framed.socket as Partial<TLSSocket>
+  return typeof socket.exportKeyingMaterial === 'function' && socket.encrypted === true
+    ? socket.exportKeyingMaterial(32, TLS_EXPORTER_LABEL, Buffer.alloc(0))
+    : undefined
 }
 
 const NONCE_BYTES = 32
@@ -121,9 +136,10 @@ export async function serverHandshake (framed: FramedSocket, opts: ServerHandsha
     framed.peerLabel = `client ${name} (${claimedId})`
 
     const serverNonce = randomBytes(NONCE_BYTES)
+    const exporter = tlsExporterOf(framed)
     const eph = clientKx === undefined ? undefined : ephemeralKey()
     const kx = clientKx === undefined ? undefined : { client: clientKx, server: eph!.publicKey }
-    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, clientKey, opts.identity.publicKey, kx)
+    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, clientKey, opts.identity.publicKey, kx, exporter)
     const reply: ServerHello & { kx?: Buffer } = {
       kind: 'hello', version, role: 'server', id: opts.identity.id, name: opts.identity.name,
       key: bytes(opts.identity.publicKey), nonce: serverNonce, sig: bytes(opts.identity.sign(serverBytes))
@@ -142,7 +158,7 @@ export async function serverHandshake (framed: FramedSocket, opts: ServerHandsha
     const auth = await nextMessage(framed, opts.timeoutMs, 'client auth')
     if (keys !== undefined) framed.protectReceiving(keys.clientToServer)
     if (auth.kind !== 'auth') throw new EvalMeshError('HANDSHAKE_FAILED', `expected "auth", got ${JSON.stringify(auth.kind)}`)
-    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, clientKey, opts.identity.publicKey, kx)
+    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, clientKey, opts.identity.publicKey, kx, exporter)
     if (!verifySignature(clientKey, clientBytes, keyField(auth, 'sig', 64))) {
       throw new EvalMeshError('BAD_SIGNATURE', 'client signature does not verify: it does not hold the key it claims')
     }
@@ -156,7 +172,7 @@ export async function serverHandshake (framed: FramedSocket, opts: ServerHandsha
     framed.send(welcome)
     framed.holdEachMessage(false)
     return {
-      id: claimedId, name, key: clientKey, self, trustedBy, integrity: keys !== undefined,
+      id: claimedId, name, key: clientKey, self, trustedBy, integrity: keys !== undefined, tls: exporter !== undefined,
       address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0
     }
   } catch (err) {
@@ -175,6 +191,12 @@ export interface ClientHandshakeOptions {
   integrity?: boolean
   /** Fixed ephemeral key, for the worked example only. */
   ephemeral?: EphemeralKey
+  /**
+   * Inside TLS: how the server's certificate was found good. `pinned` certificates must
+   * carry the very Ed25519 key the server proves here (PROTOCOL.md §2.5); `verified` ones
+   * passed the CA check and the host name.
+   */
+  tlsCertificate?: { key: Uint8Array | undefined, verified: boolean, why: string }
 }
 
 export interface ClientHandshakeResult { peer: PeerInfo, limits: NodeLimits, version: number }
@@ -209,7 +231,13 @@ export async function clientHandshake (framed: FramedSocket, opts: ClientHandsha
     }
     if (eph === undefined && serverKx !== undefined) throw new EvalMeshError('BAD_MESSAGE', 'the server hello has a "kx" the client did not ask for')
     const kx = eph === undefined ? undefined : { client: eph.publicKey, server: serverKx }
-    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, opts.identity.publicKey, serverKey, kx)
+    const cert = opts.tlsCertificate
+    if (cert !== undefined && !cert.verified && (cert.key === undefined || Buffer.compare(Buffer.from(cert.key), Buffer.from(serverKey)) !== 0)) {
+      throw new EvalMeshError('BAD_SIGNATURE', `node ${name} (${serverId}) presents a TLS certificate that is neither over the key it proves in the handshake ` +
+        `nor one this client can verify (${cert.why})`)
+    }
+    const exporter = tlsExporterOf(framed)
+    const serverBytes = transcript(HANDSHAKE_LABEL_SERVER, clientNonce, serverNonce, opts.identity.publicKey, serverKey, kx, exporter)
     if (!verifySignature(serverKey, serverBytes, keyField(reply, 'sig', 64))) {
       throw new EvalMeshError('BAD_SIGNATURE', `server ${name} failed to prove its key`)
     }
@@ -224,7 +252,7 @@ export async function clientHandshake (framed: FramedSocket, opts: ClientHandsha
       ? undefined
       : deriveDirectionKeys(eph.privateKey, serverKx!, { clientNonce, serverNonce, clientKey: opts.identity.publicKey, serverKey, clientKx: eph.publicKey, serverKx: serverKx! })
     if (keys !== undefined) framed.protectReceiving(keys.serverToClient)
-    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, opts.identity.publicKey, serverKey, kx)
+    const clientBytes = transcript(HANDSHAKE_LABEL_CLIENT, clientNonce, serverNonce, opts.identity.publicKey, serverKey, kx, exporter)
     const auth: ClientAuth = { kind: 'auth', sig: bytes(opts.identity.sign(clientBytes)) }
     const mac = opts.trust.meshMac(clientBytes)
     if (mac !== undefined) auth.mac = bytes(mac)
@@ -235,7 +263,7 @@ export async function clientHandshake (framed: FramedSocket, opts: ClientHandsha
     const limits = asRecord(welcome.limits, 'welcome limits') as unknown as NodeLimits
     framed.holdEachMessage(false)
     return {
-      peer: { id: serverId, name, key: serverKey, self, trustedBy, integrity: keys !== undefined, address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0 },
+      peer: { id: serverId, name, key: serverKey, self, trustedBy, integrity: keys !== undefined, tls: exporter !== undefined, address: framed.socket.remoteAddress ?? '', port: framed.socket.remotePort ?? 0 },
       limits,
       version
     }

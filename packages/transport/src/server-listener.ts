@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
 import {
   DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, parseRequest, toWireError,
   type NodeLimits, type Request, type WireError
@@ -105,6 +106,11 @@ export interface ListenOptions {
    * all but loopback ones, `always` loopback ones too.
    */
   integrity?: IntegrityMode
+  /**
+   * Serve TLS 1.3 with this certificate and key (PEM; `cert` may hold the chain), the
+   * evalmesh handshake inside it (PROTOCOL.md §2.5). Frames then carry no integrity tags.
+   */
+  tls?: { cert: string | Buffer, key: string | Buffer }
 }
 
 /** What the listener turned away before authentication (for describe and tests). */
@@ -117,6 +123,8 @@ export interface ListenerCounters {
   evicted: number
   /** Handshakes that did not finish in time. */
   timedOut: number
+  /** TLS handshakes that failed or timed out (before the evalmesh handshake). */
+  tlsFailed: number
 }
 
 /**
@@ -135,7 +143,7 @@ export class Listener extends EventEmitter {
   readonly #server: Server
   readonly #opts: ListenOptions
   readonly connections = new Set<ServerConnection>()
-  readonly counters: ListenerCounters = { refusedFull: 0, refusedPerAddress: 0, evicted: 0, timedOut: 0 }
+  readonly counters: ListenerCounters = { refusedFull: 0, refusedPerAddress: 0, evicted: 0, timedOut: 0, tlsFailed: 0 }
   readonly #sockets = new Set<Socket>()
   /** Sockets in their handshake and their remote address, oldest first (insertion order). */
   readonly #handshaking = new Map<Socket, string>()
@@ -146,11 +154,15 @@ export class Listener extends EventEmitter {
     super()
     this.#server = server
     this.#opts = opts
-    server.on('connection', (socket) => this.#onSocket(socket))
+    server.on(opts.tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => this.#onSocket(socket))
+    // A failed TLS handshake is a stranger going away: nothing to report to anyone.
+    server.on('tlsClientError', () => { this.counters.tlsFailed++ })
   }
 
   static async listen (opts: ListenOptions): Promise<Listener> {
-    const server = createServer({ noDelay: true })
+    const server = opts.tls === undefined
+      ? createServer({ noDelay: true })
+      : createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.3', handshakeTimeout: opts.handshakeTimeoutMs ?? 2000 })
     const listener = new Listener(server, opts)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -164,6 +176,9 @@ export class Listener extends EventEmitter {
     if (a === null || typeof a === 'string') return { host: this.#opts.host, port: this.#opts.port }
     return { host: a.address, port: a.port }
   }
+
+  /** Whether the listener serves TLS. */
+  get tls (): boolean { return this.#opts.tls !== undefined }
 
   /** Sockets still in their handshake. */
   get unauthenticated (): number { return this.#handshaking.size }
@@ -214,7 +229,7 @@ export class Listener extends EventEmitter {
       trust: this.#opts.trust,
       limits: this.#opts.limits,
       timeoutMs,
-      requireIntegrity: integrityWanted(this.#opts.integrity, address)
+      requireIntegrity: this.#opts.tls === undefined && integrityWanted(this.#opts.integrity, address)
     }).then((peer) => {
       clearTimeout(deadline)
       this.#endHandshake(socket)

@@ -8,3 +8,4 @@
 export * from './identity.js'
 export * from './trust-store.js'
 export * from './permissions.js'
+export * from './certificate.js'

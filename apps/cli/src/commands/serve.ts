@@ -1,5 +1,5 @@
 import { networkInterfaces } from 'node:os'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
@@ -49,7 +49,26 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const integrity = str(p, 'integrity')
   if (integrity !== undefined && integrity !== 'auto' && integrity !== 'always') throw new UsageError(`--integrity must be auto or always, not "${integrity}"`)
   if (integrity !== undefined) init.integrity = integrity
+  const tls = tlsFrom(p); if (tls !== undefined) init.tls = tls
   return init
+}
+
+/** --tls (a certificate over the node's key), or --tls-cert FILE --tls-key FILE [--tls-ca FILE]. */
+function tlsFrom (p: Parsed): ServerInit['tls'] {
+  const cert = str(p, 'tls-cert')
+  const key = str(p, 'tls-key')
+  const ca = str(p, 'tls-ca')
+  if (cert === undefined && key === undefined) {
+    if (ca !== undefined) throw new UsageError('--tls-ca goes with --tls-cert and --tls-key')
+    return p.values.tls === true ? 'self' : undefined
+  }
+  if (cert === undefined || key === undefined) throw new UsageError('--tls-cert and --tls-key go together')
+  const read = (flag: string, file: string): Buffer => {
+    try { return readFileSync(file) } catch (err) { throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
+  }
+  // The CA file's certificates go out after the node's own, so clients can build the chain.
+  const chain = ca === undefined ? read('--tls-cert', cert) : Buffer.concat([read('--tls-cert', cert), Buffer.from('\n'), read('--tls-ca', ca)])
+  return { cert: chain, key: read('--tls-key', key) }
 }
 
 const QUOTA_NAMES: ReadonlyArray<keyof NodeQuotas> = [
@@ -141,7 +160,11 @@ export const serveOptions: Command['options'] = {
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   'log-file': { type: 'string' },
-  integrity: { type: 'string' }
+  integrity: { type: 'string' },
+  tls: { type: 'boolean' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' }
 }
 
 /** --log-level, --log-format, --log-file, checked before anything starts. */
@@ -299,7 +322,11 @@ export const serve: Command = {
   --log-format F     text (default) or json: one JSON object per line
   --log-file PATH    append the log to PATH (created owner-only) instead of stderr
   --integrity MODE   auto (default): frames from other hosts carry integrity tags, loopback
-                     ones not; always: loopback ones too (PROTOCOL.md §2.4)`,
+                     ones not; always: loopback ones too (PROTOCOL.md §2.4)
+  --tls              serve TLS 1.3 with a certificate made from the node's own key: clients
+                     pin it through the key they trust (PROTOCOL.md §2.5)
+  --tls-cert FILE    serve TLS 1.3 with this certificate (PEM), and --tls-key FILE its key;
+  --tls-ca FILE      the CA certificates sent after it, so that clients can verify the chain`,
   options: serveOptions,
   run: async (p) => await runNode(p)
 }
