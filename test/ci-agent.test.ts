@@ -13,6 +13,7 @@ import { Client, type BroadcastConfig } from '@evalmesh/client'
 import { createMeshKey } from '@evalmesh/trust'
 import { parseJob, readRuns, runJob, type CiEvent, type JobSpec, type RunSummary } from '@evalmesh/ci-agent'
 import { ROOT, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
+import { runCiCli, type CliResult } from './support/ci-cli.js'
 
 const mesh = tempDir('evalmesh-ci-mesh-')
 createMeshKey(mesh)
@@ -36,23 +37,8 @@ export function measure (name, value, expected) {
 }
 `
 
-/** Run the CLI in a child process, with the ci commands registered as main.ts will. */
-async function cli (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const script = `
-    const { main, commands } = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/main.js'))})
-    const ci = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/commands/ci.js'))})
-    for (const c of [ci.ciCmd, ci.areaServerCmd]) if (!commands.some(x => x.name === c.name)) commands.push(c)
-    process.exitCode = await main(process.argv.slice(1))
-  `
-  const proc = spawn(process.execPath, ['--no-node-snapshot', '--input-type=module', '-e', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
-  let stdout = ''
-  let stderr = ''
-  proc.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  proc.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000)
-  const code = await new Promise<number | null>(resolve => proc.once('exit', resolve))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
+async function cli (args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return await runCiCli(args, { env })
 }
 
 describe('a CI run across several nodes', () => {

@@ -10,7 +10,6 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { copyFileSync, cpSync, existsSync, lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Client } from '@evalmesh/client'
@@ -18,6 +17,7 @@ import { listServers } from '@evalmesh/megatest'
 import { createMeshKey } from '@evalmesh/trust'
 import { readRuns, type RunReport, type RunSummary, type TestReport } from '@evalmesh/ci-agent'
 import { ROOT, startNode, tempDir, type TestNode } from './support/node.js'
+import { runCiCli } from './support/ci-cli.js'
 
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'megatest-area')
 const EZSTEP = join(ROOT, 'apps', 'ci-agent', 'dist', 'src', 'ezstep.js')
@@ -30,24 +30,7 @@ function meshDir (): string {
   return d
 }
 
-/** Run the CLI in a child process, with the ci commands registered as main.ts does. */
-async function cli (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const script = `
-    const { main, commands } = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/main.js'))})
-    const ci = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/commands/ci.js'))})
-    for (const c of [ci.ciCmd, ci.areaServerCmd]) if (!commands.some(x => x.name === c.name)) commands.push(c)
-    process.exitCode = await main(process.argv.slice(1))
-  `
-  const proc = spawn(process.execPath, ['--no-node-snapshot', '--input-type=module', '-e', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  proc.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  proc.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000)
-  const code = await new Promise<number | null>(resolve => proc.once('exit', resolve))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
-}
+const cli = runCiCli
 
 describe('a Megatest area run from its own files', () => {
   let areaDir: string

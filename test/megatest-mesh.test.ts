@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { Client, RemoteEvalError } from '@evalmesh/client'
 import { findOrStartAreaServer } from '@evalmesh/ci-agent'
 import { areaSignature, formatServinfoLine, listServers, servinfoDir } from '@evalmesh/megatest'
-import { ROOT, eventually, localClient, startNode, tempDir, type TestNode } from './support/node.js'
+import { eventually, localClient, startNode, tempDir, type TestNode } from './support/node.js'
+import { runCiCli, type CliResult } from './support/ci-cli.js'
 
 const is = (code: string, pattern?: RegExp) => (err: unknown): boolean => {
   assert.equal((err as RemoteEvalError).code, code, (err as Error).message)
@@ -315,20 +316,6 @@ describe('area servers: Megatest\'s connect-and-start', () => {
   })
 })
 
-async function runCli (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const script = `
-    const { main, commands } = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/main.js'))})
-    const ci = await import(${JSON.stringify(join(ROOT, 'apps/cli/dist/src/commands/ci.js'))})
-    for (const c of [ci.ciCmd, ci.areaServerCmd]) if (!commands.some(x => x.name === c.name)) commands.push(c)
-    process.exitCode = await main(process.argv.slice(1))
-  `
-  const proc = spawn(process.execPath, ['--no-node-snapshot', '--input-type=module', '-e', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  proc.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  proc.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000)
-  const code = await new Promise<number | null>(resolve => proc.once('exit', resolve))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
+async function runCli (args: string[]): Promise<CliResult> {
+  return await runCiCli(args, { timeoutMs: 60_000 })
 }
