@@ -2,6 +2,8 @@ import blessed from 'blessed'
 import type { Client } from '@evalmesh/client'
 import { EvalMeshError, type DescribeReply, type ReplyOf, type RequestBody, type RequestKind, type StreamEvent, type TxnRecord } from '@evalmesh/protocol'
 import { parseGagEdit, peerLines, printable, shortTxn, tableLines, traceLine, type ListName } from './format.js'
+import { NodeBoard, nodeLines, peerSources, type NodeSource } from './mesh.js'
+import { TxnNotes, detailLines, type Ending } from './detail.js'
 
 /** Records fetched per refresh: the window shows a screenful, and a busy node keeps many done records. */
 const MAX_ROWS = 500
@@ -23,6 +25,14 @@ export interface MonitorOptions {
    * uncaught exception ends the process. Default: when the output is process.stdout.
    */
   handleProcessEvents?: boolean
+  /**
+   * The mesh view: a nodes pane with every node known (the `nodes` given, the watched
+   * node's peer table from discovery and its peers file), each with its lists, load,
+   * policy and whether it is up; Enter on a node watches it.
+   */
+  mesh?: boolean
+  /** Nodes the mesh view knows besides the watched node's peers (the CLI's peers file). */
+  nodes?: () => NodeSource[]
 }
 
 export interface Monitor {
@@ -45,6 +55,10 @@ const HELP_TEXT = [
   '  t               turn tracing on or off on the node',
   '  c               clear the trace pane',
   '  g               edit gags: "+name" gags, "-name" ungags (also broadcast, self)',
+  '  Enter           a transaction\'s detail (form, client, timings, result, output, trace);',
+  '                  in the nodes pane (monitor --mesh): watch that node',
+  '  /               filter the lists by text (txn, client, form); empty clears',
+  '  s               sort the lists: by time, by client, by time taken',
   '  r               refresh now',
   '  ?               this help (any key closes it)',
   '  q / C-c         quit',
@@ -52,7 +66,7 @@ const HELP_TEXT = [
   'The window follows the node\'s event stream; when the node goes away it says so and reconnects by itself.'
 ].join('\n')
 
-const FOOTER = ' Tab pane  ↑↓ select  d abort  t trace on/off  c clear trace  g gags  ? help  q quit'
+const FOOTER = ' Tab pane  ↑↓ select  Enter detail  / filter  s sort  d abort  t trace  g gags  ? help  q quit'
 
 interface Pane {
   name: ListName
@@ -67,7 +81,10 @@ interface Pane {
  * drive it with keys and mouse, read it back with text() (tests do).
  */
 export function createMonitor (options: MonitorOptions): Monitor {
-  const { client, host } = options
+  const { client } = options
+  /** The node watched: the mesh view's Enter changes it. */
+  let host = options.host
+  const mesh = options.mesh === true
   const refreshMs = Math.max(50, options.refreshMs ?? 500)
   const timeoutMs = options.requestTimeoutMs ?? 5000
   const output = options.output ?? process.stdout
@@ -117,13 +134,28 @@ export function createMonitor (options: MonitorOptions): Monitor {
     parent: screen, top: 'center', left: 'center', width: '60%', height: 6, border: 'line', label: ' confirm ', tags: false, hidden: true,
     style: { border: { fg: 'red' }, bg: 'black' }
   })
-  const helpBox = blessed.box({ parent: screen, top: 'center', left: 'center', width: '80%', height: 17, border: 'line', label: ' help ', tags: true, hidden: true, style: { border: { fg: 'yellow' } } })
+  const helpBox = blessed.box({ parent: screen, top: 'center', left: 'center', width: '80%', height: 21, border: 'line', label: ' help ', tags: true, hidden: true, style: { border: { fg: 'yellow' } } })
   helpBox.setContent(HELP_TEXT)
   const promptBox = blessed.box({ parent: screen, top: 'center', left: 'center', width: '60%', height: 6, border: 'line', label: ' gags ', hidden: true, style: { border: { fg: 'yellow' } } })
   const promptText = blessed.box({ parent: promptBox, top: 0, left: 1, right: 1, height: 2 })
   const promptInput = blessed.textbox({ parent: promptBox, top: 2, left: 1, right: 1, height: 1, inputOnFocus: false, style: { bg: 'blue', fg: 'white' } })
 
-  const focusOrder: Array<blessed.Widgets.BlessedElement> = [panes.running.list, panes.input.list, panes.done.list, tracePane]
+  // The mesh view: the nodes pane takes the peers box's place, taller.
+  const nodesList = blessed.list({
+    parent: screen, top: 6, left: '60%', width: '40%', height: '35%', border: 'line', label: ' nodes ', hidden: !mesh,
+    keys: true, vi: true, mouse: true, tags: false,
+    style: { border: { fg: 'cyan' }, selected: { bg: 'blue', fg: 'white' }, item: {} }
+  })
+  if (mesh) {
+    peersBox.hide()
+    tracePane.top = '35%+6'
+  }
+  const detailBox = blessed.box({
+    parent: screen, top: 1, left: 'center', width: '90%', bottom: 1, border: 'line', label: ' transaction ', tags: false, hidden: true,
+    scrollable: true, alwaysScroll: true, keys: true, vi: true, mouse: true, style: { border: { fg: 'yellow' }, bg: 'black' }
+  })
+
+  const focusOrder: Array<blessed.Widgets.BlessedElement> = [...(mesh ? [nodesList] : []), panes.running.list, panes.input.list, panes.done.list, tracePane]
   const paneOfList = (el: unknown): Pane | undefined => Object.values(panes).find(p => p.list === el)
 
   function styleFocus (): void {
@@ -149,7 +181,19 @@ export function createMonitor (options: MonitorOptions): Monitor {
   let tick = 0
   let message = ''
   let messageUntil = 0
-  let modal: 'confirm' | 'help' | 'prompt' | undefined
+  let modal: 'confirm' | 'help' | 'prompt' | 'detail' | undefined
+  /** The lists show only records whose txn, client or form holds this text (case-insensitive). */
+  let filter = ''
+  let sortKey: 'time' | 'client' | 'took' = 'time'
+  /** Output and trace lines per txn, for the detail view. */
+  const notes = new TxnNotes()
+  /** The transaction the detail view shows, and how it ended once known. */
+  let detail: { txn: string, ending?: Ending, asked?: boolean } | undefined
+  const board = mesh ? new NodeBoard(client, Math.min(2000, options.requestTimeoutMs ?? 2000)) : undefined
+  let boardBusy = false
+  let peerEntries: Parameters<typeof peerSources>[0] = []
+  /** Bumped when the window switches nodes: answers for the node watched before are dropped. */
+  let generation = 0
   let confirmAction: (() => void) | undefined
   let inflight: Promise<void> | undefined
   let closedFlag = false
@@ -189,7 +233,8 @@ export function createMonitor (options: MonitorOptions): Monitor {
         ? `{red-fg}disconnected, retrying...{/red-fg} ${blessed.escape(printable(lastError, 300))}`
         : `{yellow-fg}connecting...{/yellow-fg} ${blessed.escape(printable(lastError, 300))}`
     const stats = connected ? ` ${uptime}  served ${counters.served ?? 0} refused ${counters.refused ?? 0} done ${counters.completed ?? 0} failed ${counters.failed ?? 0} aborted ${counters.aborted ?? 0}` : ''
-    headerBox.setContent(` evalmesh monitor  node ${blessed.escape(name)}${blessed.escape(id)} at ${blessed.escape(host)}  ${state}${blessed.escape(stats)}`)
+    const meshNote = board === undefined ? '' : `mesh ${board.nodes.filter(n => n.up === true).length}/${board.nodes.length} up  `
+    headerBox.setContent(` evalmesh monitor  ${blessed.escape(meshNote)}node ${blessed.escape(name)}${blessed.escape(id)} at ${blessed.escape(host)}  ${state}${blessed.escape(stats)}`)
   }
 
   function drawPane (p: Pane): void {
@@ -212,7 +257,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
     const keep = selectedTxn === undefined ? -1 : p.records.findIndex(r => r.txn === selectedTxn)
     if (keep >= 0) p.list.select(keep)
     else if (before >= Math.max(1, rows.length)) p.list.select(Math.max(0, rows.length - 1))
-    p.box.setLabel(` ${p.name} (${p.records.length}) `)
+    p.box.setLabel(` ${p.name} (${p.records.length})${filter !== '' ? ` /${printable(filter, 30)}` : ''}${sortKey !== 'time' ? ` by ${sortKey}` : ''} `)
   }
 
   /** With a queued row selected in the input pane: the footer says what it waits for. */
@@ -232,12 +277,51 @@ export function createMonitor (options: MonitorOptions): Monitor {
       ? ` hosts: ${blessed.escape(policy.hosts.map(h => printable(h, 63)).join(', ') || '(none)')}\n gags:  ${blessed.escape(policy.gags.map(g => printable(g, 63)).join(', ') || '(none)')}\n {gray-fg}g edits gags{/gray-fg}`
       : ' (not connected)')
     peersBox.setContent(peersKnown.map(l => ' ' + l).join('\n'))
+    if (board !== undefined) drawNodes()
+    if (detail !== undefined) drawDetail()
     tracePane.setLabel(` trace (${traceOn ? 'on' : 'off'}) t toggles, c clears `)
     footer.setContent(Date.now() < messageUntil ? ' ' + message : selectedWaiting() ?? FOOTER)
     styleFocus()
     screen.render()
     // blessed defers its write to setImmediate; flushing here keeps the terminal in step with the model.
     ;(screen as unknown as { program: { flush: () => void } }).program.flush()
+  }
+
+  function drawNodes (): void {
+    const nodes = board!.nodes
+    const list = nodesList as any
+    const selected: number = list.selected ?? 0
+    const selectedHost = nodes[selected]?.host
+    nodesList.setItems(nodeLines(nodes, Math.max(10, (nodesList.width as number) - 2), host) as any)
+    const keep = selectedHost === undefined ? -1 : nodes.findIndex(n => n.host === selectedHost)
+    if (keep >= 0) nodesList.select(keep)
+    const up = nodes.filter(n => n.up === true).length
+    nodesList.setLabel(` nodes (${nodes.length}, ${up} up) Enter watches `)
+    ;(nodesList.style as any).border = { fg: screen.focused === nodesList ? 'yellow' : 'cyan' }
+  }
+
+  function drawDetail (): void {
+    const r = byTxn.get(detail!.txn)
+    if (r === undefined) { detailBox.setContent(` ${printable(detail!.txn, 120)}: no longer listed by the node`); return }
+    if (r.state === 'done' && detail!.ending === undefined && detail!.asked !== true) askEnding(r)
+    const width = Math.max(20, (detailBox.width as number) - 4)
+    detailBox.setContent(detailLines(r, notes, detail!.ending, width).map(l => ' ' + l).join('\n'))
+  }
+
+  /** The outcome of a done transaction, for the detail view: fetched by txn (an operator may). */
+  function askEnding (r: TxnRecord): void {
+    const shown = detail!
+    shown.asked = true
+    const gen = generation
+    request({ kind: 'result', txn: r.txn }).then(
+      outcome => { shown.ending = { kind: 'outcome', outcome } },
+      (err: unknown) => {
+        const e = err as EvalMeshError & { output?: string }
+        shown.ending = r.howStopped === 'completed'
+          ? { kind: 'unavailable', why: e.message }
+          : { kind: 'error', code: e.code ?? 'ERROR', message: e.message, ...(typeof e.output === 'string' ? { output: e.output } : {}) }
+      }
+    ).finally(() => { if (gen === generation && !closedFlag) draw() })
   }
 
   // ---- the node's stream, and a slow poll for counters and peers ------------------
@@ -254,11 +338,27 @@ export function createMonitor (options: MonitorOptions): Monitor {
     const running: TxnRecord[] = []
     const waiting: TxnRecord[] = []
     const done: TxnRecord[] = []
-    for (const r of byTxn.values()) (r.state === 'running' ? running : r.state === 'input' ? waiting : done).push(r)
+    const needle = filter.toLowerCase()
+    const shown = (r: TxnRecord): boolean => needle === '' ||
+      r.txn.toLowerCase().includes(needle) || r.clientName.toLowerCase().includes(needle) || r.summary.toLowerCase().includes(needle)
+    const all: TxnRecord[] = []
+    for (const r of byTxn.values()) {
+      if (r.state === 'done') all.push(r)
+      if (shown(r)) (r.state === 'running' ? running : r.state === 'input' ? waiting : done).push(r)
+    }
+    // The window keeps the newest MAX_ROWS done records, whatever the filter shows.
+    all.sort((a, b) => (b.endedAt ?? 0) - (a.endedAt ?? 0))
+    for (const old of all.slice(MAX_ROWS)) byTxn.delete(old.txn)
     done.sort((a, b) => (b.endedAt ?? 0) - (a.endedAt ?? 0))
-    for (const old of done.splice(MAX_ROWS)) byTxn.delete(old.txn)
+    done.splice(MAX_ROWS)
     running.sort((a, b) => (a.startedAt ?? 0) - (b.startedAt ?? 0))
     waiting.sort((a, b) => a.queuedAt - b.queuedAt)
+    if (sortKey !== 'time') {
+      const by = sortKey === 'client'
+        ? (a: TxnRecord, b: TxnRecord) => a.clientName.localeCompare(b.clientName)
+        : (a: TxnRecord, b: TxnRecord) => (b.seconds ?? 0) - (a.seconds ?? 0)
+      for (const list of [running, waiting, done]) list.sort(by) // stable: time order within a client
+    }
     panes.running.records = running
     panes.input.records = waiting
     panes.done.records = done
@@ -268,7 +368,9 @@ export function createMonitor (options: MonitorOptions): Monitor {
     for (const e of events) {
       if (e.type === 'txn') byTxn.set(e.record.txn, e.record)
       else if (e.type === 'policy') node = { ...node, policy: e.policy }
+      else if (e.type === 'output') notes.output(e.txn, e.text)
       else if (e.type === 'trace' && e.event.seq > traceSeq) {
+        notes.trace(e.event)
         tracePane.log(traceLine(e.event))
         traceSeq = e.event.seq
       }
@@ -290,6 +392,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
     }
     for (const e of trace.events) {
       if (e.seq <= traceSeq) continue
+      notes.trace(e)
       tracePane.log(traceLine(e))
       traceSeq = e.seq
     }
@@ -300,6 +403,12 @@ export function createMonitor (options: MonitorOptions): Monitor {
   }
 
   async function poll (): Promise<void> {
+    const gen = generation
+    if (board !== undefined && tick % 4 === 0 && !boardBusy) {
+      boardBusy = true
+      const sources: NodeSource[] = [{ name: host, host, source: 'watched' }, ...(options.nodes?.() ?? []), ...peerSources(peerEntries)]
+      void board.refresh(sources).finally(() => { boardBusy = false; if (!closedFlag) draw() })
+    }
     try {
       const wasConnected = connected && stream !== undefined
       const t0 = Date.now()
@@ -317,6 +426,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
         if (everConnected) tracePane.log('--- reconnected ---')
         await openStream()
       }
+      if (gen !== generation) return
       void t0
       node = describe
       traceOn = describe.trace
@@ -325,6 +435,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
       lastError = ''
       if (!peersUnsupported ? tick % 8 === 0 : tick % 80 === 0) await pollPeers()
     } catch (err) {
+      if (gen !== generation) return
       if (connected) tracePane.log(`--- lost the node: ${printable((err as Error).message, 300)} ---`)
       connected = false
       lastError = (err as Error).message ?? String(err)
@@ -335,7 +446,8 @@ export function createMonitor (options: MonitorOptions): Monitor {
 
   async function pollPeers (): Promise<void> {
     try {
-      peersKnown = peerLines(await request({ kind: 'peers' }))
+      peerEntries = await request({ kind: 'peers' })
+      peersKnown = peerLines(peerEntries)
       peersUnsupported = false
     } catch (err) {
       if (err instanceof EvalMeshError && err.code === 'UNKNOWN_KIND') {
@@ -380,7 +492,80 @@ export function createMonitor (options: MonitorOptions): Monitor {
     draw()
   }
 
+  /** Watch another node (the mesh view's Enter): its lists, policy and trace replace these. */
+  function switchTo (next: string): void {
+    if (next === host) { say(`already watching ${next}`); return }
+    generation++
+    stream?.close()
+    stream = undefined
+    connected = false
+    everConnected = false
+    lastError = ''
+    node = {}
+    host = next
+    byTxn.clear()
+    notes.clear()
+    traceSeq = 0
+    tracePane.setContent('')
+    peersKnown = ['(asking...)']
+    showRecords()
+    say(`watching ${next}`)
+    tick = 0
+    void refresh()
+  }
+
+  function openDetail (): void {
+    const pane = paneOfList(screen.focused)
+    if (pane === undefined) { say('select a transaction first (Tab moves between panes)'); return }
+    const record = pane.records[(pane.list as any).selected as number]
+    if (record === undefined) { say(`no ${pane.name} transaction selected`); return }
+    detail = { txn: record.txn }
+    modal = 'detail'
+    detailBox.setLabel(` transaction ${printable(shortTxn(record.txn, 40), 40)} `)
+    detailBox.show()
+    detailBox.setFront()
+    detailBox.focus()
+    detailBox.setScroll(0)
+    draw()
+  }
+
+  function editFilter (): void {
+    modal = 'prompt'
+    promptBox.setLabel(' filter ')
+    promptText.setContent(`filter now: ${filter === '' ? '(none)' : printable(filter, 60)}\nshow rows whose txn, client or form holds this text; empty clears; Esc cancels`)
+    promptBox.show()
+    promptBox.setFront()
+    promptInput.clearValue()
+    promptInput.focus()
+    draw()
+    promptInput.readInput((_err: unknown, value: string | undefined) => {
+      promptInput.cancel?.()
+      modal = undefined
+      promptBox.hide()
+      promptBox.setLabel(' gags ')
+      panes.running.list.focus()
+      if (value !== undefined && value !== null) {
+        filter = value.trim()
+        showRecords()
+        say(filter === '' ? 'filter cleared' : `showing rows with "${filter}"`)
+      } else {
+        draw()
+      }
+    })
+  }
+
+  function cycleSort (): void {
+    sortKey = sortKey === 'time' ? 'client' : sortKey === 'client' ? 'took' : 'time'
+    showRecords()
+    say(`sorted by ${sortKey === 'time' ? 'time' : sortKey === 'client' ? 'client' : 'time taken (longest first)'}`)
+  }
+
   function closeModal (): void {
+    if (modal === 'detail') {
+      detail = undefined
+      detailBox.hide()
+      panes.running.list.focus()
+    }
     modal = undefined
     confirmAction = undefined
     confirmBox.hide()
@@ -437,6 +622,11 @@ export function createMonitor (options: MonitorOptions): Monitor {
     if (full === 'C-c') { quit(); return }
     if (modal === 'prompt') return // the text box has the keys
     if (modal === 'help') { closeModal(); return }
+    if (modal === 'detail') {
+      // blessed reports Enter twice (return, then enter): only one of them closes.
+      if (['escape', 'enter', 'q'].includes(full)) closeModal()
+      return // Up/Down scroll the detail box
+    }
     if (modal === 'confirm') {
       if (full === 'y' || full === 'Y') { const act = confirmAction; closeModal(); act?.() } else if (['n', 'N', 'escape', 'q'].includes(full)) { closeModal(); say('kept') }
       return
@@ -449,6 +639,16 @@ export function createMonitor (options: MonitorOptions): Monitor {
       case 't': toggleTrace(); return
       case 'c': tracePane.setContent(''); say('trace pane cleared'); return
       case 'g': editGags(); return
+      case '/': editFilter(); return
+      case 's': cycleSort(); return
+      case 'enter':
+        if (screen.focused === nodesList) {
+          const n = board?.nodes[(nodesList as any).selected as number]
+          if (n !== undefined) switchTo(n.host)
+        } else {
+          openDetail()
+        }
+        return
       case 'r': void refresh(); return
       case '?': modal = 'help'; helpBox.show(); helpBox.setFront(); draw()
     }
@@ -467,6 +667,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
     // A click on an empty pane still focuses it, so Delete goes where the user looked.
     p.box.on('click', () => { p.list.focus(); draw() })
   }
+  nodesList.on('focus', () => draw())
 
   // ---- leaving -----------------------------------------------------------------
 

@@ -24,15 +24,19 @@ function hostOf (p: Parsed): string {
 export const monitorCmd: Command = {
   name: 'monitor',
   summary: 'the live status window: running, queued and done work, policy, peers, trace',
-  usage: `evalmesh monitor [--host H] [--refresh MS]
+  usage: `evalmesh monitor [--host H] [--mesh] [--refresh MS]
 
   --host H       the node to watch: host:port or a peer name (default ${LOCAL_NODE}, the local node)
+  --mesh         the whole mesh: a nodes pane with every node known (the peers file,
+                 and the watched node's discovery), each up or down with its lists,
+                 load and policy; Enter on a node watches it
   --refresh MS   poll interval (default 500)
 
-  Keys: Tab moves between panes, d/Delete aborts the selected running or queued
-  transaction (after y/n), t toggles tracing, c clears the trace pane, g edits gags,
-  ? shows help, q quits.`,
-  options: { ...hostOption, refresh: { type: 'string' } },
+  Keys: Tab moves between panes, Enter shows a transaction's detail (form, client,
+  timings, result or error, console output, trace), / filters the lists, s sorts them,
+  d/Delete aborts the selected running or queued transaction (after y/n), t toggles
+  tracing, c clears the trace pane, g edits gags, ? shows help, q quits.`,
+  options: { ...hostOption, refresh: { type: 'string' }, mesh: { type: 'boolean' } },
   run: async (p) => {
     if (process.stdout.isTTY !== true || process.stdin.isTTY !== true) {
       throw new UsageError('the monitor needs a terminal; for scripts use `evalmesh status`, `evalmesh trace --follow` or `evalmesh ctl`')
@@ -41,6 +45,18 @@ export const monitorCmd: Command = {
     try {
       const opts: Parameters<typeof createMonitor>[0] = { client, host: hostOf(p) }
       const refreshMs = int(p, 'refresh'); if (refreshMs !== undefined) opts.refreshMs = refreshMs
+      if (p.values.mesh === true) {
+        opts.mesh = true
+        // The peers file is read at each pass, so nodes added to it appear.
+        const peersFile = join(stateDirOf(p), 'peers')
+        opts.nodes = () => {
+          try {
+            return existsSync(peersFile) ? readSeedsFile(peersFile).map(s => ({ name: s.name, host: formatHost(s.address, s.port), source: 'peers file' })) : []
+          } catch {
+            return []
+          }
+        }
+      }
       await createMonitor(opts).closed
       return 0
     } finally {
