@@ -13,7 +13,13 @@ import { join } from 'node:path'
 import { Client } from '@evalmesh/client'
 import { ClientConnection } from '@evalmesh/transport'
 import { TrustStore, loadIdentity } from '@evalmesh/trust'
-import { startNode, tempDir, writeFile } from './support/node.js'
+import { CLI, startNode, tempDir, writeFile } from './support/node.js'
+
+/** `evalmesh ARGS` with the state dir given; its stdout, or its error output when it fails. */
+function cli (stateDir: string, ...args: string[]): { status: number | null, out: string } {
+  const r = spawnSync(process.execPath, ['--no-node-snapshot', CLI, ...args, '--state-dir', stateDir], { encoding: 'utf8', timeout: 30_000 })
+  return { status: r.status, out: `${r.stdout}${r.stderr}` }
+}
 
 function sClient (port: number): string {
   const r = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_3'], { input: '', encoding: 'utf8', timeout: 10_000 })
@@ -86,6 +92,20 @@ test("serve --tls-cert/--tls-key/--tls-ca: clients verify the operator's certifi
       await assert.rejects(unverified.remoteEval('1', node.host), (err: Error & { cause?: Error }) =>
         /neither over the key it proves in the handshake nor one this client can verify/.test(`${err.message} ${err.cause?.message ?? ''}`))
     } finally { unverified.close() }
+  } finally {
+    await node.stop()
+  }
+})
+
+test('the CLI picks TLS per peer: the local node says so, a peers-file line ending in tls, or --tls', async () => {
+  const node = await startNode(['--tls'])
+  try {
+    // The local node's locator says it serves TLS.
+    assert.deepEqual(cli(node.stateDir, 'eval', '1 + 1'), { status: 0, out: '2\n' })
+    writeFile(node.stateDir, 'peers', `secure 127.0.0.1:${node.port} tls\nplain 127.0.0.1:${node.port}\n`)
+    assert.deepEqual(cli(node.stateDir, 'eval', '2 + 2', '--host', 'secure'), { status: 0, out: '4\n' })
+    assert.equal(cli(node.stateDir, 'eval', '3 + 3', '--host', 'plain').status, 1)
+    assert.deepEqual(cli(node.stateDir, 'eval', '3 + 3', '--host', 'plain', '--tls'), { status: 0, out: '6\n' })
   } finally {
     await node.stop()
   }

@@ -23,7 +23,9 @@ export interface Parsed {
 export const common: Options = {
   'state-dir': { type: 'string' },
   json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' }
+  help: { type: 'boolean', short: 'h' },
+  // Clients: connect with TLS to every node (PROTOCOL.md §2.5); serve: serve TLS.
+  tls: { type: 'boolean' }
 }
 
 export function parse (command: Command, argv: string[]): Parsed {

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Client, formatHost, type BroadcastConfig } from '@evalmesh/client'
-import { readSeedsFile } from '@evalmesh/discovery'
+import { TLS_CAP, readSeedsFile } from '@evalmesh/discovery'
 import { BROADCAST_PORT } from '@evalmesh/protocol'
 import { readNodeLocator } from '@evalmesh/server'
 import { defaultStateDir } from '@evalmesh/trust'
@@ -56,7 +56,9 @@ export function clientFor (p: Parsed): Client {
     lookup: (name) => {
       const s = seeds.find(x => x.name === name)
       if (s === undefined) return undefined
-      return s.id !== undefined && s.id !== '' ? { address: s.address, port: s.port, id: s.id } : { address: s.address, port: s.port }
-    }
+      const tls = s.caps?.includes(TLS_CAP) === true ? { tls: true } : {}
+      return s.id !== undefined && s.id !== '' ? { address: s.address, port: s.port, id: s.id, ...tls } : { address: s.address, port: s.port, ...tls }
+    },
+    tls: p.values.tls === true ? true : 'peers'
   })
 }

@@ -28,6 +28,8 @@ export interface Offer {
   load: { running: number, queued: number, held?: number, concurrency: number }
   /** The node's UDP address the offer came from (where a release goes). */
   origin: { address: string, port: number }
+  /** The node serves TLS (PROTOCOL.md §2.5): the claim connects with TLS. */
+  tls?: boolean
 }
 
 export interface Decline { txn: string, node: DatagramSender, rule: string }
@@ -178,7 +180,9 @@ export class Broadcaster {
     if (m.kind === 'offer' && typeof m.token === 'string' && typeof m.port === 'number' && m.id === opened.sender.id) {
       const load = (typeof m.load === 'object' && m.load !== null ? m.load : {}) as Offer['load']
       const address = typeof m.address === 'string' && m.address !== '0.0.0.0' ? m.address : rinfo.address
-      listener({ kind: 'offer', offer: { txn, token: m.token, address, port: m.port, node: opened.sender, load, origin: { address: rinfo.address, port: rinfo.port } } })
+      const offer: Offer = { txn, token: m.token, address, port: m.port, node: opened.sender, load, origin: { address: rinfo.address, port: rinfo.port } }
+      if (m.tls === true) offer.tls = true
+      listener({ kind: 'offer', offer })
     } else if (m.kind === 'decline') {
       listener({ kind: 'decline', decline: { txn, node: opened.sender, rule: typeof m.rule === 'string' ? m.rule : 'declined' } })
     }

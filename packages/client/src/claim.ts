@@ -28,7 +28,7 @@ export interface Claimed {
 
 /** Where the node that made an offer listens, and the id it must prove. */
 export function endpointOf (offer: Offer): Endpoint {
-  return { host: offer.address, port: offer.port, id: offer.node.id, label: offer.node.name }
+  return { host: offer.address, port: offer.port, id: offer.node.id, label: offer.node.name, ...(offer.tls === true ? { tls: true } : {}) }
 }
 
 /**

@@ -26,6 +26,6 @@
  */
 export { createDiscovery, type Discovery, type DiscoveryInit } from './discovery.js'
 export { PeerTable, type Peer, type PeerInput, type PeerSource, type PeerTableInit } from './peer-table.js'
-export { parseSeeds, readSeedsFile, SeedFileError, type SeedPeer } from './seeds.js'
+export { parseSeeds, readSeedsFile, SeedFileError, TLS_CAP, type SeedPeer } from './seeds.js'
 export type { ServiceInfo } from './records.js'
 export { SERVICE_TYPE } from './constants.js'

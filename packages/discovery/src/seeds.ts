@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { MAX_CAPS, MAX_ID_LENGTH, MAX_LABEL_BYTES } from './constants.js'
 
+/** The capability (TXT `caps=...,tls`, a peers-file line's last word) of a node that serves TLS. */
+export const TLS_CAP = 'tls'
+
 /** One statically configured peer (a line of a seeds file). */
 export interface SeedPeer {
   name: string
@@ -103,10 +106,12 @@ export function parseSeeds (text: string, file = '<seeds>'): SeedPeer[] {
     data.forEach((item: unknown, i: number) => {
       const where = (msg: string): Error => new SeedFileError(file, 0, `entry ${i}: ${msg}`)
       if (typeof item !== 'object' || item === null || Array.isArray(item)) throw where('must be an object {name, address, port, id?}')
-      const known = new Set(['name', 'address', 'port', 'id', 'version', 'caps'])
+      const known = new Set(['name', 'address', 'port', 'id', 'version', 'caps', 'tls'])
       const unknown = Object.keys(item).filter(k => !known.has(k))
       if (unknown.length > 0) throw where(`unknown field(s) ${unknown.join(', ')}`)
-      const peer = checkPeer(item as SeedPeer, where)
+      const { tls, ...rest } = item as SeedPeer & { tls?: unknown }
+      if (tls !== undefined && typeof tls !== 'boolean') throw where('tls must be true or false')
+      const peer = checkPeer(tls === true ? { ...rest, caps: [...(rest.caps ?? []).filter(c => c !== TLS_CAP), TLS_CAP] } : rest, where)
       if (names.has(peer.name)) throw where(`peer '${peer.name}' is listed twice`)
       add(peer, 0)
     })
@@ -120,12 +125,15 @@ export function parseSeeds (text: string, file = '<seeds>'): SeedPeer[] {
     const fields = (hash >= 0 ? raw.slice(0, hash) : raw).trim().split(/\s+/).filter(f => f.length > 0)
     if (fields.length === 0) return
     const where = (msg: string): Error => new SeedFileError(file, line, msg)
+    // The word `tls` after the address says the peer serves TLS (PROTOCOL.md §2.5).
+    const tls = fields.length > 2 && fields[fields.length - 1] === TLS_CAP
+    if (tls) fields.pop()
     if (fields.length < 2 || fields.length > 3) {
-      throw where(`expected 'name host:port [id]', got ${fields.length} field(s)`)
+      throw where(`expected 'name host:port [id]', got ${fields.length + (tls ? 1 : 0)} field(s)`)
     }
     const hp = splitHostPort(fields[1] as string)
     if (hp === undefined) throw where(`'${fields[1]}' is not host:port (write IPv6 as [addr]:port)`)
-    const peer = checkPeer({ name: fields[0] as string, address: hp.address, port: hp.port, id: fields[2] ?? '' }, where)
+    const peer = checkPeer({ name: fields[0] as string, address: hp.address, port: hp.port, id: fields[2] ?? '', ...(tls ? { caps: [TLS_CAP] } : {}) }, where)
     add(peer, line)
   })
   return out

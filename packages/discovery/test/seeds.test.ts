@@ -62,3 +62,15 @@ test('bad JSON seeds name the entry and the problem', () => {
   assert.throws(() => parseSeeds('[{"name":"a","address":"198.18.0.1","port":80,"caps":"eval"}]'), /entry 0: caps must be an array/)
   assert.throws(() => parseSeeds('[{"name":"a","address":"198.18.0.1","port":80},{"name":"a","address":"198.18.0.1","port":81}]'), /entry 1: peer 'a' is listed twice/)
 })
+
+test('a peer that serves TLS: the word tls ends its line, or "tls": true in JSON; either gives it the tls capability', () => {
+  assert.deepEqual(parseSeeds('alpha 198.18.0.1:6680 n-alpha tls\nbeta [fd00::3]:6680 tls\ngamma 198.18.0.3:6680'), [
+    { name: 'alpha', address: '198.18.0.1', port: 6680, id: 'n-alpha', version: 0, caps: ['tls'] },
+    { name: 'beta', address: 'fd00::3', port: 6680, id: '', version: 0, caps: ['tls'] },
+    { name: 'gamma', address: '198.18.0.3', port: 6680, id: '', version: 0, caps: [] }
+  ])
+  assert.deepEqual(parseSeeds(JSON.stringify([{ name: 'alpha', address: '198.18.0.1', port: 6680, tls: true }])),
+    [{ name: 'alpha', address: '198.18.0.1', port: 6680, id: '', version: 0, caps: ['tls'] }])
+  assert.throws(() => parseSeeds(JSON.stringify([{ name: 'alpha', address: '198.18.0.1', port: 6680, tls: 'yes' }])), /tls must be true or false/)
+  assert.throws(() => parseSeeds('alpha 198.18.0.1:6680 id extra tls'), /got 5 field/)
+})

@@ -39,6 +39,8 @@ export interface ResponderInit {
   /** Where clients should connect for TCP (the node's listen address and port). */
   tcpAddress: string
   tcpPort: number
+  /** The node serves TLS there: offers say so (PROTOCOL.md §5.3). */
+  tls?: boolean
   /** How long an offer holds a slot (default 3000 ms). */
   offerTtlMs?: number
 }
@@ -170,7 +172,8 @@ export class BroadcastResponder {
     const { running, queued } = s.load()
     this.#send({
       kind: 'offer', txn: offer.txn, token: offer.token, address: this.#init.tcpAddress, port: this.#init.tcpPort, id: s.identity.id,
-      load: { running, queued, held: this.#offers.size, concurrency: s.limits.concurrency }
+      load: { running, queued, held: this.#offers.size, concurrency: s.limits.concurrency },
+      ...(this.#init.tls === true ? { tls: true } : {})
     }, rinfo)
   }
 

@@ -118,6 +118,8 @@ export interface NodeLocator {
   udp: { address: string, port: number }
   lan: string | null
   startedAt: number
+  /** The node serves TLS (PROTOCOL.md §2.5): its local clients connect with TLS too. */
+  tls?: boolean
 }
 
 export const NODE_FILE = 'node.json'
@@ -429,6 +431,7 @@ export class EvalServer extends EventEmitter {
     const responderInit: ConstructorParameters<typeof BroadcastResponder>[1] = lan !== undefined
       ? { bindAddress: '0.0.0.0', port: udpPort, multicastInterface: lan, tcpAddress: host === '0.0.0.0' ? lan : host, tcpPort: port }
       : { bindAddress: host, port: udpPort, tcpAddress: host, tcpPort: port }
+    if (this.#init.tls !== undefined) responderInit.tls = true
     this.#responder = new BroadcastResponder({
       identity: this.identity, trust: this.trust, policy: this.policy, counters: this.counters, limits: this.limits,
       load: () => ({ running: this.table.running.size, queued: this.table.input.length }),
@@ -468,7 +471,8 @@ export class EvalServer extends EventEmitter {
     }
     const locator: NodeLocator = {
       name: this.name, id: this.id, pid: process.pid, host: responderInit.tcpAddress, port,
-      udp: { address: lan ?? host, port: udpPort }, lan: lan ?? null, startedAt: this.startedAt
+      udp: { address: lan ?? host, port: udpPort }, lan: lan ?? null, startedAt: this.startedAt,
+      ...(this.#init.tls !== undefined ? { tls: true } : {})
     }
     // The first live node of a state dir stays its local node (as it keeps the control
     // port): a second node started with the same dir must not redirect that user's
