@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, each printing its numbers beside a baseline
 // measured in the same run. `--quick` shortens the runs; names select sections:
-//   npm run bench -- directed broadcast discovery megatest peers overload journal [--quick]
+//   npm run bench -- directed broadcast discovery megatest peers overload journal transport [--quick]
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -9,6 +9,7 @@ import { benchBroadcast, canRunLab } from './broadcast.mjs'
 import { benchPeers } from './peers.mjs'
 import { benchOverload } from './overload.mjs'
 import { benchJournal } from './journal.mjs'
+import { benchTransport } from './transport.mjs'
 import { ROOT } from './lib.mjs'
 
 const args = process.argv.slice(2)
@@ -36,7 +37,8 @@ const sections = [
   ['megatest', benchMegatestIfPresent],
   ['peers', () => benchPeers({ quick })],
   ['overload', () => benchOverload({ quick })],
-  ['journal', () => benchJournal({ quick })]
+  ['journal', () => benchJournal({ quick })],
+  ['transport', () => benchTransport({ quick })]
 ]
 console.log(`evalmesh benchmarks (${quick ? 'quick' : 'full'} run) on ${process.version}, ${new Date().toISOString()}`)
 for (const [name, run] of sections) {
