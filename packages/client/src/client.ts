@@ -40,20 +40,6 @@ export interface ClientInit {
   broadcast?: BroadcastConfig
   /** How long a broadcast waits for a willing node (default 3000 ms). */
   broadcastTimeoutMs?: number
-  /**
-   * The form's console output as it happens (eval with wait only): chunks in order, at most
-   * every 50 ms; `dropped` counts bytes the node skipped because this client read too
-   * slowly. The outcome's `output` still holds all of it.
-   */
-  onOutput?: (text: string, dropped: number) => void
-}
-
-export interface FetchOptions {
-  /** Wait for a transaction still queued or running (else TXN_NOT_DONE). */
-  wait?: boolean
-  timeoutMs?: number
-  /** While waiting, the run's console output: what was written so far, then as it happens (as EvalOptions.onOutput). */
-  onOutput?: EvalOptions['onOutput']
 }
 
 export interface EvalAllOptions extends FanOutOptions {
@@ -77,6 +63,20 @@ export interface EvalOptions {
   timeoutMs?: number
   /** With no host: how long to wait for a willing node (default: the client's broadcastTimeoutMs). */
   broadcastTimeoutMs?: number
+  /**
+   * The form's console output as it happens (eval with wait only): chunks in order, at most
+   * every 50 ms; `dropped` counts bytes the node skipped because this client read too
+   * slowly. The outcome's `output` still holds all of it.
+   */
+  onOutput?: (text: string, dropped: number) => void
+}
+
+export interface FetchOptions {
+  /** Wait for a transaction still queued or running (else TXN_NOT_DONE). */
+  wait?: boolean
+  timeoutMs?: number
+  /** While waiting, the run's console output: what was written so far, then as it happens (as EvalOptions.onOutput). */
+  onOutput?: EvalOptions['onOutput']
 }
 
 /** An eval/apply outcome as the node sent it; after a broadcast, also where it ran. */
