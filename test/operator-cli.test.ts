@@ -72,7 +72,7 @@ test('evalmesh trace: --on, events with time, kind, txn, peer and detail, --json
   try {
     const off = await evalmesh(n.dir, ['trace', '--host', n.host])
     assert.equal(off.code, 0, off.stderr)
-    assert.match(off.stderr, /tracing is off on .*--on turns it on/)
+    assert.match(off.stderr, /tracing is off at .*--on turns it on/)
 
     const on = await evalmesh(n.dir, ['trace', '--host', n.host, '--on'])
     assert.equal(on.code, 0, on.stderr)
@@ -86,7 +86,7 @@ test('evalmesh trace: --on, events with time, kind, txn, peer and detail, --json
 
     const json = await evalmesh(n.dir, ['trace', '--host', n.host, '--json'])
     assert.equal(json.code, 0, json.stderr)
-    const events = json.stdout.trim().split('\n').map(l => JSON.parse(l) as { kind: string, txn?: string, peer?: string, detail: string, time: number })
+    const events = (JSON.parse(json.stdout) as { value: { events: Array<{ kind: string, txn?: string, peer?: string, detail: string, time: number }> } }).value.events
     const served = events.find(e => e.kind === 'served' && e.detail.includes('3 * 3'))
     assert.ok(served !== undefined, json.stdout)
     assert.equal(served.peer, 'clinode')
@@ -98,7 +98,7 @@ test('evalmesh trace: --on, events with time, kind, txn, peer and detail, --json
     assert.match(line ?? '', /^\d\d:\d\d:\d\d\.\d{3} served +…?\S+:\d+ clinode .*3 \* 3/)
 
     const cleared = await evalmesh(n.dir, ['trace', '--host', n.host, '--clear', '--json'])
-    assert.equal(cleared.stdout.trim(), '')
+    assert.deepEqual((JSON.parse(cleared.stdout) as { value: { events: unknown[] } }).value.events, [])
     const offAgain = await evalmesh(n.dir, ['trace', '--host', n.host, '--off'])
     assert.match(offAgain.stderr, /tracing is now off/)
     assert.equal(n.server.trace.enabled, false)
@@ -240,7 +240,7 @@ test('evalmesh status, abort, eval errors and console output show what a peer ch
 
     // --json is JSON: the values come back exactly.
     const json = await evalmesh(n.dir, ['status', '--host', n.host, '--which', 'done', '--id', txn, '--json'])
-    const records = JSON.parse(json.stdout) as Array<{ reason: string, summary: string }>
+    const records = (JSON.parse(json.stdout) as { ok: boolean, value: Array<{ reason: string, summary: string }> }).value
     assert.equal(records[0]!.reason, EVIL)
     assert.ok(records[0]!.summary.includes('\x1b[2J'))
     assert.ok(!json.stdout.includes('\x1b'), 'JSON writes ESC as \\u001b')
@@ -254,10 +254,13 @@ test('evalmesh status, abort, eval errors and console output show what a peer ch
     assertEscaped(error, 'the error')
     assert.match(error, /^error \(on clinode, txn .*\): Error: \\x1b\[2J\\n fake line\n +at /)
 
-    // A string value goes to a pipe byte for byte (scripts get what the form returned); bidi
+    // With --raw a string value goes to a pipe byte for byte (scripts get what the form returned); bidi
     // overrides in an inspected value are escaped, since inspect leaves them.
-    const raw = await evalmesh(n.dir, ['eval', JSON.stringify('a\tb'), '--host', n.host])
+    const raw = await evalmesh(n.dir, ['eval', JSON.stringify('a\tb'), '--host', n.host, '--raw'])
     assert.equal(raw.stdout, 'a\tb\n')
+    // Without --raw a string is quoted, as the REPL shows it, so "undefined" never reads as undefined.
+    const quoted = await evalmesh(n.dir, ['eval', 'typeof require', '--host', n.host])
+    assert.equal(quoted.stdout, "'undefined'\n")
   } finally {
     await stopNode(n)
   }
@@ -330,13 +333,13 @@ test('evalmesh eval says once on stderr what it waits for after a second: held b
     // Running for more than a second: said once, too.
     const slow = await evalmesh(n.dir, ['eval', busy(2500), '--host', n.host])
     assert.equal(slow.code, 0, slow.stderr)
-    assert.equal(slow.stdout, 'slept 2500\n')
+    assert.equal(slow.stdout, "'slept 2500'\n")
     assert.equal(slow.stderr.split('\n').filter(l => /txn \S+ running for \d+\.\d s\.\.\./.test(l)).length, 1, slow.stderr)
 
     // And `result --wait` on a transaction still running.
     const later = (await evalmesh(n.dir, ['eval', busy(2500), '--host', n.host, '--no-wait'])).stdout.trim()
     const fetched = await evalmesh(n.dir, ['result', later, '--host', n.host, '--wait'])
-    assert.equal(fetched.stdout, 'slept 2500\n')
+    assert.equal(fetched.stdout, "'slept 2500'\n")
     assert.equal(fetched.stderr.split('\n').filter(l => l.includes(`txn ${later} running for `)).length, 1, fetched.stderr)
 
     // A quick answer says nothing.

@@ -1,7 +1,9 @@
-import { UsageError, parse, type Command } from './args.js'
-import { RemoteEvalError } from '@evalmesh/protocol'
+import { readFileSync } from 'node:fs'
+import { CommandError, UsageError, closest, parse, type Command } from './args.js'
+import { RemoteEvalError, printable } from '@evalmesh/protocol'
+import { COMPLETION_USAGE, completion } from './completion.js'
 import { terminalText } from '@evalmesh/repl'
-import { errorJson, errorText, showOutput } from './output.js'
+import { errorJson, errorText, outputShown, showOutput } from './output.js'
 import { serve } from './commands/serve.js'
 import { abortCmd, applyCmd, describeCmd, evalCmd, peersCmd, pingCmd, policyCmd, resetCmd, resultCmd, statusCmd } from './commands/remote.js'
 import { keyCmd, trustCmd } from './commands/keys.js'
@@ -15,42 +17,71 @@ export const commands: Command[] = [
 ]
 
 function help (): string {
-  const w = Math.max(...commands.map(c => c.name.length))
+  const w = Math.max(...commands.map(c => c.name.length), 'completion'.length)
   return [
     'evalmesh: a peer-to-peer remote-evaluation mesh (after Interlisp-D\'s EVALSERVER)',
     '',
-    'usage: evalmesh <command> [options]     evalmesh <command> --help',
+    'usage: evalmesh <command> [options]     evalmesh help <command>     evalmesh --version',
     '',
     ...commands.map(c => `  ${c.name.padEnd(w)}  ${c.summary}`),
+    `  ${'completion'.padEnd(w)}  print a bash or zsh completion script: eval "$(evalmesh completion bash)"`,
     '',
-    'Every command takes --state-dir D (or $EVALMESH_STATE_DIR) and --json.'
+    'Every command takes --state-dir D (or $EVALMESH_STATE_DIR) and --json. Commands that',
+    'talk to one node take --host H; without it they use the local node (README: "Which',
+    'node a command talks to").'
   ].join('\n')
+}
+
+function commandHelp (command: Command): string {
+  return `${command.summary}\n\nusage: ${command.usage}`
+}
+
+/** The version of evalmesh, from the root package.json. */
+export function version (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+function unknownCommand (name: string): string {
+  const near = closest(name, [...commands.map(c => c.name), 'help', 'completion'])
+  return `evalmesh: unknown command "${printable(name, 100)}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; \`evalmesh help\` lists the commands`
 }
 
 /** Run the CLI; resolves with the exit code. */
 export async function main (argv: string[]): Promise<number> {
   const [name, ...rest] = argv
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined || name === '--help' || name === '-h') {
     console.log(help())
     return name === undefined ? 2 : 0
   }
-  const command = commands.find(c => c.name === name)
-  if (command === undefined) {
-    console.error(`evalmesh: unknown command "${name}"\n\n${help()}`)
+  if (name === '--version' || name === '-V' || name === 'version') { console.log(`evalmesh ${version()}`); return 0 }
+  if (name === 'help') {
+    const topic = rest[0]
+    if (topic === undefined) { console.log(help()); return 0 }
+    const c = commands.find(x => x.name === topic)
+    if (c !== undefined) { console.log(commandHelp(c)); return 0 }
+    if (topic === 'completion') { console.log(COMPLETION_USAGE); return 0 }
+    console.error(unknownCommand(topic))
     return 2
   }
-  let json = false
+  if (name === 'completion') return completion(rest, commands)
+  const command = commands.find(c => c.name === name)
+  if (command === undefined) {
+    console.error(unknownCommand(name))
+    return 2
+  }
+  const json = rest.includes('--json')
   try {
     const parsed = parse(command, rest)
-    json = parsed.values.json === true
     if (parsed.values.help === true) {
-      console.log(`${command.summary}\n\nusage: ${command.usage}`)
+      console.log(commandHelp(command))
       return 0
     }
     return await command.run(parsed)
   } catch (err) {
     if (err instanceof UsageError) {
       // A usage message may quote what a node said (an area name): escaped.
+      if (json) console.log(errorJson(err))
       console.error(`evalmesh ${command.name}: ${terminalText(err.message)}\n\nusage: ${command.usage}`)
       return 2
     }
@@ -58,9 +89,9 @@ export async function main (argv: string[]): Promise<number> {
       console.log(errorJson(err))
     } else {
       // What the form printed before it failed, then the error.
-      if (err instanceof RemoteEvalError && err.output !== '') { const out = showOutput(err.output); process.stderr.write(out.endsWith('\n') ? out : out + '\n') }
+      if (err instanceof RemoteEvalError && err.output !== '' && !outputShown.has(err)) { const out = showOutput(err.output); process.stderr.write(out.endsWith('\n') ? out : out + '\n') }
       console.error(errorText(err))
     }
-    return 1
+    return err instanceof CommandError ? err.exitCode : 1
   }
 }

@@ -1,5 +1,6 @@
 import { EvalMeshError, RemoteEvalError, escapeUnsafe, printable, type TxnRecord } from '@evalmesh/protocol'
 import { showValue, stackFrames, terminalText } from '@evalmesh/repl'
+import { CommandError, UsageError } from './args.js'
 
 /*
  * Everything printed here that a peer chose (names, forms, reasons, error messages,
@@ -42,13 +43,27 @@ export function jsonable (value: unknown): unknown {
 }
 
 /**
- * A result for stdout: a string as it is, an Error result (`{$error: {name, message}}`) as
+ * A result for stdout, as the REPL shows it: a string quoted (`'undefined'`, never to be
+ * mistaken for the value undefined), an Error result (`{$error: {name, message}}`) as
  * `Error: message`, anything else through util.inspect. On a terminal it is escaped (and
- * coloured); to a pipe a string goes byte for byte, so scripts get what the form returned.
+ * coloured). With `raw`, a string goes byte for byte (escaped on a terminal), for scripts.
  */
-export function show (value: unknown, tty = process.stdout.isTTY === true): string {
-  return showValue(value, { tty })
+export function show (value: unknown, tty = process.stdout.isTTY === true, raw = false): string {
+  return showValue(value, { tty, raw })
 }
+
+/**
+ * --json's one shape (README "--json"): `{"ok": true, "value": ...}` on success, with
+ * eval's and apply's transaction fields (txn, node, output, ...) beside the value;
+ * `{"ok": false, "error": {"code", "message", ...}}` on failure (errorJson). The exit
+ * status is 0 exactly when ok is true.
+ */
+export function jsonOk (value: unknown, extra: Record<string, unknown> = {}): string {
+  return toJson({ ok: true, ...extra, value })
+}
+
+/** Errors whose console output was already printed as it streamed: not printed again with the error. */
+export const outputShown = new WeakSet<object>()
 
 /** A form's console output for stderr: escaped when stderr is a terminal, as it is otherwise. */
 export function showOutput (output: string, tty = process.stderr.isTTY === true): string {
@@ -56,6 +71,8 @@ export function showOutput (output: string, tty = process.stderr.isTTY === true)
 }
 
 export function errorJson (err: unknown): string {
+  if (err instanceof CommandError) return toJson({ ok: false, error: { ...err.data, code: err.code, message: err.message } })
+  if (err instanceof UsageError) return toJson({ ok: false, error: { code: 'USAGE', message: err.message } })
   if (err instanceof RemoteEvalError) {
     return toJson({ ok: false, error: { code: err.code, wire: err.wire, name: err.remoteName, message: err.message, stack: err.remoteStack, data: err.data } })
   }
@@ -75,6 +92,7 @@ export function errorText (err: unknown): string {
     return `error${where}: ${head}${stack}`
   }
   if (err instanceof EvalMeshError) return `error: ${err.code}: ${printable(err.message, 8192)}`
+  if (err instanceof CommandError) return `error: ${printable(err.message, 8192)}`
   return `error: ${printable((err as Error).message ?? String(err), 8192)}`
 }
 

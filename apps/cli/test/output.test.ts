@@ -45,8 +45,11 @@ test('errorText escapes the node, name, message and stack of a remote error', ()
 test('show: Error results read "Error: e"; strings go to a pipe as they are and are escaped on a terminal', () => {
   assert.equal(show({ $error: { name: 'Error', message: 'e' } }, false), 'Error: e')
   assert.equal(show({ $error: { name: 'Error', message: EVIL } }, false), `Error: ${SHOWN}`)
-  assert.equal(show(EVIL, false), EVIL)
-  clean(show(EVIL, true).replace(/\n/g, ' '))
+  // A string is quoted as the REPL shows it; --raw prints it as it is.
+  assert.equal(show('a', false), "'a'")
+  assert.equal(show(EVIL, false, true), EVIL)
+  // On a terminal: colour sequences only (SGR), the peer's escapes shown as text.
+  clean(show(EVIL, true).replace(/\x1b\[\d+m/g, '').replace(/\n/g, ' '))
   assert.equal(showOutput('a\x1b[2J\nb\n', true), 'a\\x1b[2J\nb\n')
   assert.equal(showOutput('a\x1b[2J\n', false), 'a\x1b[2J\n')
 })

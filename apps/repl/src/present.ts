@@ -95,13 +95,15 @@ export function readableErrors<T> (value: T): T {
 }
 
 /**
- * A value as a person at a terminal should read it: a string as it is, an Error result as
- * `Error: message`, anything else through util.inspect. With `tty`, the text is made
- * terminal-safe (colours kept); without, a string is printed byte for byte, for pipes.
+ * A value as a person should read it, the same in the CLI and the REPL: a string quoted
+ * as the REPL shows it (`'undefined'` is the string, `undefined` the value), an Error
+ * result as `Error: message`, anything else through util.inspect. With `tty`, the text is
+ * made terminal-safe (colours kept). `raw` prints a string byte for byte instead (for
+ * scripts: `evalmesh eval --raw`).
  */
-export function showValue (value: unknown, options: { tty?: boolean, colors?: boolean } = {}): string {
+export function showValue (value: unknown, options: { tty?: boolean, colors?: boolean, raw?: boolean } = {}): string {
   const tty = options.tty === true
-  if (typeof value === 'string') return tty ? terminalText(value) : value
+  if (typeof value === 'string' && options.raw === true) return tty ? terminalText(value) : value
   if (isErrorValue(value)) return errorValueText(value)
   const text = inspect(readableErrors(value), { depth: 6, colors: options.colors ?? tty, breakLength: 100 })
   return tty ? terminalText(text, { keepColours: true }) : text

@@ -8,10 +8,11 @@ import { readableErrors, stackFrames, terminalText, waitNotice } from './present
 export interface ReplOptions {
   client: Client
   /**
-   * The node the helpers (remoteEval, status, ...) use when called without a host
-   * (default 127.0.0.1:6680, the local node).
+   * The node the helpers (remoteEval, status, ...) use when called without a host: an
+   * address, or a function asked at each call (the CLI's local-node rule). Without it,
+   * a helper called with no host is an error asking for one.
    */
-  defaultHost?: string
+  defaultHost?: string | (() => string)
   /** Evaluate plain input on this node from the start (as `.host NAME` would). */
   target?: string
   /** Peer names, for `.hosts`, `peers()` and tab completion after `.host `. */
@@ -43,7 +44,11 @@ const ABORT_REASON = 'interrupted at the REPL (Ctrl-C)'
  */
 export async function startRepl (options: ReplOptions): Promise<Repl> {
   const { client } = options
-  const defaultHost = options.defaultHost ?? '127.0.0.1:6680'
+  const defaultHost = (): string => {
+    const d = options.defaultHost
+    if (d === undefined) throw new EvalMeshError('UNKNOWN_HOST', 'no default node: pass a host (host:port or a peer name)')
+    return typeof d === 'string' ? d : d()
+  }
   const output = options.output ?? process.stdout
   const terminal = options.terminal ?? (output as NodeJS.WriteStream).isTTY === true
   let target: string | undefined
@@ -110,20 +115,21 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   const helpers: Record<string, unknown> = {
     client,
     remoteEval: (form: string, host?: string, opts: { wait?: boolean, session?: string } = {}) => handled((async () => {
-      const h = host ?? defaultHost
+      const h = host ?? defaultHost()
       if (opts.wait === false) return await client.remoteEval(form, h, opts)
       const o = await evalAndWait(h, async () => await client.evalDetailed(form, h, { ...opts, wait: false }))
       showOutput(o)
       return o.value
     })()),
     remoteApply: (fn: string, args: unknown[] = [], host?: string, opts: { wait?: boolean } = {}) => handled((async () => {
-      const h = host ?? defaultHost
+      const h = host ?? defaultHost()
       if (opts.wait === false) return await client.remoteApply(fn, args, h, opts)
       const o = await evalAndWait(h, async () => await client.applyDetailed(fn, args, h, { ...opts, wait: false }))
       return o.value
     })()),
-    remoteAbort: (txn: string | number, host?: string, opts: { reason?: string } = {}) => handled(client.remoteAbort(txn, host ?? defaultHost, opts)),
-    status: (host?: string, opts: Parameters<Client['status']>[1] = {}) => handled(client.status(host ?? defaultHost, opts)),
+    // A txn this user's client recorded is aborted where it went.
+    remoteAbort: (txn: string | number, host?: string, opts: { reason?: string } = {}) => handled((async () => await client.remoteAbort(txn, host ?? client.book?.find(txn)?.host ?? defaultHost(), opts))()),
+    status: (host?: string, opts: Parameters<Client['status']>[1] = {}) => handled((async () => await client.status(host ?? defaultHost(), opts))()),
     peers: () => handled(Promise.resolve(options.peers?.() ?? []))
   }
   helpers.remoteEvalAll = (...args: Parameters<Client['remoteEvalAll']>) => handled(client.remoteEvalAll(...args))

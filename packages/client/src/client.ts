@@ -6,7 +6,8 @@ import {
 } from '@evalmesh/protocol'
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
 import { ClientConnection, type IntegrityMode, type RequestOptions } from '@evalmesh/transport'
-import { resolveHost, type Endpoint, type PeerLookup } from './host.js'
+import { formatHost, resolveHost, type Endpoint, type PeerLookup } from './host.js'
+import type { TxnBook } from './txn-book.js'
 import { Broadcaster, type BroadcastConfig } from './broadcast.js'
 import { claimOne, type ClaimBody } from './claim.js'
 import { fanOut, type FanOutOptions, type NodeOutcome } from './fanout.js'
@@ -40,6 +41,11 @@ export interface ClientInit {
   broadcast?: BroadcastConfig
   /** How long a broadcast waits for a willing node (default 3000 ms). */
   broadcastTimeoutMs?: number
+  /**
+   * Where sequence numbers come from and where each transaction went (the CLI's is in the
+   * state dir, so numbers are unique across its processes and `abort 17` finds the node).
+   */
+  book?: TxnBook
 }
 
 export interface EvalAllOptions extends FanOutOptions {
@@ -116,8 +122,11 @@ export class Client {
 
   /** A fresh transaction id. */
   nextTxn (): string {
-    return formatTxn({ client: this.clientId, seq: ++this.#seq })
+    return formatTxn({ client: this.clientId, seq: this.#init.book?.nextSeq() ?? ++this.#seq })
   }
+
+  /** The book of this client's transactions, when it keeps one. */
+  get book (): TxnBook | undefined { return this.#init.book }
 
   resolve (host: string): Endpoint {
     return resolveHost(host, this.lookup)
@@ -157,8 +166,10 @@ export class Client {
    * client's transactions, as EVALSERVER consed the local host onto a bare id.
    */
   async remoteAbort (txn: string | number, host: string, options: AbortOptions = {}): Promise<AbortResult> {
-    const body: RequestBody<'abort'> = { kind: 'abort', txn }
-    if (typeof txn === 'number') body.client = this.clientId
+    // A bare number the book knows is one of this user's, from any process: its full id.
+    const known = typeof txn === 'number' ? this.#init.book?.find(txn) : undefined
+    const body: RequestBody<'abort'> = { kind: 'abort', txn: known?.txn ?? txn }
+    if (typeof body.txn === 'number') body.client = this.clientId
     if (options.reason !== undefined) body.reason = options.reason
     if (options.mustExist !== undefined) body.mustExist = options.mustExist
     return await this.request(host, body)
@@ -322,6 +333,7 @@ export class Client {
     const onEvents = streamedOutput(body, options)
     if (onEvents !== undefined) claimOptions.onEvents = onEvents
     const { reply, host } = await claimOne(this, broadcaster, body, claimOptions)
+    this.#init.book?.record(reply.txn, host)
     return { ...reply, host }
   }
 
@@ -336,7 +348,9 @@ export class Client {
         const request: RequestOptions = {}
         if (deadline !== Infinity) request.timeoutMs = Math.max(1, deadline - Date.now())
         if (onEvents !== undefined) request.onEvents = onEvents
-        return await this.request(endpoint, body, request)
+        const reply = await this.request(endpoint, body, request)
+        this.#init.book?.record(reply.txn, formatHost(endpoint.host, endpoint.port))
+        return reply
       } catch (err) {
         // Only what the node answered is retried here, as its catalogue entry says: a local
         // failure (CONNECT_FAILED) is reported at once, and a directed REFUSED is the

@@ -8,16 +8,12 @@ import { createMonitor, traceLine } from '@evalmesh/monitor'
 import { printable, type TraceEvent } from '@evalmesh/protocol'
 import { startRepl } from '@evalmesh/repl'
 import type { EvalServer } from '@evalmesh/server'
-import { UsageError, int, str, type Command, type Parsed } from '../args.js'
-import { LOCAL_NODE, clientFor, stateDirOf } from '../context.js'
-import { safeJson, toJson } from '../output.js'
+import { CommandError, UsageError, int, str, type Command } from '../args.js'
+import { bookOf, clientFor, givenHost, localNodeOf, stateDirOf, targetOf } from '../context.js'
+import { jsonOk, safeJson } from '../output.js'
 import { runNode, serveOptions } from './serve.js'
 
 const hostOption = { host: { type: 'string', short: 'H' } } as const
-
-function hostOf (p: Parsed): string {
-  return str(p, 'host') ?? LOCAL_NODE
-}
 
 // ---- monitor ------------------------------------------------------------------
 
@@ -26,7 +22,8 @@ export const monitorCmd: Command = {
   summary: 'the live status window: running, queued and done work, policy, peers, trace',
   usage: `evalmesh monitor [--host H] [--mesh] [--refresh MS]
 
-  --host H       the node to watch: host:port or a peer name (default ${LOCAL_NODE}, the local node)
+  --host H       the node to watch: host:port or a peer name (default: the local node,
+                 the one most recently started from the state dir; see README)
   --mesh         the whole mesh: a nodes pane with every node known (the peers file,
                  and the watched node's discovery), each up or down with its lists,
                  load and policy; Enter on a node watches it
@@ -43,7 +40,7 @@ export const monitorCmd: Command = {
     }
     const client = clientFor(p)
     try {
-      const opts: Parameters<typeof createMonitor>[0] = { client, host: hostOf(p) }
+      const opts: Parameters<typeof createMonitor>[0] = { client, host: targetOf(p) }
       const refreshMs = int(p, 'refresh'); if (refreshMs !== undefined) opts.refreshMs = refreshMs
       if (p.values.mesh === true) {
         opts.mesh = true
@@ -72,19 +69,25 @@ export const traceCmd: Command = {
   summary: 'show a node\'s trace: admission decisions, queue, start, finish, abort, errors',
   usage: `evalmesh trace [--host H] [--on | --off] [--clear] [--follow] [--interval MS] [--json]
 
+  --host H       the node (default: the local node; see README)
   --on / --off   turn tracing on or off on the node first (it is off by default)
   --clear        empty the node's trace ring first
-  --follow, -f   keep printing new events until Ctrl-C (survives the node restarting)
-  --json         one JSON object per event (seq, time, kind, txn, peer, detail)
+  --follow, -f   keep printing new events until Ctrl-C (survives the node restarting;
+                 with --on, tracing is turned on again on the restarted node)
+  --json         {"ok":true,"value":{"on","lastSeq","events"}}; with --follow, one
+                 {"ok":true,"value":EVENT} line per event (seq, time, kind, txn, peer, detail)
 
   Columns: time, kind, txn (its tail), peer, detail.`,
   options: { ...hostOption, on: { type: 'boolean' }, off: { type: 'boolean' }, clear: { type: 'boolean' }, follow: { type: 'boolean', short: 'f' }, interval: { type: 'string' } },
   run: async (p) => {
     if (p.values.on === true && p.values.off === true) throw new UsageError('give --on or --off, not both')
-    const host = hostOf(p)
+    // With no --host the local node is looked up again after a loss: restarted, it may listen elsewhere.
+    const given = givenHost(p)
+    let host = given ?? localNodeOf(p)
     const json = p.values.json === true
+    const follow = p.values.follow === true
     const intervalMs = Math.max(50, int(p, 'interval') ?? 500)
-    const print = (e: TraceEvent): void => { console.log(json ? toJson(e) : traceLine(e)) }
+    const print = (e: TraceEvent): void => { console.log(json ? jsonOk(e) : traceLine(e)) }
     const client = clientFor(p)
     try {
       const first: Parameters<Client['trace']>[1] = { since: 0 }
@@ -92,13 +95,14 @@ export const traceCmd: Command = {
       if (p.values.off === true) first.on = false
       if (p.values.clear === true) first.clear = true
       const r = await client.trace(host, first)
-      for (const e of r.events) print(e)
+      if (json && !follow) console.log(jsonOk({ on: r.on, lastSeq: r.lastSeq, events: r.events }))
+      else for (const e of r.events) print(e)
       let since = r.events.at(-1)?.seq ?? r.lastSeq
       if (!json) {
-        if (p.values.on === true || p.values.off === true) console.error(`(tracing is now ${r.on ? 'on' : 'off'} on ${host})`)
-        else if (!r.on) console.error(`(tracing is off on ${host}; --on turns it on)`)
+        if (p.values.on === true || p.values.off === true) console.error(`(tracing is now ${r.on ? 'on' : 'off'} at ${printable(host, 200)})`)
+        else if (!r.on) console.error(`(tracing is off at ${printable(host, 200)}; --on turns it on)`)
       }
-      if (p.values.follow !== true) return 0
+      if (!follow) return 0
 
       let stop!: () => void
       const stopped = new Promise<void>(resolve => { stop = resolve })
@@ -111,9 +115,15 @@ export const traceCmd: Command = {
           const tick = new Promise<'tick'>(resolve => { const t = setTimeout(() => resolve('tick'), intervalMs); stopped.then(() => clearTimeout(t), () => {}) })
           if (await Promise.race([tick, stopped.then(() => 'stop' as const)]) === 'stop') break
           try {
-            const next = await client.request(host, { kind: 'trace', since }, 5000)
-            if (lost) { console.error(`(reconnected to ${host})`); lost = false }
-            if (next.lastSeq < since) { console.error(`(${host} restarted; its trace starts again)`); since = 0 }
+            if (lost && given === undefined) host = localNodeOf(p)
+            let next = await client.request(host, { kind: 'trace', since }, 5000)
+            if (lost) { console.error(`(reconnected to ${printable(host, 200)})`); lost = false }
+            if (next.lastSeq < since) { console.error(`(${printable(host, 200)} restarted; its trace starts again)`); since = 0 }
+            // A restarted node starts with tracing off: --on asked for it on, so it is turned on again.
+            if (p.values.on === true && !next.on) {
+              next = await client.request(host, { kind: 'trace', since, on: true }, 5000)
+              console.error(`(tracing was off at ${printable(host, 200)}, restarted; turned it on again)`)
+            }
             for (const e of next.events) { if (e.seq > since) { print(e); since = e.seq } }
           } catch (err) {
             if (!lost) console.error(`(lost ${printable(host, 200)}: ${printable((err as Error).message, 2000)}; retrying...)`)
@@ -214,7 +224,20 @@ export const ctlCmd: Command = {
     const session = await ControlSession.open(path)
     try {
       if (p.positionals.length > 0) {
-        const reply = await session.send(p.positionals.join(' '))
+        const words = [...p.positionals]
+        // A bare number is one of this user's transactions, by the state dir's record: the
+        // control port would take it as any client's, and abort an unrelated one.
+        if (words[0] === 'abort' && words[1] !== undefined && /^\d+$/.test(words[1])) {
+          const entry = bookOf(p).find(words[1])
+          if (entry === undefined) throw new CommandError('NO_SUCH_TXN', `no transaction ${words[1]} is recorded in this state dir: give the full id (status tasks lists them)`, { txn: words[1] })
+          words[1] = entry.txn
+        }
+        let reply = await session.send(words.join(' '))
+        // An abort that aborted nothing did not do what was asked: an error, as `evalmesh abort` says.
+        if (words[0] === 'abort' && reply.ok === true && reply.aborted === false) {
+          const { ok: _ok, ...rest } = reply
+          reply = { ok: false, error: { code: rest.state === 'none' ? 'NO_SUCH_TXN' : 'NOT_ABORTED', message: `${String(words[1])} not aborted (${String(rest.reason)})` }, ...rest }
+        }
         console.log(safeJson(JSON.stringify(reply)))
         return reply.ok === true ? 0 : 1
       }
@@ -290,7 +313,8 @@ export const replCmd: Command = {
   usage: `evalmesh repl [--host H]
 
   --host H     evaluate plain input on node H from the start, and make it the default
-               node of the helpers (default: plain input is local; helpers use ${LOCAL_NODE})
+               node of the helpers (default: plain input is local; the helpers use the
+               local node, the one most recently started from the state dir; see README)
 
   In scope (awaitable): remoteEval(form, host?), remoteApply(fn, args, host?),
   remoteAbort(txn, host?), remoteEvalAll(...) when the client has it, status(host?),
@@ -304,13 +328,15 @@ export const replCmd: Command = {
     const stateDir = stateDirOf(p)
     const client = clientFor(p)
     const host = str(p, 'host')
-    const defaultHost = host ?? LOCAL_NODE
+    if (host !== undefined && host.trim() === '') throw new UsageError('--host is empty: give host:port or a peer name')
+    // Looked up at each call: a node started after the REPL is found, by the same rule as every command.
+    const defaultHost = host ?? ((): string => localNodeOf(p))
     const peersFile = join(stateDir, 'peers')
     const peers = async (): Promise<string[]> => {
       const names = new Set<string>()
       if (existsSync(peersFile)) for (const s of readSeedsFile(peersFile)) names.add(s.name)
       try {
-        for (const peer of await client.request(defaultHost, { kind: 'peers' }, 3000)) names.add(peer.name)
+        for (const peer of await client.request(typeof defaultHost === 'string' ? defaultHost : defaultHost(), { kind: 'peers' }, 3000)) names.add(peer.name)
       } catch { /* no discovery on the node, or no node: the peers file is what we know */ }
       return [...names].sort()
     }
