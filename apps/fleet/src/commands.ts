@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util'
 import { defaultStateDir } from '@evalmesh/trust'
 import { ConfigError, dependencyOrder, parseConfig, planReload, type NodeSpec } from './config.js'
 import { ConfigDb } from './config-db.js'
-import { applyTrust, controlCommand, describeNode, livePid, startNode, stopPid, type NodeLoad } from './nodes.js'
+import { addressOf, applyTrust, controlCommand, describeNode, functionsDigest, livePid, startNode, stopPid, type NodeLoad, type StopOptions } from './nodes.js'
 import { RunDir } from './run-dir.js'
 import { Supervisor } from './supervisor.js'
 
@@ -18,8 +18,9 @@ export const FLEET_USAGE = `evalmesh fleet <command> [options]       (docs/fleet
   start   -name N | -uuid U | -every     start nodes (in dependency order)
   stop    -name N | -uuid U | -every     stop nodes: drain (new work refused, running work done), SIGTERM
           [-murder] [--grace S]          -murder: SIGKILL at once; --grace: SIGKILL after S s
-  reload  -name N | -uuid U | -every     apply the database to running nodes: policy live
-                                         over the control port, other changes by drain and restart
+  reload  -name N | -uuid U | -every     apply the database to running nodes: policy, limits,
+                                         quotas, functions live over the control port; port,
+                                         listen and the rest by drain and restart
   running [-name N | -uuid U | -every]   pid, uptime, restarts, address and load (default -every)
   supervise                 keep every node running (restarts with back-off, a restart budget);
                             SIGTERM stops the nodes in reverse dependency order
@@ -247,7 +248,9 @@ const HANDLERS: Record<string, Handler> = {
     const run = runDirOf(ctx)
     const grace = number(ctx.values.grace, '--grace')
     const results: Array<Record<string, unknown>> = []
-    for (const spec of select(ctx).reverse()) {
+    const selected = select(ctx).reverse()
+    const stopping = new Set(selected.map(n => n.name))
+    for (const spec of selected) {
       run.hold(spec.name, `stopped by fleet stop, ${who()}`)
       const pid = livePid(run, spec, msg => ctx.io.err(msg))
       if (pid === undefined) {
@@ -256,7 +259,7 @@ const HANDLERS: Record<string, Handler> = {
         if (!ctx.json) ctx.io.out(`${spec.name}: not running`)
         continue
       }
-      const opts: { murder?: boolean, graceSeconds?: number } = {}
+      const opts: StopOptions = { drain: { reason: 'stopping (fleet stop)', elsewhere: othersRunning(ctx, run, stopping) } }
       if (ctx.values.murder === true) opts.murder = true
       if (grace !== undefined) opts.graceSeconds = grace
       const how = await stopPid(spec, pid, opts)
@@ -283,12 +286,29 @@ const HANDLERS: Record<string, Handler> = {
         continue
       }
       const state = run.readState(wanted.name)
-      const plan = state?.spec != null ? planReload(state.spec, wanted) : { restart: ['(unknown running config)'], live: [] }
+      const digest = functionsDigest(wanted.functions)
+      const plan = state?.spec != null ? planReload(state.spec, wanted, digest !== (state.functionsDigest ?? null)) : { restart: ['(unknown running config)'], live: [] }
       try {
-        if (plan.restart.length > 0) {
+        // Live first; a change the node answers needsRestart for goes through the restart.
+        let restartFor = plan.restart
+        if (restartFor.length === 0) {
+          for (const line of plan.live) {
+            try {
+              await controlCommand(wanted.stateDir, line)
+            } catch (err) {
+              if ((err as { needsRestart?: boolean }).needsRestart !== true) throw err
+              restartFor = [`${line.split(' ')[0]!} (${(err as Error).message.replace(/^control port: /, '')})`]
+              break
+            }
+          }
+        }
+        if (restartFor.length > 0) {
+          plan.restart = restartFor
           run.hold(wanted.name, `reloading: fleet reload by ${who()}`)
           try {
-            const how = await stopPid(wanted, pid, grace !== undefined ? { graceSeconds: grace } : {})
+            const address = addressOf(wanted)
+            const drain = { retryAt: address, retryAfterMs: RESTART_ESTIMATE_MS, elsewhere: othersRunning(ctx, run, new Set([wanted.name])), reason: `restarting on ${address}` }
+            const how = await stopPid(wanted, pid, grace !== undefined ? { graceSeconds: grace, drain } : { drain })
             run.clearPid(wanted.name)
             const started = await startNode(wanted, run, { fleet: ctx.db.servers() })
             started.child.unref()
@@ -298,10 +318,9 @@ const HANDLERS: Record<string, Handler> = {
             run.release(wanted.name)
           }
         } else {
-          for (const line of plan.live) await controlCommand(wanted.stateDir, line)
           const trusted = applyTrust(wanted, ctx.db.servers())
           if (trusted > 0) plan.live.push(`trust: ${trusted} key(s) added or updated`)
-          run.updateState(wanted, { spec: wanted })
+          run.updateState(wanted, { spec: wanted, functionsDigest: digest })
           results.push({ name: wanted.name, restarted: false, live: plan.live, pid })
           if (!ctx.json) ctx.io.out(plan.live.length === 0 ? `${wanted.name}: unchanged` : `${wanted.name}: applied live (no connection dropped): ${plan.live.join('; ')}`)
         }
@@ -334,7 +353,7 @@ const HANDLERS: Record<string, Handler> = {
         status,
         pid,
         uptimeSeconds: load?.uptimeSeconds ?? (pid !== null && state?.startedAt != null ? Math.round((Date.now() - state.startedAt) / 1000) : null),
-        restarts: state?.restarts ?? 0,
+        restarts: load?.restarts ?? state?.restarts ?? 0,
         address: `${spec.listen}:${spec.port}`,
         load,
         reason: status === 'running' ? null : state?.reason ?? null
@@ -363,6 +382,17 @@ const HANDLERS: Record<string, Handler> = {
     }
     return 0
   }
+}
+
+/**
+ * About how long a restarted node takes to serve again (what DRAINING's retryAfterMs says):
+ * a node starts in about a second; the drain before it is over by the time a client retries.
+ */
+const RESTART_ESTIMATE_MS = 2000
+
+/** The nodes of the fleet that are running, but for `except`, as `name@host:port`: where a draining node's clients may go. */
+function othersRunning (ctx: Ctx, run: RunDir, except: ReadonlySet<string>): string[] {
+  return ctx.db.servers().filter(n => !except.has(n.name) && livePid(run, n) !== undefined).map(n => `${n.name}@${addressOf(n)}`)
 }
 
 function duration (seconds: number): string {

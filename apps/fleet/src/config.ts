@@ -268,14 +268,22 @@ export function serveArgs (n: NodeSpec): string[] {
 export interface ReloadPlan {
   /** Fields that need a restart (drain and start again). */
   restart: string[]
-  /** Control-port commands that apply the rest live. */
+  /**
+   * Control-port commands that apply the rest live: policy, limits, quotas, functions. A
+   * command the node answers with needsRestart (a quota of its sandbox, a limit above what
+   * its sandbox was started for) sends the node through a restart after all.
+   */
   live: string[]
 }
 
-/** What reload applies without a restart (policy, trust) or what only the fleet reads. */
-const LIVE_OR_FLEET = new Set<keyof NodeSpec>(['hosts', 'gags', 'trust', 'trustFleet', 'restart', 'after', 'uuid'])
+/** What reload applies without a restart, or what only the fleet reads. */
+const LIVE_OR_FLEET = new Set<keyof NodeSpec>(['hosts', 'gags', 'trust', 'trustFleet', 'restart', 'after', 'uuid', 'limits', 'quotas', 'functions'])
 
-export function planReload (running: NodeSpec, wanted: NodeSpec): ReloadPlan {
+/**
+ * `functionsChanged`: the functions module's file changed since the node loaded it (the
+ * caller compares digests), so it is loaded again even under the same path.
+ */
+export function planReload (running: NodeSpec, wanted: NodeSpec, functionsChanged = false): ReloadPlan {
   const restart: string[] = []
   for (const k of Object.keys(wanted) as Array<keyof NodeSpec>) {
     if (LIVE_OR_FLEET.has(k)) continue
@@ -287,5 +295,17 @@ export function planReload (running: NodeSpec, wanted: NodeSpec): ReloadPlan {
   const added = wanted.gags.filter(g => !running.gags.includes(g))
   if (removed.length > 0) live.push(`ungag ${removed.join(' ')}`)
   if (added.length > 0) live.push(`gag ${added.join(' ')}`)
+  // A limit or quota taken out of the config goes back to the node's default, which only
+  // a fresh start computes (concurrency's depends on the machine): that one restarts.
+  for (const [field, command] of [['limits', 'limits'], ['quotas', 'quota']] as const) {
+    const was = running[field] as Record<string, number | undefined>
+    const now = wanted[field] as Record<string, number | undefined>
+    if (Object.keys(was).some(k => now[k] === undefined)) { restart.push(field); continue }
+    const changed = Object.entries(now).filter(([k, v]) => was[k] !== v).map(([k, v]) => `${k}=${String(v)}`)
+    if (changed.length > 0) live.push(`${command} ${changed.join(' ')}`)
+  }
+  if (wanted.functions !== running.functions || (functionsChanged && wanted.functions !== null)) {
+    live.push(wanted.functions === null ? 'functions none' : `functions load ${wanted.functions}`)
+  }
   return { restart, live }
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { dirname, join } from 'node:path'
@@ -60,8 +61,18 @@ export function logTail (file: string, lines = 12): string {
   }
 }
 
-/** Spawn the node's process, detached, its output appended to its log; writes the pid file. */
-export function spawnNode (spec: NodeSpec, run: RunDir): ChildProcess {
+/** A digest of the functions module's file (null: none, or unreadable): reload loads it again when it changes. */
+export function functionsDigest (path: string | null): string | null {
+  if (path === null) return null
+  try { return createHash('sha256').update(readFileSync(path)).digest('hex') } catch { return null }
+}
+
+/**
+ * Spawn the node's process, detached, its output appended to its log; writes the pid file.
+ * `restarts`: how often the supervisor has restarted it, told to the node (EVALMESH_RESTARTS),
+ * which reports it in describe (the status window shows it).
+ */
+export function spawnNode (spec: NodeSpec, run: RunDir, restarts = 0): ChildProcess {
   mkdirSync(dirname(spec.log), { recursive: true })
   mkdirSync(spec.stateDir, { recursive: true, mode: 0o700 })
   appendFileSync(spec.log, `--- evalmesh fleet: starting ${spec.name} at ${new Date().toISOString()}\n`)
@@ -71,7 +82,7 @@ export function spawnNode (spec: NodeSpec, run: RunDir): ChildProcess {
     child = spawn(process.execPath, ['--no-node-snapshot', evalmeshBin(), ...serveArgs(spec)], {
       detached: true,
       stdio: ['ignore', fd, fd],
-      env: { ...process.env, EVALMESH_STATE_DIR: spec.stateDir }
+      env: { ...process.env, EVALMESH_STATE_DIR: spec.stateDir, EVALMESH_RESTARTS: String(restarts) }
     })
   } finally {
     closeSync(fd)
@@ -129,14 +140,16 @@ export interface StartOptions {
   timeoutMs?: number
   /** Extra state to record (the supervisor's pid, restarts). */
   supervisor?: number | null
+  /** Restarts to tell the node (default: what its state file counts). */
+  restarts?: number
 }
 
 /** Start a node that is not running; resolves with its pid once it serves. */
 export async function startNode (spec: NodeSpec, run: RunDir, options: StartOptions = {}): Promise<{ pid: number, child: ChildProcess }> {
   applyTrust(spec, options.fleet)
-  const child = spawnNode(spec, run)
+  const child = spawnNode(spec, run, options.restarts ?? run.readState(spec.name)?.restarts ?? 0)
   const pid = child.pid!
-  run.updateState(spec, { status: 'starting', pid, startedAt: Date.now(), reason: null, spec, ...(options.supervisor !== undefined ? { supervisor: options.supervisor } : {}) })
+  run.updateState(spec, { status: 'starting', pid, startedAt: Date.now(), reason: null, spec, functionsDigest: functionsDigest(spec.functions), ...(options.supervisor !== undefined ? { supervisor: options.supervisor } : {}) })
   try {
     await waitReady(spec, pid, options.timeoutMs ?? 30_000)
   } catch (err) {
@@ -154,19 +167,44 @@ export interface StopOptions {
   murder?: boolean
   /** Seconds to finish running work after SIGTERM, then SIGKILL (default: the node's restart.graceSeconds). */
   graceSeconds?: number
+  /** What the draining node tells clients (default: stopping, no address). */
+  drain?: DrainTarget
 }
 
-/** The policy a draining node gets: it hosts only a peer nobody is, so new work is refused. */
-export const DRAIN_HOSTS = 'hosts fleet-draining'
+/** Where a draining node sends new work (the control port's `drain`). */
+export interface DrainTarget {
+  /** The node's own address after its restart, when it restarts. */
+  retryAt?: string
+  /** When it expects to serve again. */
+  retryAfterMs?: number
+  /** Other running nodes of the fleet, `name@host:port`. */
+  elsewhere?: string[]
+  reason: string
+}
+
+/** `host:port` of a node as clients write it (`[v6]:port`). */
+export function addressOf (spec: Pick<NodeSpec, 'listen' | 'port'>): string {
+  return `${spec.listen.includes(':') ? `[${spec.listen}]` : spec.listen}:${spec.port}`
+}
+
+/** The control port's drain command for `target`. */
+export function drainCommand (target: DrainTarget): string {
+  const words = ['drain']
+  if (target.retryAt !== undefined) words.push(`retry=${target.retryAt}`)
+  if (target.retryAfterMs !== undefined) words.push(`after=${Math.round(target.retryAfterMs)}`)
+  if (target.elsewhere !== undefined && target.elsewhere.length > 0) words.push(`elsewhere=${target.elsewhere.join(',')}`)
+  words.push(target.reason)
+  return words.join(' ')
+}
 
 /**
- * Drain the node: refuse new work (its hosts become a name no peer has, so evals and
- * applies are answered REFUSED), then wait until its running and queued work is done,
- * or `until`. Resolves with what was still there at the end (0: drained).
+ * Drain the node: new evals and applies are refused with DRAINING, naming where to retry
+ * (`target`), while its running and queued work goes on; wait until that is done, or
+ * `until`. Resolves with what was still there at the end (0: drained; -1: no control port).
  */
-export async function drainNode (spec: NodeSpec, until: number): Promise<number> {
+export async function drainNode (spec: NodeSpec, until: number, target: DrainTarget = { reason: 'stopping' }): Promise<number> {
   try {
-    await controlCommand(spec.stateDir, DRAIN_HOSTS)
+    await controlCommand(spec.stateDir, drainCommand(target))
   } catch {
     return -1 // no control port: SIGTERM alone
   }
@@ -192,7 +230,7 @@ export async function stopPid (spec: NodeSpec, pid: number, options: StopOptions
   const until = Date.now() + grace
   let drained = ''
   if (options.murder !== true) {
-    const left = await drainNode(spec, until)
+    const left = await drainNode(spec, until, options.drain)
     drained = left === 0 ? 'drained, ' : left > 0 ? `${left} txn(s) still running at the end of the grace, ` : ''
   }
   const signal = options.murder === true ? 'SIGKILL' : 'SIGTERM'
@@ -229,7 +267,7 @@ export async function controlCommand (stateDir: string, line: string, timeoutMs 
       socket.end()
       try {
         const reply = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>
-        if (reply.ok !== true) reject(new Error(`control port: ${String(reply.error)}`))
+        if (reply.ok !== true) reject(Object.assign(new Error(`control port: ${String(reply.error)}`), { needsRestart: reply.needsRestart === true }))
         else resolve(reply)
       } catch (err) { reject(err as Error) }
     })
@@ -243,6 +281,8 @@ export interface NodeLoad {
   done: number
   uptimeSeconds: number
   id: string
+  /** Restarts as the node itself reports them (what the supervisor told it). */
+  restarts: number
 }
 
 /** The node's load, asked with its own key (an operator of itself): describe's lists and uptime. */
@@ -250,12 +290,12 @@ export async function describeNode (spec: NodeSpec, timeoutMs = 3000): Promise<N
   const client = new Client({ stateDir: spec.stateDir })
   let timer: NodeJS.Timeout | undefined
   try {
-    const host = `${spec.listen.includes(':') ? `[${spec.listen}]` : spec.listen}:${spec.port}`
+    const host = addressOf(spec)
     const d = await Promise.race([
       client.describe(host),
       new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no describe reply within ${timeoutMs} ms`)), timeoutMs) })
     ])
-    return { ...d.lists, uptimeSeconds: d.uptimeSeconds, id: d.id }
+    return { ...d.lists, uptimeSeconds: d.uptimeSeconds, id: d.id, restarts: d.restarts ?? 0 }
   } finally {
     if (timer !== undefined) clearTimeout(timer)
     client.close()

@@ -27,6 +27,8 @@ export interface NodeState {
   supervisor: number | null
   /** The spec it runs with (what reload compares the database with). */
   spec: NodeSpec | null
+  /** sha256 of its functions module as it loaded it (reload loads an edited one again). */
+  functionsDigest?: string | null
 }
 
 export class RunDir {

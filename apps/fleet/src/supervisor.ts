@@ -161,7 +161,7 @@ export class Supervisor {
     if (now < e.nextStartAt) return
     const restart = e.lastExit !== undefined
     try {
-      const { pid, child } = await startNode(spec, run, { supervisor: process.pid, timeoutMs: this.#startTimeoutMs, fleet: this.#db.servers() })
+      const { pid, child } = await startNode(spec, run, { supervisor: process.pid, timeoutMs: this.#startTimeoutMs, fleet: this.#db.servers(), restarts: restart ? e.restarts + 1 : e.restarts })
       e.pid = pid
       e.child = child
       if (restart) e.restarts++

@@ -69,7 +69,11 @@ test('planReload: policy live, the rest by restart', () => {
   const [n] = parseConfig(JSON.stringify({ nodes: [{ name: 'a', port: 7000, gags: ['x', 'y'] }] }), FILE).nodes
   assert.deepEqual(planReload(n!, { ...n!, gags: ['y', 'z'], hosts: ['directed'] }), { restart: [], live: ['hosts directed', 'ungag x', 'gag z'] })
   assert.deepEqual(planReload({ ...n!, hosts: ['directed'] }, n!), { restart: [], live: ['hosts default'] })
-  assert.deepEqual(planReload(n!, { ...n!, port: 7001, limits: { timeoutMs: 1 } }).restart, ['port', 'limits'])
+  assert.deepEqual(planReload(n!, { ...n!, port: 7001, limits: { timeoutMs: 1 } }).restart, ['port'])
+  // Limits, quotas and functions are live; one taken out goes back to a default only a start computes.
+  assert.deepEqual(planReload(n!, { ...n!, limits: { timeoutMs: 1, concurrency: 3 }, quotas: { runningPerClient: 2 }, functions: '/f.mjs' }), { restart: [], live: ['limits timeoutMs=1 concurrency=3', 'quota runningPerClient=2', 'functions load /f.mjs'] })
+  assert.deepEqual(planReload({ ...n!, limits: { timeoutMs: 1 }, functions: '/f.mjs' }, n!), { restart: ['limits'], live: ['functions none'] })
+  assert.deepEqual(planReload({ ...n!, functions: '/f.mjs' }, { ...n!, functions: '/f.mjs' }, true).live, ['functions load /f.mjs'])
   assert.deepEqual(planReload(n!, { ...n!, restart: { ...n!.restart, maxRestarts: 9 }, after: ['b'] }), { restart: [], live: [] })
 })
 

@@ -126,7 +126,7 @@ function pidOf (f: Fleet, name: string): number | undefined {
   try { return Number(readFileSync(join(f.runDir, `${name}.pid`), 'utf8')) } catch { return undefined }
 }
 
-interface Row { name: string, uuid: string, status: string, pid: number | null, uptimeSeconds: number | null, restarts: number, address: string, load: { running: number, input: number, done: number } | null, reason: string | null }
+interface Row { name: string, uuid: string, status: string, pid: number | null, uptimeSeconds: number | null, restarts: number, address: string, load: { running: number, input: number, done: number, restarts: number } | null, reason: string | null }
 
 test('a fleet of 4 nodes: loaded, started, listed and stopped by -name, -uuid and -every', async () => {
   const f = makeFleet()
@@ -268,6 +268,67 @@ test('reload: a policy change applied live over the control port, the client con
   }
 })
 
+test('reload: limits, quotas and functions applied live, the client keeps its connection and its session', async () => {
+  const f = makeFleet()
+  try {
+    const [port] = await freePorts(1)
+    const fns = join(f.dir, 'fns.mjs')
+    writeFileSync(fns, 'export function greet (who) { return `hello ${who}` }\n')
+    const node = { name: 'lim', port: port!, functions: 'fns.mjs', limits: { timeoutMs: 5000 }, quotas: { queuedPerClient: 100 } }
+    f.write({ nodes: [node] })
+    assert.equal((await f.fleet('load', f.config)).code, 0)
+    const start = await f.fleet('start', '-name', 'lim')
+    assert.equal(start.code, 0, start.stderr)
+    const pid = pidOf(f, 'lim')!
+    const nodeDir = join(f.dir, 'nodes', 'lim')
+    const host = `127.0.0.1:${port!}`
+    const client = new Client({ stateDir: nodeDir })
+    try {
+      assert.equal(await client.remoteEval('x = 20', host), 20)
+      assert.equal(await client.remoteApply('greet', ['ann'], host), 'hello ann')
+      const before = await controlCommand(nodeDir, 'status net') as { connections: Array<{ id: number }> }
+
+      // Tighter limits, another quota, and the functions module edited in place.
+      writeFileSync(fns, 'export function greet (who) { return `hi ${who}` }\nexport function wave (who) { return `bye ${who}` }\n')
+      f.write({ nodes: [{ ...node, limits: { timeoutMs: 300, concurrency: 3 }, quotas: { queuedPerClient: 7, runningPerClient: 2 } }] })
+      assert.equal((await f.fleet('load', f.config)).code, 0)
+      const reload = await f.fleet('reload', '-name', 'lim')
+      assert.equal(reload.code, 0, reload.stderr)
+      assert.match(reload.stdout, /lim: applied live \(no connection dropped\): limits timeoutMs=300 concurrency=3; quota queuedPerClient=7 runningPerClient=2; functions load \S*fns\.mjs/)
+      assert.equal(pidOf(f, 'lim'), pid, 'same process')
+
+      // In effect for the next request, on the same connection, in the same session.
+      await assert.rejects(client.remoteEval('const t0 = Date.now(); while (Date.now() - t0 < 3000) {}', host), (err: Error & { code?: string }) => { assert.equal(err.code, 'TIME_LIMIT', err.message); return true })
+      assert.equal(await client.remoteEval('x + 1', host), 21)
+      assert.equal(await client.remoteApply('greet', ['ann'], host), 'hi ann')
+      assert.equal(await client.remoteApply('wave', ['bob'], host), 'bye bob')
+      const d = await client.describe(host)
+      assert.equal(d.limits.timeoutMs, 300)
+      assert.equal(d.limits.concurrency, 3)
+      assert.equal(d.quotas.queuedPerClient, 7)
+      assert.equal(d.quotas.runningPerClient, 2)
+      const after = await controlCommand(nodeDir, 'status net') as { connections: Array<{ id: number }> }
+      assert.deepEqual(after.connections.map(c => c.id), before.connections.map(c => c.id))
+      assert.match((await f.fleet('reload', '-name', 'lim')).stdout, /lim: unchanged/)
+
+      // A quota of the sandbox cannot change in a running node: the node says so, and the
+      // fleet drains and restarts it instead.
+      f.write({ nodes: [{ ...node, limits: { timeoutMs: 300, concurrency: 3 }, quotas: { queuedPerClient: 7, runningPerClient: 2, sandboxProcesses: 2 } }] })
+      assert.equal((await f.fleet('load', f.config)).code, 0)
+      const fixed = await f.fleet('reload', '-name', 'lim')
+      assert.equal(fixed.code, 0, fixed.stderr)
+      assert.match(fixed.stdout, /lim: quota \(quota sandboxProcesses is the sandbox's, fixed when it started; it needs a restart\) changed: drained and restarted/)
+      assert.notEqual(pidOf(f, 'lim'), pid)
+      assert.equal((await client.describe(host)).quotas.sandboxProcesses, 2)
+    } finally {
+      client.close()
+    }
+    assert.equal((await f.fleet('stop', '-every')).code, 0)
+  } finally {
+    await f.cleanup()
+  }
+})
+
 test('reload: a port change drains the node and starts it on the new port', async () => {
   const f = makeFleet()
   try {
@@ -288,9 +349,15 @@ test('reload: a port change drains the node and starts it on the new port', asyn
       const long = client.remoteEval('const t0 = Date.now(); while (Date.now() - t0 < 2000) {} "finished"', `127.0.0.1:${p1!}`, { timeoutMs: 20_000 })
       await waitFor('the long eval running', async () => ((await controlCommand(nodeDir, 'status tasks')) as { running: unknown[] }).running.length === 1)
       const reloading = f.fleet('reload', '-name', 'mover', '--grace', '20')
-      await waitFor('the node draining', async () => ((await controlCommand(nodeDir, 'status policy')) as { hosts: string[] }).hosts.includes('fleet-draining'))
-      // New work is refused while it drains.
-      await assert.rejects(client.remoteEval('"new work"', `127.0.0.1:${p1!}`), (err: Error & { code?: string }) => { assert.equal(err.code, 'REFUSED', err.message); return true })
+      await waitFor('the node draining', async () => ((await controlCommand(nodeDir, 'status drain')) as { draining: unknown }).draining !== null)
+      // New work is refused while it drains, with DRAINING naming where to retry: the new port.
+      await assert.rejects(client.remoteEval('"new work"', `127.0.0.1:${p1!}`), (err: Error & { code?: string, data?: Record<string, unknown> }) => {
+        assert.equal(err.code, 'DRAINING', err.message)
+        assert.equal(err.data?.retryAt, `127.0.0.1:${p2!}`)
+        assert.equal(typeof err.data?.retryAfterMs, 'number')
+        assert.match(err.message, new RegExp(`node mover is draining \\(restarting on 127\\.0\\.0\\.1:${p2!}\\) and takes no new work; retry at 127\\.0\\.0\\.1:${p2!}`))
+        return true
+      })
       reload = await reloading
       assert.equal(await long, 'finished')
     } finally {
@@ -362,6 +429,9 @@ test('supervise: dependency order, kill -9 brought back, a restart budget exhaus
     const rows = await f.json<Row[]>('running')
     assert.equal(rows.find(r => r.name === 'agent')!.restarts, 1)
     assert.equal(rows.find(r => r.name === 'area-node')!.restarts, 0)
+    // The node itself knows (the supervisor told it), and says so in describe.
+    assert.equal(rows.find(r => r.name === 'agent')!.load!.restarts, 1)
+    assert.equal(rows.find(r => r.name === 'area-node')!.load!.restarts, 0)
 
     // fleet stop while supervised: it stays down (held); fleet start brings it back.
     assert.equal((await f.fleet('stop', '-name', 'agent')).code, 0)

@@ -275,8 +275,9 @@ async function execute (server: ControlTarget, line: string): Promise<Record<str
       const what = args[0]!.toLowerCase()
       if (what === 'none') { noMore(1, '"none" alone'); return { module: null, loaded: await server.loadFunctions(null, 'control port') } }
       if (what !== 'load') throw new ControlError(`functions takes load [PATH] or none, not "${args[0]}"`)
-      noMore(2, 'load and at most one PATH')
-      const loaded = await server.loadFunctions(args[1], 'control port').catch((err: Error) => { throw new ControlError(`functions not loaded (the old ones stay): ${err.message}`) })
+      // The rest of the line is the path (it may hold spaces; runs of them become one).
+      const path = args.length > 1 ? args.slice(1).join(' ') : undefined
+      const loaded = await server.loadFunctions(path, 'control port').catch((err: Error) => { throw new ControlError(`functions not loaded (the old ones stay): ${err.message}`) })
       return { loaded, functions: server.functionNames() }
     }
     case 'drain': {
