@@ -16,9 +16,12 @@ test('terminalText keeps lines and tabs, shows every other control, escape and b
   assert.equal(terminalText('\x1b[32mok'), '\\x1b[32mok')
 })
 
-test('showValue: a string as it is to a pipe, escaped on a terminal; inspected values escaped on a terminal', () => {
-  assert.equal(showValue(EVIL), EVIL)
-  assert.equal(showValue(EVIL, { tty: true }), terminalText(EVIL))
+test('showValue: a string quoted (raw: as it is to a pipe, escaped on a terminal); inspected values escaped on a terminal', () => {
+  // Quoted, so the string "undefined" never reads as the value undefined.
+  assert.equal(showValue('undefined'), "'undefined'")
+  assert.equal(showValue(EVIL, { raw: true }), EVIL)
+  assert.equal(showValue(EVIL, { tty: true, raw: true }), terminalText(EVIL))
+  assert.ok(!/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]/.test(showValue(EVIL, { tty: true, colors: false })), 'quoted on a terminal: nothing acts on it')
   const shown = showValue({ name: EVIL, list: [EVIL] }, { tty: true, colors: true })
   assert.ok(!shown.includes('\u202e') && !shown.includes('\x9b') && !/\x1b\[2J/.test(shown), shown)
   assert.match(shown, /\\x1B\[2J/) // inspect's own escape of ESC inside a string
