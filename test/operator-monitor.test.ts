@@ -4,42 +4,18 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { PassThrough, Writable } from 'node:stream'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Client } from '@evalmesh/client'
 import { startServer, type EvalServer } from '@evalmesh/server'
 import { createMonitor, shortTxn, type Monitor } from '@evalmesh/monitor'
+import { fakeTty, key, type Tty } from './support/tty.js'
 
 const hold = async function (this: { signal: AbortSignal }): Promise<never> {
   return await new Promise((_resolve, reject) => {
     this.signal.addEventListener('abort', () => reject(this.signal.reason), { once: true })
   })
-}
-
-interface Tty {
-  input: PassThrough
-  output: Writable & { columns: number, rows: number }
-  written: () => string
-}
-
-function fakeTty (columns = 120, rows = 36): Tty {
-  const input = new PassThrough() as PassThrough & { isTTY: boolean, setRawMode: (on: boolean) => unknown }
-  input.isTTY = true
-  input.setRawMode = () => input
-  let written = ''
-  const output = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      written += chunk.toString('utf8')
-      if (written.length > 4_000_000) written = written.slice(-2_000_000)
-      cb()
-    }
-  }) as Writable & { columns: number, rows: number, isTTY: boolean }
-  output.isTTY = true
-  output.columns = columns
-  output.rows = rows
-  return { input, output, written: () => written }
 }
 
 let current: Monitor | undefined
@@ -99,12 +75,6 @@ async function teardown (s: Setup): Promise<void> {
   s.worker.close()
   await s.server.stop()
   rmSync(s.dir, { recursive: true, force: true })
-}
-
-/** One keystroke (or one escape sequence): separate writes, as a terminal delivers them, not one pasted chunk. */
-async function key (t: Tty, seq: string): Promise<void> {
-  t.input.write(seq)
-  await new Promise(resolve => setTimeout(resolve, 30))
 }
 
 test('running, queued and done work appear; a clicked running row + d + y aborts exactly that one', async () => {

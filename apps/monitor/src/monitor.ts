@@ -529,10 +529,11 @@ export function createMonitor (options: MonitorOptions): Monitor {
     draw()
   }
 
-  function editFilter (): void {
+  /** Ask for one line in the prompt box; `answer` gets it, or undefined on Esc. */
+  function askLine (label: string, text: string, answer: (value: string | undefined) => void): void {
     modal = 'prompt'
-    promptBox.setLabel(' filter ')
-    promptText.setContent(`filter now: ${filter === '' ? '(none)' : printable(filter, 60)}\nshow rows whose txn, client or form holds this text; empty clears; Esc cancels`)
+    promptBox.setLabel(` ${label} `)
+    promptText.setContent(text)
     promptBox.show()
     promptBox.setFront()
     promptInput.clearValue()
@@ -542,15 +543,18 @@ export function createMonitor (options: MonitorOptions): Monitor {
       promptInput.cancel?.()
       modal = undefined
       promptBox.hide()
-      promptBox.setLabel(' gags ')
       panes.running.list.focus()
-      if (value !== undefined && value !== null) {
-        filter = value.trim()
-        showRecords()
-        say(filter === '' ? 'filter cleared' : `showing rows with "${filter}"`)
-      } else {
-        draw()
-      }
+      draw()
+      answer(value === null ? undefined : value)
+    })
+  }
+
+  function editFilter (): void {
+    askLine('filter', `filter now: ${filter === '' ? '(none)' : printable(filter, 60)}\nshow rows whose txn, client or form holds this text; empty clears; Esc cancels`, value => {
+      if (value === undefined) return
+      filter = value.trim()
+      showRecords()
+      say(filter === '' ? 'filter cleared' : `showing rows with "${filter}"`)
     })
   }
 
@@ -583,21 +587,9 @@ export function createMonitor (options: MonitorOptions): Monitor {
   }
 
   function editGags (): void {
-    modal = 'prompt'
     const gags = node.policy?.gags ?? []
-    promptText.setContent(`gags now: ${gags.map(g => printable(g, 63)).join(', ') || '(none)'}\n+name gags, -name ungags (also broadcast, self); Enter applies, Esc cancels`)
-    promptBox.show()
-    promptBox.setFront()
-    promptInput.clearValue()
-    promptInput.focus()
-    draw()
-    promptInput.readInput((_err: unknown, value: string | undefined) => {
-      promptInput.cancel?.()
-      modal = undefined
-      promptBox.hide()
-      panes.running.list.focus()
-      draw()
-      if (value === undefined || value === null) { say('gags unchanged'); return }
+    askLine('gags', `gags now: ${gags.map(g => printable(g, 63)).join(', ') || '(none)'}\n+name gags, -name ungags (also broadcast, self); Enter applies, Esc cancels`, value => {
+      if (value === undefined) { say('gags unchanged'); return }
       const change = parseGagEdit(value)
       if (change.gag.length === 0 && change.ungag.length === 0) { say('gags unchanged'); return }
       const body: RequestBody<'policy'> = { kind: 'policy' }
