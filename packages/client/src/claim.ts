@@ -100,20 +100,35 @@ export async function claimOne (connections: Connections, broadcaster: Offers, b
   }
 }
 
+/** How long to wait for a better offer when every offer so far is from a node with no free slot. */
+const SATURATED_WAIT_MS = 8
+
 /**
  * The offer to claim: of those that arrive in the same I/O turn as the first, the least
  * loaded one, ties broken at random (so a burst of broadcasts spreads over idle nodes).
- * The others are released with one datagram; undefined if none came by `deadline`.
+ * When even the best of them has no free slot, a few more milliseconds may bring an
+ * offer from a node that has one: waiting costs little next to queueing behind a full
+ * node. The others are released with one datagram; undefined if none came by `deadline`.
  */
 async function firstOffer (broadcaster: Offers, txn: string, deadline: number, skip: Set<string>): Promise<Offer | undefined> {
   return await new Promise<Offer | undefined>((resolve) => {
     const candidates: Offer[] = []
     let chosen: Offer | undefined
     let handle: QueryHandle | undefined
+    let waited = false
+    const load = (o: Offer): number => (o.load.running + o.load.queued) / Math.max(1, o.load.concurrency)
     const choose = (): void => {
-      const load = (o: Offer): number => (o.load.running + o.load.queued + (o.load.held ?? 0)) / Math.max(1, o.load.concurrency)
+      if (chosen !== undefined) return
       const best = Math.min(...candidates.map(load))
-      const least = candidates.filter(o => load(o) === best)
+      if (best >= 1 && !waited && Date.now() + SATURATED_WAIT_MS < deadline) {
+        waited = true
+        setTimeout(choose, SATURATED_WAIT_MS).unref()
+        return
+      }
+      // Among the least loaded, the one holding fewest other offers: in a burst those become claims.
+      const atBest = candidates.filter(o => load(o) === best)
+      const fewest = Math.min(...atBest.map(o => o.load.held ?? 0))
+      const least = atBest.filter(o => (o.load.held ?? 0) === fewest)
       chosen = least[Math.floor(Math.random() * least.length)]!
       void broadcaster.releaseAll(txn, chosen.node.id)
       resolve(chosen)
@@ -128,6 +143,7 @@ async function firstOffer (broadcaster: Offers, txn: string, deadline: number, s
       if (chosen !== undefined) return // a late offer: the release already sent covers it
       candidates.push(offer)
       if (candidates.length === 1) setImmediate(choose)
+      else if (waited && load(offer) < 1) choose() // the free slot we waited for
     }, () => { if (chosen === undefined && candidates.length === 0) resolve(undefined) }).then(h => { handle = h; if (chosen !== undefined) h.quiet() })
   })
 }

@@ -160,9 +160,11 @@ export class BroadcastResponder {
     this.stats.offers++
     publish(channels.broadcastOffered, { node: server.identity.id, peer: sender.name, peerId: sender.id, txn, rule: decision.rule, load, concurrency })
     // The least loaded node answers first: a node with free slots at once, a busy one
-    // a little later. (Held offers are not load yet: most are released within a turn.)
-    const busy = now.running + now.queued
-    const delayMs = all || busy < concurrency ? 0 : Math.min(20, Math.round((busy / concurrency) * 4))
+    // a little later. The other offers it holds count as load: in a burst of broadcasts
+    // each one is likely to become a claim, and a node that answered the first queries
+    // at once must let the others answer the rest first.
+    const pending = now.running + now.queued + this.#offers.size - 1
+    const delayMs = all || pending < concurrency ? 0 : Math.min(20, Math.round((pending / concurrency) * 4))
     if (delayMs === 0) this.#sendOffer(offer, rinfo)
     else setTimeout(() => this.#sendOffer(offer, rinfo), delayMs).unref()
   }
