@@ -6,3 +6,8 @@
 // (`evalmesh serve & kill $!`) must be the node itself, not a wrapper that signals miss.
 const { main } = await import('../dist/src/main.js')
 process.exitCode = await main(process.argv.slice(2))
+// The command is over. A handle left open by a library (a terminal stream after a
+// signal, a socket still closing) must not keep the process alive: if the event loop
+// has not drained a second from now, leave anyway. (stdout and stderr are synchronous
+// on Linux for files, pipes and terminals, so nothing written is lost.)
+setTimeout(() => process.exit(), 1000).unref()
