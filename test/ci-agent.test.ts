@@ -7,22 +7,15 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { copyFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Client, type BroadcastConfig } from '@evalmesh/client'
-import { createMeshKey } from '@evalmesh/trust'
 import { parseJob, readRuns, runJob, type CiEvent, type JobSpec, type RunSummary } from '@evalmesh/ci-agent'
-import { ROOT, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
+import { ROOT, newMesh, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
 import { runCiCli, type CliResult } from './support/ci-cli.js'
 
-const mesh = tempDir('evalmesh-ci-mesh-')
-createMeshKey(mesh)
 /** A state dir holding the shared mesh key: nodes and clients made from these trust each other. */
-function meshDir (): string {
-  const d = tempDir()
-  copyFileSync(join(mesh, 'mesh.key'), join(d, 'mesh.key'))
-  return d
-}
+const meshDir = newMesh('evalmesh-ci-mesh-')
 
 const FNS = `
 export async function sleep (ms) {

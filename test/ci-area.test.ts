@@ -10,25 +10,19 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { copyFileSync, cpSync, existsSync, lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Client } from '@evalmesh/client'
 import { listServers } from '@evalmesh/megatest'
-import { createMeshKey } from '@evalmesh/trust'
 import { readRuns, type RunReport, type RunSummary, type TestReport } from '@evalmesh/ci-agent'
-import { ROOT, startNode, tempDir, type TestNode } from './support/node.js'
+import { ROOT, newMesh, startNode, tempDir, type TestNode } from './support/node.js'
 import { runCiCli } from './support/ci-cli.js'
 
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'megatest-area')
 const EZSTEP = join(ROOT, 'apps', 'ci-agent', 'dist', 'src', 'ezstep.js')
 
-const mesh = tempDir('evalmesh-ci-area-mesh-')
-createMeshKey(mesh)
-function meshDir (): string {
-  const d = tempDir()
-  copyFileSync(join(mesh, 'mesh.key'), join(d, 'mesh.key'))
-  return d
-}
+/** A state dir holding the shared mesh key: nodes and clients made from these trust each other. */
+const meshDir = newMesh('evalmesh-ci-area-mesh-')
 
 const cli = runCiCli
 

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { Client, RemoteEvalError } from '@evalmesh/client'
 import { findOrStartAreaServer } from '@evalmesh/ci-agent'
 import { areaSignature, formatServinfoLine, listServers, servinfoDir } from '@evalmesh/megatest'
-import { eventually, localClient, startNode, tempDir, type TestNode } from './support/node.js'
+import { eventually, localClient, newMesh, startNode, tempDir, type TestNode } from './support/node.js'
 import { runCiCli, type CliResult } from './support/ci-cli.js'
 
 const is = (code: string, pattern?: RegExp) => (err: unknown): boolean => {
@@ -177,6 +177,30 @@ describe('busy, read-only, durability', () => {
     } finally {
       c.close()
       await ro.stop()
+    }
+  })
+
+  test('one primary server per area: a second writer stops serving it; a read-only node stays beside the primary', async () => {
+    const dir = tempDir('evalmesh-mt-primary-')
+    const member = newMesh()
+    const first = await startNode(['--area', `ci=${dir}`, '--keys', 'TARGET'], { name: 'first', stateDir: member() })
+    const second = await startNode(['--area', `ci=${dir}`, '--keys', 'TARGET'], { name: 'second', stateDir: member() })
+    const reader = await startNode(['--area', `ci=${dir}`, '--read-only'], { name: 'reader', stateDir: member() })
+    const c = new Client({ stateDir: member() })
+    try {
+      // Both writers register; the later one finds the earlier one heartbeating and steps down.
+      await eventually(() => /Megatest area ci: first \S+ at 127\.0\.0\.1:\d+ started earlier and is its primary server; no longer serving it here/.test(second.output()),
+        'the second writer to step down', 30_000)
+      assert.deepEqual(listServers(dir).map(r => r.port), [first.port], 'only the primary is registered; the reader never is')
+      await assert.rejects(c.remoteApply('megatest.set-var', ['ci', 'x', '1'], second.host), is('UNKNOWN_AREA'))
+      assert.equal(await c.remoteEval('"still here"', second.host), 'still here', 'the node carries on')
+      await c.remoteApply('megatest.set-var', ['ci', 'x', 'two'], first.host)
+      assert.equal(await c.remoteApply('megatest.get-var', ['ci', 'x'], reader.host), 'two', 'the reader reads what the primary wrote')
+      assert.doesNotMatch(reader.output(), /primary server/)
+      assert.deepEqual(listServers(dir).map(r => r.port), [first.port])
+    } finally {
+      c.close()
+      await Promise.all([first.stop(), second.stop(), reader.stop()])
     }
   })
 

@@ -3,11 +3,12 @@
  * integration tests, and stop them by pid.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Client, type ClientInit } from '@evalmesh/client'
+import { createMeshKey } from '@evalmesh/trust'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 export const CLI = join(ROOT, 'apps', 'cli', 'bin', 'evalmesh.js')
@@ -24,6 +25,20 @@ export interface TestNode {
 
 export function tempDir (prefix = 'evalmesh-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/**
+ * A new mesh key, and a maker of state dirs that hold it: nodes and clients made
+ * from these dirs trust each other, each with its own node key.
+ */
+export function newMesh (prefix = 'evalmesh-mesh-'): () => string {
+  const mesh = tempDir(prefix)
+  createMeshKey(mesh)
+  return () => {
+    const d = tempDir()
+    copyFileSync(join(mesh, 'mesh.key'), join(d, 'mesh.key'))
+    return d
+  }
 }
 
 /** Start `evalmesh serve` with extra args; resolves once it prints where it listens. */

@@ -2,7 +2,7 @@ import { networkInterfaces } from 'node:os'
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
-import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService } from '@evalmesh/megatest'
+import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService, type ServerRegistration } from '@evalmesh/megatest'
 import { formatHost } from '@evalmesh/client'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
 import { createNodeLogger, isLogFormat, isLogLevel, startServer, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
@@ -107,16 +107,32 @@ function areasFrom (p: Parsed): AreaInit[] {
 
 /**
  * Megatest's server lifecycle for the areas a node serves: a registration record in
- * each area's .servinfo (touched every 5 s, removed on stop), kill-server stops serving
- * that one area (never the node: docs/SECURITY.md), and --idle-timeout stops the node
- * when no area has been used for that long. Returns what to do when an area is killed.
+ * each area's .servinfo (touched every 5 s, removed on stop), one primary server per
+ * area (a node that finds an earlier, live server registered stops serving the area,
+ * as Megatest's second server exits), kill-server stops serving that one area (never
+ * the node: docs/SECURITY.md), and --idle-timeout stops the node when no area has been
+ * used for that long. Returns what to do when an area is killed.
+ *
+ * A --read-only node neither registers nor takes part in the election: it never writes,
+ * so it may sit beside the primary, and Megatest's clients, which find their server
+ * through .servinfo, must find the one that can write.
  */
 function manageAreas (server: EvalServer, megatest: MegatestService, idleSeconds: number | undefined): (area: string) => void {
   const { host, port } = server.address
-  const beats = megatest.areas().map(a => {
+  const beats: Array<{ area: string, file: string, beat: { stop: () => void } }> = []
+  const stopServing = (area: string): void => {
+    for (const b of beats.filter(x => x.area === area)) { b.beat.stop(); unregisterServer(b.file) }
+  }
+  for (const a of megatest.areas().filter(x => !x.readOnly)) {
     const reg = registerServer(a.dir, { host, port, node: `${server.name} ${server.id}` })
-    return { area: a.name, file: reg.file, beat: startHeartbeat(reg.file) }
-  })
+    const onNotPrimary = (primary: ServerRegistration | undefined): void => {
+      stopServing(a.name)
+      megatest.removeArea(a.name)
+      const who = primary === undefined ? 'another server' : `${primary.node !== '' ? primary.node : `pid ${primary.pid}`} at ${formatHost(primary.host, primary.port)}`
+      server.emit('warning', `Megatest area ${a.name}: ${who} started earlier and is its primary server; no longer serving it here (the node carries on)`)
+    }
+    beats.push({ area: a.name, file: reg.file, beat: startHeartbeat(reg.file, undefined, undefined, { areaDir: a.dir, onNotPrimary }) })
+  }
   let idleTimer: NodeJS.Timeout | undefined
   if (idleSeconds !== undefined) {
     idleTimer = setInterval(() => {
@@ -130,9 +146,7 @@ function manageAreas (server: EvalServer, megatest: MegatestService, idleSeconds
     for (const b of beats) { b.beat.stop(); unregisterServer(b.file) }
     megatest.close()
   })
-  return (area) => {
-    for (const b of beats.filter(x => x.area === area)) { b.beat.stop(); unregisterServer(b.file) }
-  }
+  return stopServing
 }
 
 export const serveOptions: Command['options'] = {
