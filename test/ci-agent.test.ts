@@ -216,7 +216,9 @@ describe('a CI run across several nodes', () => {
     }))
     const rb = await cli(['ci', 'run', bad, '--host', areaNode.host, '--state-dir', clientDir, '--json'])
     assert.equal(rb.code, 1, rb.stdout + rb.stderr)
-    const js = JSON.parse(rb.stdout) as RunSummary
+    const failed = JSON.parse(rb.stdout) as { ok: false, error: { code: string, summary: RunSummary } }
+    assert.equal(failed.error.code, 'RUN_FAILED')
+    const js = failed.error.summary
     assert.equal(`${js.state}/${js.status}`, 'COMPLETED/FAIL')
     assert.equal(js.units[0]!.comment, 'step s1 failed: expected 2 got 3')
 
@@ -229,7 +231,7 @@ describe('a CI run across several nodes', () => {
       assert.match(st.stdout, /compile\/x +COMPLETED +PASS +w\d/)
       assert.match(st.stdout, /s1 \(end\) +PASS/)
       const sj = await cli(['ci', 'status', String(js.runId), '--host', reader.host, '--state-dir', clientDir, '--json'])
-      const rep = JSON.parse(sj.stdout) as { status: string, tests: Array<{ steps: Array<{ comment: string }> }> }
+      const rep = (JSON.parse(sj.stdout) as { value: { status: string, tests: Array<{ steps: Array<{ comment: string }> }> } }).value
       assert.equal(rep.status, 'FAIL')
       assert.equal(rep.tests[0]!.steps[1]!.comment, 'expected 2 got 3')
       const none = await cli(['ci', 'status', 'no-such-run', '--host', reader.host, '--state-dir', clientDir])
@@ -276,7 +278,7 @@ describe('a CI run across several nodes', () => {
       [{ area: 'ci', target: { RELEASE: 'v1' }, runname: 'x', tests: [{ name: 'a b', steps: [{ name: 's', form: '1' }] }] }, /"a b" must be letters/],
       [{ area: 'ci', target: { RELEASE: 'v1' }, runname: 'x', tets: [] }, /unknown field "tets"/]
     ]
-    for (const [job, pattern] of cases) assert.throws(() => parseJob(job), (err: Error & { code?: string }) => err.code === 'BAD_MESSAGE' && pattern.test(err.message))
+    for (const [job, pattern] of cases) assert.throws(() => parseJob(job), (err: Error & { code?: string }) => err.code === 'BAD_JOB' && pattern.test(err.message))
     const notJson = writeFile(dir, 'broken.json', '{ "area": ')
     const r = await cli(['ci', 'run', notJson, '--host', areaNode.host, '--state-dir', clientDir])
     assert.equal(r.code, 1)

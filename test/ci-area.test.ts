@@ -18,6 +18,14 @@ import { readRuns, type RunReport, type RunSummary, type TestReport } from '@eva
 import { ROOT, newMesh, startNode, tempDir, type TestNode } from './support/node.js'
 import { runCiCli } from './support/ci-cli.js'
 
+/** ci run --json's summary: the value of a passed run, the error's summary of one that did not pass. */
+function summaryOf (stdout: string): RunSummary {
+  const j = JSON.parse(stdout) as { ok: true, value: RunSummary } | { ok: false, error: { code: string, summary: RunSummary } }
+  if (j.ok) return j.value
+  assert.equal(j.error.code, 'RUN_FAILED')
+  return j.error.summary
+}
+
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'megatest-area')
 const EZSTEP = join(ROOT, 'apps', 'ci-agent', 'dist', 'src', 'ezstep.js')
 
@@ -36,7 +44,7 @@ describe('a Megatest area run from its own files', () => {
   const run = async (runname: string, ...extra: string[]): Promise<{ code: number | null, summary: RunSummary, stderr: string }> => {
     const r = await cli(['ci', 'run', '--area', areaDir, '--target', 'ubuntu/v1.0', '--runname', runname, '--json', '--state-dir', clientDir, ...extra])
     let summary: RunSummary
-    try { summary = JSON.parse(r.stdout) as RunSummary } catch { throw new Error(`ci run printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`) }
+    try { summary = summaryOf(r.stdout) } catch { throw new Error(`ci run printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`) }
     return { code: r.code, summary, stderr: r.stderr }
   }
   const report = async (runname: string): Promise<RunReport> => {
@@ -182,7 +190,7 @@ describe('a Megatest area run from its own files', () => {
     assert.ok(existsSync(dir), 'the step started')
     areaNode.proc.kill('SIGKILL')
     const out = await r
-    const summary = JSON.parse(out.stdout) as RunSummary
+    const summary = summaryOf(out.stdout)
     assert.notEqual(summary.areaHost, areaNode.host, 'another node serves the area now')
     const [rep] = await readRuns(client, summary.areaHost, 'mt', 'r4')
     const slow = rep!.tests.find(t => t.testname === 'slowpoke')!

@@ -320,7 +320,7 @@ describe('area servers: Megatest\'s connect-and-start', () => {
     // The CLI: a fresh start (our 5 s guard is per process; this is another one).
     const out = await runCli(['area-server', dir, '--state-dir', stateDir, '--idle-timeout', '120', '--json'])
     assert.equal(out.code, 0, out.stderr)
-    const j = JSON.parse(out.stdout) as { host: string, started: boolean, pid: number }
+    const j = (JSON.parse(out.stdout) as { value: { host: string, started: boolean, pid: number } }).value
     started.push(j.pid)
     assert.equal(j.started, true)
     const plain = await runCli(['area-server', dir, '--state-dir', stateDir])

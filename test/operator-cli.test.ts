@@ -150,18 +150,19 @@ test('evalmesh ctl: one command prints the JSON reply; the prompt keeps history;
   try {
     const time = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'time'])
     assert.equal(time.code, 0, time.stderr)
-    assert.equal(typeof JSON.parse(time.stdout).time, 'number')
+    assert.equal(typeof JSON.parse(time.stdout).value.time, 'number')
 
     const txn = await n.client.remoteApply('hold', [], n.host, { wait: false }) as string
-    const tasks = JSON.parse((await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'status', 'tasks'])).stdout)
+    const tasks = JSON.parse((await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'status', 'tasks'])).stdout).value
     assert.deepEqual(tasks.running.map((r: { txn: string }) => r.txn), [txn])
     const abort = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'abort', txn, 'from', 'the', 'ctl'])
-    assert.equal(JSON.parse(abort.stdout).aborted, true)
+    assert.equal(JSON.parse(abort.stdout).value.aborted, true)
     assert.equal(n.server.status('done', txn)[0]?.reason, 'from the ctl')
 
     const bad = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir, 'frobnicate'])
     assert.equal(bad.code, 1)
-    assert.match(JSON.parse(bad.stdout).error, /unknown command "frobnicate"/)
+    assert.deepEqual(JSON.parse(bad.stdout).error.code, 'CONTROL_ERROR')
+    assert.match(JSON.parse(bad.stdout).error.message, /unknown command "frobnicate"/)
 
     // No command: a prompt reading lines (here from a pipe) on one connection.
     const session = await evalmesh(n.dir, ['ctl', '--state-dir', n.dir], 'gag mallory\nbogus\nstatus policy\n')

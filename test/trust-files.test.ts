@@ -80,7 +80,7 @@ test('trust add --operator, list, remove, and the fingerprint in evalmesh key', 
   const fp = line.split('# ')[1]!
   const add = cli(['trust', 'add', line.replace(/ \S+ #.*/, ' bee'), '--operator'], a)
   assert.equal(add.status, 0, add.stderr)
-  const list = JSON.parse(cli(['trust', 'list', '--json'], a).stdout) as { self: { operator: boolean }, keys: Array<{ name: string, fingerprint: string, operator: boolean, added: string }> }
+  const list = JSON.parse(cli(['trust', 'list', '--json'], a).stdout).value as { self: { operator: boolean }, keys: Array<{ name: string, fingerprint: string, operator: boolean, added: string }> }
   assert.equal(list.self.operator, true)
   assert.deepEqual(list.keys.map(k => [k.name, k.fingerprint, k.operator]), [['bee', fp, true]])
   assert.match(list.keys[0]!.added, /^\d{4}-\d\d-\d\dT/)
@@ -88,7 +88,7 @@ test('trust add --operator, list, remove, and the fingerprint in evalmesh key', 
   assert.match(text, /LABEL\s+FINGERPRINT\s+ROLE\s+ADDED/)
   assert.match(text, new RegExp(`bee\\s+${fp.replace(/[+/]/g, '\\$&')}\\s+operator`))
   assert.equal(cli(['trust', 'remove', fp], a).status, 0)
-  assert.deepEqual((JSON.parse(cli(['trust', 'list', '--json'], a).stdout) as { keys: unknown[] }).keys, [])
+  assert.deepEqual((JSON.parse(cli(['trust', 'list', '--json'], a).stdout).value as { keys: unknown[] }).keys, [])
   const again = cli(['trust', 'remove', 'bee'], a)
   assert.equal(again.status, 1)
   assert.match(again.stderr, /no trusted key matches/)
@@ -110,7 +110,7 @@ test('the mesh key rotates under a running node without a refused connection', a
   // On the node: a short window, so the test sees it through (send-from after 3 s, dropped after 6 s).
   const rot = cli(['trust', 'mesh-key', 'rotate', '--window', '6s', '--json'], nodeDir)
   assert.equal(rot.status, 0, rot.stderr)
-  const r = JSON.parse(rot.stdout) as { command: string, sendFrom: string, notAfter: string }
+  const r = JSON.parse(rot.stdout).value as { command: string, sendFrom: string, notAfter: string }
   assert.equal(await evalAs(bDir), 2, 'B has not rotated yet: the node still sends and takes the old key')
   const args = r.command.split(' ').slice(1)
   const onB = cli(args, bDir)
@@ -121,6 +121,6 @@ test('the mesh key rotates under a running node without a refused connection', a
   await new Promise(resolve => setTimeout(resolve, Math.max(0, Date.parse(r.notAfter) - Date.now()) + 300))
   assert.equal(await evalAs(bDir), 2, 'after the window, the new key alone')
   await assert.rejects(evalAs(cDir), 'C never got the new key: once the old is dropped it is a stranger')
-  const states = JSON.parse(cli(['trust', 'mesh-key', 'list', '--json'], nodeDir).stdout) as Array<{ state: string }>
+  const states = JSON.parse(cli(['trust', 'mesh-key', 'list', '--json'], nodeDir).stdout).value as Array<{ state: string }>
   assert.deepEqual(states.map(s => s.state), ['expired', 'sending'])
 })

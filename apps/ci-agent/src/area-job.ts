@@ -1,8 +1,7 @@
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { EvalMeshError } from '@evalmesh/client'
 import { configLookup, configSection, globLikeMatch, readConfig, testPattMatch, type ConfigData } from '@evalmesh/megatest'
-import { findCycle, type JobSpec, type StepSpec, type TestSpec } from './job.js'
+import { JobError, findCycle, type JobSpec, type StepSpec, type TestSpec } from './job.js'
 
 /**
  * A Megatest area's own files as a job: megatest.config ([fields], [setup],
@@ -38,7 +37,7 @@ const DEFAULT_AREA_STEP_TIMEOUT_MS = 3_600_000
 const MODES = new Set(['normal', 'toplevel', 'itemwait', 'itemmatch'])
 
 function bad (why: string): never {
-  throw new EvalMeshError('BAD_MESSAGE', why)
+  throw new JobError('BAD_JOB', why)
 }
 
 /** common:hms-string->seconds: "1h 30m", "90s", "2d"; bare numbers are seconds (Megatest ignores them: 0). */

@@ -126,7 +126,8 @@ function startNode (areaDir: string, area: string, opts: AreaServerOptions, logs
   const args = [
     '--no-node-snapshot', cli, 'serve', '--area', `${area}=${areaDir}`, '--port', '0',
     '--idle-timeout', String(opts.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS),
-    '--state-dir', opts.stateDir, '--name', opts.name ?? `area-${area}`
+    // --temp-name: the state dir is the user's, and so is the name it remembers.
+    '--state-dir', opts.stateDir, '--temp-name', opts.name ?? `area-${area}`
   ]
   // A new area needs its run keys; Megatest's usual single key is the default.
   if (opts.keys !== undefined && opts.keys.length > 0) args.push('--keys', opts.keys.join(','))
@@ -160,6 +161,10 @@ function tail (file: string, lines = 15): string {
  */
 export async function findOrStartAreaServer (areaDir: string, opts: AreaServerOptions): Promise<AreaServer> {
   const dir = resolve(areaDir)
+  // A mistyped path must not quietly become a new, empty area: a new one is asked for with its keys.
+  if (!existsSync(dir) && (opts.keys === undefined || opts.keys.length === 0)) {
+    throw new EvalMeshError('UNKNOWN_AREA', `no Megatest area at ${dir}: no such directory (give its keys, --keys K1,K2, to start a new area there)`)
+  }
   const area = opts.area ?? basename(dir)
   const sig = areaSignature(dir)
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000)

@@ -12,7 +12,7 @@
  * docs/ci-agent.md describes the job file and the outcomes.
  */
 export { findOrStartAreaServer, DEFAULT_IDLE_TIMEOUT_SECONDS, type AreaServer, type AreaServerOptions } from './area-server.js'
-export { parseJob, readJobFile, type JobSpec, type TestSpec, type StepSpec, type WorkAreaSpec } from './job.js'
+export { parseJob, readJobFile, JobError, type JobSpec, type TestSpec, type StepSpec, type WorkAreaSpec } from './job.js'
 export { readAreaJob, itemsOf, hmsToSeconds, type AreaJob, type AreaSelection } from './area-job.js'
 export { createWorkArea, bestDisk, type WorkDirs } from './work-area.js'
 export { ezstep, type EzstepRequest, type EzstepResult } from './ezstep.js'

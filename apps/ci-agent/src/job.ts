@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import { EvalMeshError } from '@evalmesh/client'
 
 /**
  * The run description `evalmesh ci run` reads (docs/ci-agent.md): JSON, validated
@@ -68,8 +67,21 @@ export interface JobSpec {
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/
 
+/**
+ * A job that cannot be read (NO_JOB_FILE) or is not a valid job (BAD_JOB). Not a wire
+ * error: nothing was sent to a node. The CLI prints the code with --json.
+ */
+export class JobError extends Error {
+  override name = 'JobError'
+  readonly code: 'NO_JOB_FILE' | 'BAD_JOB'
+  constructor (code: JobError['code'], message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
 function bad (where: string, why: string): never {
-  throw new EvalMeshError('BAD_MESSAGE', `job ${where}: ${why}`)
+  throw new JobError('BAD_JOB', `job ${where}: ${why}`)
 }
 
 function isObject (v: unknown): v is Record<string, unknown> {
@@ -179,13 +191,13 @@ export function readJobFile (path: string): JobSpec {
   try {
     text = readFileSync(path, 'utf8')
   } catch (err) {
-    throw new EvalMeshError('BAD_MESSAGE', `cannot read job file ${path}: ${(err as Error).message}`)
+    throw new JobError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'NO_JOB_FILE' : 'BAD_JOB', `cannot read job file ${path}: ${(err as Error).message}`)
   }
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch (err) {
-    throw new EvalMeshError('BAD_MESSAGE', `job file ${path} is not JSON: ${(err as Error).message}`)
+    throw new JobError('BAD_JOB', `job file ${path} is not JSON: ${(err as Error).message}`)
   }
   return parseJob(value)
 }

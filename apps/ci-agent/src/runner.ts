@@ -2,7 +2,7 @@ import { userInfo } from 'node:os'
 import { EvalMeshError, RemoteEvalError, type BroadcastConfig, type Client } from '@evalmesh/client'
 import { STATUS_RANK } from '@evalmesh/megatest'
 import { Claimer } from './claim.js'
-import type { JobSpec, StepSpec, TestSpec } from './job.js'
+import { JobError, type JobSpec, type StepSpec, type TestSpec } from './job.js'
 import { bestDisk, createWorkArea, type WorkDirs } from './work-area.js'
 
 /**
@@ -272,7 +272,7 @@ export async function runJob (job: JobSpec, opts: RunJobOptions): Promise<RunSum
   const missing = keys.filter(k => job.target[k] === undefined)
   const extra = Object.keys(job.target).filter(k => !keys.includes(k))
   if (missing.length > 0 || extra.length > 0) {
-    throw new EvalMeshError('BAD_MESSAGE', `job target does not match area ${area}'s keys (${keys.join(', ')}):${missing.length > 0 ? ` missing ${missing.join(', ')}` : ''}${extra.length > 0 ? ` unknown ${extra.join(', ')}` : ''}`)
+    throw new JobError('BAD_JOB', `job target does not match area ${area}'s keys (${keys.join(', ')}):${missing.length > 0 ? ` missing ${missing.join(', ')}` : ''}${extra.length > 0 ? ` unknown ${extra.join(', ')}` : ''}`)
   }
   const target = keys.map(k => job.target[k]).join('/')
   const user = job.user ?? currentUser()

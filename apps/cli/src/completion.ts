@@ -88,11 +88,15 @@ compdef _evalmesh evalmesh
 
 /** `evalmesh completion bash|zsh`: print the script; exit 2 for another shell. */
 export function completion (args: string[], commands: Command[]): number {
-  const shell = args[0]
+  const json = args.includes('--json')
+  const shell = args.filter(a => a !== '--json')[0]
   if (shell === 'bash' || shell === 'zsh') {
-    process.stdout.write((shell === 'bash' ? bash : zsh)(tableOf(commands)))
+    const script = (shell === 'bash' ? bash : zsh)(tableOf(commands))
+    if (json) console.log(JSON.stringify({ ok: true, value: { shell, script } }))
+    else process.stdout.write(script)
     return 0
   }
+  if (json) console.log(JSON.stringify({ ok: false, error: { code: 'USAGE', message: 'give bash or zsh' } }))
   console.error(`evalmesh completion: give bash or zsh${shell !== undefined ? `, not "${shell.replace(/[^\w.-]/g, '?')}"` : ''}\n\n${COMPLETION_USAGE}`)
   return 2
 }

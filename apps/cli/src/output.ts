@@ -77,7 +77,9 @@ export function errorJson (err: unknown): string {
     return toJson({ ok: false, error: { code: err.code, wire: err.wire, name: err.remoteName, message: err.message, stack: err.remoteStack, data: err.data } })
   }
   if (err instanceof EvalMeshError) return toJson({ ok: false, error: { code: err.code, wire: err.wire, name: err.name, message: err.message, data: err.data } })
-  return toJson({ ok: false, error: { code: 'ERROR', name: (err as Error).name ?? 'Error', message: (err as Error).message ?? String(err) } })
+  // Other errors that carry a code of their own (JobError's BAD_JOB, a system error's ENOENT) keep it.
+  const code = (err as { code?: unknown }).code
+  return toJson({ ok: false, error: { code: typeof code === 'string' ? code : 'ERROR', name: (err as Error).name ?? 'Error', message: (err as Error).message ?? String(err) } })
 }
 
 /** An error as a person should read it: the remote error with its remote stack. */

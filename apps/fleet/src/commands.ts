@@ -86,14 +86,17 @@ export async function fleetMain (argv: readonly string[], io: FleetIo = stdio): 
   const stateDir = v['state-dir'] ?? defaultStateDir()
   const dbPath = resolve(v.db ?? join(stateDir, 'fleet.db'))
   const create = command === 'load' || command === 'commit'
+  const json = v.json === true
   if (!create && !existsSync(dbPath)) {
-    io.err(`evalmesh fleet ${command}: no fleet database at ${dbPath} (evalmesh fleet load FILE makes one; --db names another)`)
+    const message = `no fleet database at ${dbPath} (evalmesh fleet load FILE makes one; --db names another)`
+    if (json) io.out(jsonError('NO_FLEET_DB', message))
+    io.err(`evalmesh fleet ${command}: ${message}`)
     return 1
   }
   let db: ConfigDb | undefined
   try {
     db = new ConfigDb(dbPath, { create })
-    const ctx: Ctx = { db, io, json: v.json === true, values: v, rest, command }
+    const ctx: Ctx = { db, io, json, values: v, rest, command }
     const handler = HANDLERS[command]
     if (handler === undefined) throw new FleetUsageError(`unknown command "${command}"`)
     const entry = db.log(command, [...argv])
@@ -101,14 +104,36 @@ export async function fleetMain (argv: readonly string[], io: FleetIo = stdio): 
     return await handler(ctx)
   } catch (err) {
     if (err instanceof FleetUsageError) {
+      if (json) io.out(jsonError('USAGE', err.message))
       io.err(`evalmesh fleet ${command}: ${err.message}\n\n${FLEET_USAGE}`)
       return 2
     }
+    if (json) io.out(jsonError('FLEET_ERROR', (err as Error).message))
     io.err(`evalmesh fleet ${command}: ${(err as Error).message}`)
     return 1
   } finally {
     db?.close()
   }
+}
+
+/**
+ * --json's one shape, as every evalmesh command prints it (README "Output for scripts"):
+ * {ok: true, value} on success, {ok: false, error: {code, message, ...}} on failure,
+ * and the exit status is 0 exactly when ok is true.
+ */
+function jsonOk (value: unknown): string {
+  return JSON.stringify({ ok: true, value })
+}
+
+function jsonError (code: string, message: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ ok: false, error: { code, message, ...extra } })
+}
+
+/** Per-node results of start, stop or reload: an error if any node failed, naming them, with every result. */
+function jsonResults (results: Array<Record<string, unknown>>, failed: number): string {
+  if (failed === 0) return jsonOk(results)
+  const names = results.filter(r => r.error !== undefined).map(r => String(r.name))
+  return jsonError('NODES_FAILED', `${failed} of ${results.length} node(s) failed: ${names.join(', ')}`, { results })
 }
 
 interface Ctx {
@@ -170,7 +195,7 @@ const HANDLERS: Record<string, Handler> = {
     ctx.db.load(config, path)
     void new RunDir(config.runDir)
     ctx.db.note(ctx.logId!, `loaded ${config.nodes.length} node(s) from ${path}`)
-    if (ctx.json) ctx.io.out(JSON.stringify({ ok: true, db: ctx.db.path, file: path, nodes: config.nodes.map(n => ({ name: n.name, uuid: n.uuid })) }))
+    if (ctx.json) ctx.io.out(jsonOk({ db: ctx.db.path, file: path, nodes: config.nodes.map(n => ({ name: n.name, uuid: n.uuid })) }))
     else ctx.io.out(`loaded ${config.nodes.length} node(s) from ${path} into ${ctx.db.path}: ${config.nodes.map(n => n.name).join(', ')}`)
     return 0
   },
@@ -178,7 +203,7 @@ const HANDLERS: Record<string, Handler> = {
   async config (ctx) {
     const meta = ctx.db.metaAll()
     const servers = ctx.db.servers()
-    if (ctx.json) { ctx.io.out(JSON.stringify({ db: ctx.db.path, ...meta, servers })); return 0 }
+    if (ctx.json) { ctx.io.out(jsonOk({ db: ctx.db.path, ...meta, servers })); return 0 }
     const lines = [`database: ${ctx.db.path}`, ...Object.entries(meta).map(([k, val]) => `${k}: ${val}`), '']
     for (const s of servers) {
       lines.push(`[${s.name}]`)
@@ -190,14 +215,14 @@ const HANDLERS: Record<string, Handler> = {
 
   async servers (ctx) {
     const servers = ctx.db.servers()
-    if (ctx.json) { ctx.io.out(JSON.stringify(servers.map(s => ({ name: s.name, uuid: s.uuid, address: `${s.listen}:${s.port}`, stateDir: s.stateDir, after: s.after })))); return 0 }
+    if (ctx.json) { ctx.io.out(jsonOk(servers.map(s => ({ name: s.name, uuid: s.uuid, address: `${s.listen}:${s.port}`, stateDir: s.stateDir, after: s.after })))); return 0 }
     ctx.io.out(table(['NAME', 'UUID', 'ADDRESS', 'AFTER', 'STATE-DIR'], servers.map(s => [s.name, s.uuid, `${s.listen}:${s.port}`, s.after.join(',') || '-', s.stateDir])))
     return 0
   },
 
   async log (ctx) {
     const entries = ctx.db.entries(number(ctx.values.limit, '--limit'))
-    if (ctx.json) { ctx.io.out(JSON.stringify(entries)); return 0 }
+    if (ctx.json) { ctx.io.out(jsonOk(entries)); return 0 }
     ctx.io.out(entries.map(e => `${String(e.id).padStart(4)} ${e.at} ${e.user}@${e.host} fleet ${e.args.map(quote).join(' ')}${e.message !== null ? `  # ${e.message}` : ''}`).join('\n'))
     return 0
   },
@@ -206,7 +231,7 @@ const HANDLERS: Record<string, Handler> = {
     const message = ctx.values.message ?? (ctx.rest.length > 0 ? ctx.rest.join(' ') : undefined)
     if (message === undefined || message.trim() === '') throw new FleetUsageError('commit needs -m MESSAGE')
     ctx.db.note(ctx.logId!, message)
-    if (ctx.json) ctx.io.out(JSON.stringify({ ok: true, id: ctx.logId }))
+    if (ctx.json) ctx.io.out(jsonOk({ id: ctx.logId }))
     else ctx.io.out(`committed #${ctx.logId}: ${message}`)
     return 0
   },
@@ -239,7 +264,7 @@ const HANDLERS: Record<string, Handler> = {
         run.release(spec.name)
       }
     }
-    if (ctx.json) ctx.io.out(JSON.stringify(results))
+    if (ctx.json) ctx.io.out(jsonResults(results, failed))
     ctx.db.note(ctx.logId!, results.map(r => `${String(r.name)} ${r.error !== undefined ? 'failed' : `pid ${String(r.pid)}`}`).join(', '))
     return failed > 0 ? 1 : 0
   },
@@ -268,7 +293,7 @@ const HANDLERS: Record<string, Handler> = {
       results.push({ name: spec.name, pid, how })
       if (!ctx.json) ctx.io.out(`${spec.name}: ${how} (pid ${pid})`)
     }
-    if (ctx.json) ctx.io.out(JSON.stringify(results))
+    if (ctx.json) ctx.io.out(jsonOk(results))
     ctx.db.note(ctx.logId!, results.map(r => `${String(r.name)} ${String(r.how ?? 'not running')}`).join(', '))
     return 0
   },
@@ -330,7 +355,7 @@ const HANDLERS: Record<string, Handler> = {
         ctx.io.err(`${wanted.name}: ${(err as Error).message}`)
       }
     }
-    if (ctx.json) ctx.io.out(JSON.stringify(results))
+    if (ctx.json) ctx.io.out(jsonResults(results, failed))
     ctx.db.note(ctx.logId!, results.map(r => `${String(r.name)} ${r.error !== undefined ? 'failed' : r.restarted === true ? 'restarted' : r.running === false ? 'not running' : 'live'}`).join(', '))
     return failed > 0 ? 1 : 0
   },
@@ -361,7 +386,7 @@ const HANDLERS: Record<string, Handler> = {
       if (error !== undefined) row.error = error
       rows.push(row)
     }
-    if (ctx.json) { ctx.io.out(JSON.stringify(rows)); return 0 }
+    if (ctx.json) { ctx.io.out(jsonOk(rows)); return 0 }
     ctx.io.out(table(['NAME', 'STATUS', 'PID', 'UPTIME', 'RESTARTS', 'ADDRESS', 'LOAD'], rows.map(r => [
       r.name, r.status, r.pid === null ? '-' : String(r.pid), r.uptimeSeconds === null ? '-' : duration(r.uptimeSeconds), String(r.restarts), r.address,
       r.load !== null ? `running ${r.load.running}, queued ${r.load.input}, done ${r.load.done}` : r.error ?? r.reason ?? '-'

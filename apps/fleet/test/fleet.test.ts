@@ -99,7 +99,9 @@ function makeFleet (): Fleet {
     json: async (...args) => {
       const r = await fleet(...args, '--json')
       assert.equal(r.code, 0, `fleet ${args.join(' ')}: ${r.stderr}`)
-      return JSON.parse(r.stdout)
+      const out = JSON.parse(r.stdout) as { ok: boolean, value: any }
+      assert.equal(out.ok, true, r.stdout)
+      return out.value
     },
     write: (c) => writeFileSync(config, JSON.stringify(c, null, 2)),
     cleanup: async () => {

@@ -37,6 +37,8 @@ export interface ServerInit {
   stateDir?: string
   /** Node name (default: remembered in the state dir, else the host name). */
   name?: string
+  /** Remember `name` in the state dir for later runs (default true). */
+  rememberName?: boolean
   /** Listen address; default 127.0.0.1 (loopback only). */
   host?: string
   /** TCP port; default 6680; 0 picks a free one. */
@@ -1113,6 +1115,7 @@ export async function startServer (init: ServerInit = {}): Promise<EvalServer> {
   const stateDir = init.stateDir ?? defaultStateDir()
   const identityOptions: Parameters<typeof loadIdentity>[1] = { create: true }
   if (init.name !== undefined) identityOptions.name = init.name
+  if (init.rememberName === false) identityOptions.remember = false
   const identity = init.identity ?? loadIdentity(stateDir, identityOptions)
   const restarts = init.restarts ?? restartsFromEnv()
   const server = new EvalServer(restarts === undefined ? init : { ...init, restarts }, identity, stateDir)

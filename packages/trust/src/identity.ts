@@ -62,8 +62,10 @@ export function writePrivateFile (path: string, data: string | Uint8Array): void
 export interface LoadIdentityOptions {
   /** Create the key (and the directory) when missing. Servers create; clients usually do too. */
   create?: boolean
-  /** Override and remember the node name. */
+  /** Override the node name (and remember it in the state dir, unless `remember` is false). */
   name?: string
+  /** Remember `name` for later runs (default true). */
+  remember?: boolean
 }
 
 /**
@@ -90,7 +92,7 @@ export function loadIdentity (stateDir: string, options: LoadIdentityOptions = {
   }
   let name = options.name !== undefined ? sanitizeName(options.name) : undefined
   if (name !== undefined && name !== '') {
-    if (existsSync(stateDir)) writePrivateFile(namePath, name + '\n')
+    if (existsSync(stateDir) && options.remember !== false) writePrivateFile(namePath, name + '\n')
   } else {
     name = existsSync(namePath) ? sanitizeName(readFileSync(namePath, 'utf8').trim()) : defaultNodeName()
   }

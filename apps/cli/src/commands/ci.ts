@@ -4,7 +4,8 @@ import type { BroadcastConfig, Client } from '@evalmesh/client'
 import { printable } from '@evalmesh/protocol'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { broadcastConfigFor, clientFor, localNodeOf, stateDirOf } from '../context.js'
-import { table, toJson } from '../output.js'
+import { jsonOk, table, toJson } from '../output.js'
+import { INTERRUPTED_EXIT } from '../interrupt.js'
 
 /**
  * `evalmesh ci run|status` (the CI agent) and `evalmesh area-server` (Megatest's
@@ -213,8 +214,12 @@ async function ciRun (p: Parsed, jobFile: string | undefined): Promise<number> {
     } finally {
       printer?.done()
     }
-    if (json) console.log(toJson({ ok: true, ...summary }))
+    // A run whose tests did not all pass is ok: false (the exit status is 1), with the whole summary.
+    if (json && summary.passed) console.log(jsonOk(summary))
+    else if (json) console.log(toJson({ ok: false, error: { code: 'RUN_FAILED', message: `run ${summary.runname}: ${summary.state}/${summary.status}`, summary } }))
     else printSummary(summary)
+    // Stopped by Ctrl-C: the steps were aborted and recorded; the shell's status for it.
+    if (controller.signal.aborted) return INTERRUPTED_EXIT
     return summary.passed ? 0 : 1
   } finally {
     process.off('SIGINT', onSigint)
@@ -229,7 +234,7 @@ async function ciStatus (p: Parsed, run: string | undefined): Promise<number> {
     const target = await areaTargetOf(p, client, str(p, 'area-name'))
     const area = await areaNameOn(client, target.host, target.area)
     const reports = await readRuns(client, target.host, area, run)
-    if (p.values.json === true) console.log(toJson(reports.length === 1 ? reports[0] : reports))
+    if (p.values.json === true) console.log(jsonOk(reports.length === 1 ? reports[0] : reports))
     else reports.forEach((r, i) => { if (i > 0) console.log(''); printRun(r) })
     return 0
   } finally {
@@ -326,7 +331,7 @@ export const areaServerCmd: Command = {
     if (p.values.verbose === true) opts.onEvent = (m) => console.error(printable(m, 2000))
     const found = await findOrStartAreaServer(dir, opts)
     if (p.values.json === true) {
-      console.log(toJson({ ok: true, host: found.host, area: found.area, started: found.started, pid: found.registration.pid, node: found.registration.node, log: found.log ?? null }))
+      console.log(jsonOk({ host: found.host, area: found.area, started: found.started, pid: found.registration.pid, node: found.registration.node, log: found.log ?? null }))
     } else {
       console.log(printable(found.host, 200))
       if (found.started) console.error(`started node pid ${found.registration.pid} for area ${pr(found.area, 100)} (log ${pr(found.log ?? '-')})`)

@@ -4,7 +4,7 @@ import {
 } from '@evalmesh/trust'
 import { printable } from '@evalmesh/protocol'
 import { UsageError, str, type Command, type Parsed } from '../args.js'
-import { table } from '../output.js'
+import { jsonOk, table } from '../output.js'
 import { stateDirOf } from '../context.js'
 
 export const keyCmd: Command = {
@@ -20,7 +20,7 @@ export const keyCmd: Command = {
     const id = loadIdentity(stateDirOf(p), { create: true })
     const fp = fingerprint(id.publicKey)
     console.log(p.values.json === true
-      ? JSON.stringify({ id: id.id, name: id.name, key: Buffer.from(id.publicKey).toString('base64'), fingerprint: fp })
+      ? jsonOk({ id: id.id, name: id.name, key: Buffer.from(id.publicKey).toString('base64'), fingerprint: fp })
       : `${trustLine(id)} # ${fp}`)
     return 0
   }
@@ -58,7 +58,7 @@ function trustList (p: Parsed, dir: string): number {
   const self = loadIdentity(dir, { create: true })
   const keys = listTrustedKeys(dir)
   if (p.values.json === true) {
-    console.log(JSON.stringify({
+    console.log(jsonOk({
       self: { name: self.name, id: self.id, fingerprint: fingerprint(self.publicKey), operator: true },
       keys: keys.map(keyJson),
       meshKeys: listMeshKeys(dir).map(k => ({ fingerprint: k.fingerprint, state: k.state, sendFrom: k.sendFrom === undefined ? null : iso(k.sendFrom), notAfter: k.notAfter === undefined ? null : iso(k.notAfter) }))
@@ -81,15 +81,19 @@ function meshTable (mesh: ReturnType<typeof listMeshKeys>): string {
 
 function meshKey (p: Parsed, dir: string, action: string | undefined, arg: string | undefined): number {
   switch (action) {
-    case 'create': console.log(createMeshKey(dir)); return 0
+    case 'create': {
+      const key = createMeshKey(dir)
+      console.log(p.values.json === true ? jsonOk({ key }) : key)
+      return 0
+    }
     case 'import':
       if (arg === undefined) throw new UsageError('trust mesh-key import <base64 key>')
       importMeshKey(dir, arg)
-      console.log('mesh key installed (it replaces any other at once; trust mesh-key rotate changes it without downtime)')
+      console.log(p.values.json === true ? jsonOk({ installed: true }) : 'mesh key installed (it replaces any other at once; trust mesh-key rotate changes it without downtime)')
       return 0
     case 'list': case undefined: {
       const mesh = listMeshKeys(dir)
-      if (p.values.json === true) console.log(JSON.stringify(mesh.map(k => ({ fingerprint: k.fingerprint, state: k.state, sendFrom: k.sendFrom === undefined ? null : iso(k.sendFrom), notAfter: k.notAfter === undefined ? null : iso(k.notAfter) }))))
+      if (p.values.json === true) console.log(jsonOk(mesh.map(k => ({ fingerprint: k.fingerprint, state: k.state, sendFrom: k.sendFrom === undefined ? null : iso(k.sendFrom), notAfter: k.notAfter === undefined ? null : iso(k.notAfter) }))))
       else console.log(mesh.length === 0 ? '(no mesh key)' : meshTable(mesh))
       return 0
     }
@@ -101,7 +105,7 @@ function meshKey (p: Parsed, dir: string, action: string | undefined, arg: strin
       const notAfter = time(p, 'not-after'); if (notAfter !== undefined) opts.notAfter = notAfter
       const r = rotateMeshKey(dir, opts)
       if (p.values.json === true) {
-        console.log(JSON.stringify({ key: r.key, fingerprint: r.fingerprint, sendFrom: iso(r.sendFrom), notAfter: iso(r.notAfter), command: r.command }))
+        console.log(jsonOk({ key: r.key, fingerprint: r.fingerprint, sendFrom: iso(r.sendFrom), notAfter: iso(r.notAfter), command: r.command }))
         return 0
       }
       console.log([
@@ -115,7 +119,8 @@ function meshKey (p: Parsed, dir: string, action: string | undefined, arg: strin
     }
     case 'retire': {
       const dropped = retireMeshKeys(dir)
-      console.log(dropped.length === 0 ? 'only one mesh key: nothing to retire' : `dropped ${dropped.join(', ')}; the newest mesh key is the only one now`)
+      if (p.values.json === true) console.log(jsonOk({ dropped }))
+      else console.log(dropped.length === 0 ? 'only one mesh key: nothing to retire' : `dropped ${dropped.join(', ')}; the newest mesh key is the only one now`)
       return 0
     }
     default:
@@ -160,14 +165,14 @@ evalmesh trust mesh-key retire                      end a rotation now: keep onl
         const opts: Parameters<typeof addTrustedKey>[2] = {}
         if (typeof p.values.operator === 'boolean') opts.operator = p.values.operator
         const k = addTrustedKey(dir, [arg, ...rest].join(' '), opts)
-        if (p.values.json === true) { console.log(JSON.stringify({ change: k.change, ...keyJson(k) })); return 0 }
+        if (p.values.json === true) { console.log(jsonOk({ change: k.change, ...keyJson(k) })); return 0 }
         console.log(`${k.change === 'added' ? 'trusted' : k.change === 'updated' ? 'updated' : 'already trusted:'} ${describeKey(k)}`)
         return 0
       }
       case 'remove': {
         if (arg === undefined) throw new UsageError('trust remove <label | fingerprint | node id>')
         const removed = removeTrustedKey(dir, arg)
-        if (p.values.json === true) { console.log(JSON.stringify(removed.map(keyJson))); return 0 }
+        if (p.values.json === true) { console.log(jsonOk(removed.map(keyJson))); return 0 }
         for (const k of removed) console.log(`no longer trusted: ${describeKey(k)} (open connections keep going until they close)`)
         return 0
       }

@@ -238,8 +238,16 @@ export const ctlCmd: Command = {
           const { ok: _ok, ...rest } = reply
           reply = { ok: false, error: { code: rest.state === 'none' ? 'NO_SUCH_TXN' : 'NOT_ABORTED', message: `${String(words[1])} not aborted (${String(rest.reason)})` }, ...rest }
         }
-        console.log(safeJson(JSON.stringify(reply)))
-        return reply.ok === true ? 0 : 1
+        // One command prints --json's one shape: the control port's reply fields as the
+        // value, and its text errors with a code. (The prompt shows the replies as they come.)
+        if (reply.ok === true) {
+          const { ok: _ok, ...value } = reply
+          console.log(jsonOk(value))
+          return 0
+        }
+        const error = typeof reply.error === 'string' ? { code: reply.needsRestart === true ? 'NEEDS_RESTART' : 'CONTROL_ERROR', message: reply.error } : reply.error
+        console.log(safeJson(JSON.stringify({ ...reply, error })))
+        return 1
       }
       return await interactive(session, path, join(stateDir, 'ctl_history'))
     } finally {

@@ -35,6 +35,12 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const ttl = int(p, 'discovery-ttl'); if (ttl !== undefined) init.discoveryTtl = ttl
 
   const name = str(p, 'name'); if (name !== undefined) init.name = name
+  const tempName = str(p, 'temp-name')
+  if (tempName !== undefined) {
+    if (name !== undefined) throw new UsageError('give --name (remembered) or --temp-name (this run only), not both')
+    init.name = tempName
+    init.rememberName = false
+  }
   const minutes = int(p, 'minutes'); if (minutes !== undefined) init.minutes = minutes
   const fns = str(p, 'functions'); if (fns !== undefined) init.functionsModule = fns
   const purge = int(p, 'purge-seconds'); if (purge !== undefined) init.purgeSeconds = purge
@@ -96,6 +102,8 @@ function areasFrom (p: Parsed): AreaInit[] {
   return specs.map(spec => {
     const eq = spec.indexOf('=')
     const dir = resolve(eq < 0 ? spec : spec.slice(eq + 1))
+    // A mistyped path must not quietly become a new, empty area: a new one is asked for with its keys.
+    if (keys === undefined && !existsSync(dir)) throw new UsageError(`--area ${spec}: no such directory ${dir} (give --keys K1,K2 to start a new area there)`)
     const area: AreaInit = { name: eq < 0 ? basename(dir) : spec.slice(0, eq), dir }
     if (p.values['read-only'] === true) area.readOnly = true
     // A new area needs its run keys; Megatest's usual single key is TARGET.
@@ -151,6 +159,7 @@ function manageAreas (server: EvalServer, megatest: MegatestService, idleSeconds
 
 export const serveOptions: Command['options'] = {
   name: { type: 'string' },
+  'temp-name': { type: 'string' },
   listen: { type: 'string' },
   lan: { type: 'boolean' },
   'discovery-ttl': { type: 'string' },
@@ -307,6 +316,7 @@ export const serve: Command = {
                 [--log-level debug|info|warn|error] [--log-format text|json] [--log-file PATH]
 
   --name N           node name (default: the host name; remembered in the state dir)
+  --temp-name N      a node name for this run only: the state dir's name is left alone
   --listen ADDR      address to listen on (default 127.0.0.1: loopback only). A LAN
                      address joins that LAN: broadcasts, mDNS advertise and browse
   --lan              join the LAN of the first non-loopback interface (or of --listen)
