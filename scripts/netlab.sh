@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # netlab: a simulated LAN made of network namespaces, for multi-node tests (root only).
 #
-#   netlab.sh up N [--prefix P]      hub namespace P-hub holding bridge br0, and hosts P1..PN
+#   netlab.sh up N [--prefix P] [--ipv6]  hub namespace P-hub holding bridge br0, and hosts P1..PN
 #   netlab.sh down [--prefix P]      stop what still runs in them, delete them (idempotent)
 #   netlab.sh exec HOST cmd...       run cmd inside host HOST (P3, or just 3)
 #   netlab.sh list [--prefix P]      print "name address" for each host
@@ -17,6 +17,11 @@
 # from a test can never reach the machine's own interfaces. Each host has lo up (and
 # multicast-capable) and a 224.0.0.0/4 route on lan0, which mDNS needs. Addresses come
 # from 198.18.0.0/15 (the benchmarking range): host i gets 198.18.(i/256).(i%256).
+#
+# With --ipv6 the LAN is IPv6 only: no IPv4 address at all, host i gets 2001:db8::<i in
+# hex>/64 (the documentation range) besides its link-local fe80:: address, and duplicate
+# address detection is off so both are usable at once (nothing else is on this link).
+# IPv6 needs no multicast route: the kernel has ff00::/8 on every interface.
 set -Eeuo pipefail
 
 prog=$(basename "$0")
@@ -25,8 +30,10 @@ say () { [ -n "${NETLAB_QUIET:-}" ] || printf '[netlab] %s\n' "$*" >&2; }
 
 PREFIX=${NETLAB_PREFIX:-emlab}
 MAX_HOSTS=1000
+IPV6=""
 
 host_addr () { local i=$1; printf '198.18.%d.%d' $((i / 256)) $((i % 256)); }
+host_addr6 () { local i=$1; printf '2001:db8::%x' "$i"; }
 
 check_prefix () {
   # Namespace names become paths under /run/netns, and down deletes by pattern: keep
@@ -73,12 +80,23 @@ cmd_up () {
     ip -n "$hub" link set "h$i" master br0 up
     ip -n "$ns" link set lo up
     ip -n "$ns" link set lo multicast on
-    ip -n "$ns" addr add "$addr/15" dev lan0
-    ip -n "$ns" link set lan0 up
-    ip -n "$ns" route add 224.0.0.0/4 dev lan0
+    if [ -n "$IPV6" ]; then
+      # Before lan0 comes up, so that its link-local address skips DAD too.
+      ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.lan0.accept_dad=0
+      ip -n "$ns" addr add "$(host_addr6 "$i")/64" dev lan0 nodad
+      ip -n "$ns" link set lan0 up
+    else
+      ip -n "$ns" addr add "$addr/15" dev lan0
+      ip -n "$ns" link set lan0 up
+      ip -n "$ns" route add 224.0.0.0/4 dev lan0
+    fi
   done
   trap - ERR
-  say "up: $n hosts ${PREFIX}1..${PREFIX}$n on bridge br0 in $hub, 198.18.0.1-$(host_addr "$n")/15"
+  if [ -n "$IPV6" ]; then
+    say "up: $n hosts ${PREFIX}1..${PREFIX}$n on bridge br0 in $hub, IPv6 only, 2001:db8::1-$(host_addr6 "$n")/64"
+  else
+    say "up: $n hosts ${PREFIX}1..${PREFIX}$n on bridge br0 in $hub, 198.18.0.1-$(host_addr "$n")/15"
+  fi
 }
 
 cmd_down () {
@@ -118,10 +136,10 @@ cmd_exec () {
 }
 
 cmd_list () {
-  local ns i
+  local ns
+  # The address lan0 has (IPv4, or the global IPv6 one of an --ipv6 lab).
   for ns in $(lab_namespaces | grep -v -- '-hub$' | sort -V); do
-    i=${ns#"$PREFIX"}
-    printf '%s %s\n' "$ns" "$(host_addr "$i")"
+    printf '%s %s\n' "$ns" "$(ip -n "$ns" -o addr show dev lan0 scope global | awk '{split($4, a, "/"); print a[1]; exit}')"
   done
 }
 
@@ -138,6 +156,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift 2 ;;
     --prefix=*) PREFIX=${1#--prefix=}; shift ;;
+    --ipv6) IPV6=1; shift ;;
     --) shift; args+=("$@"); break ;;
     *) if [ -z "$sub" ]; then sub=$1; shift; continue; fi
        args+=("$1"); shift

@@ -215,8 +215,8 @@ const HANDLERS: Record<string, Handler> = {
 
   async servers (ctx) {
     const servers = ctx.db.servers()
-    if (ctx.json) { ctx.io.out(jsonOk(servers.map(s => ({ name: s.name, uuid: s.uuid, address: `${s.listen}:${s.port}`, stateDir: s.stateDir, after: s.after })))); return 0 }
-    ctx.io.out(table(['NAME', 'UUID', 'ADDRESS', 'AFTER', 'STATE-DIR'], servers.map(s => [s.name, s.uuid, `${s.listen}:${s.port}`, s.after.join(',') || '-', s.stateDir])))
+    if (ctx.json) { ctx.io.out(jsonOk(servers.map(s => ({ name: s.name, uuid: s.uuid, address: addressOf(s), stateDir: s.stateDir, after: s.after })))); return 0 }
+    ctx.io.out(table(['NAME', 'UUID', 'ADDRESS', 'AFTER', 'STATE-DIR'], servers.map(s => [s.name, s.uuid, addressOf(s), s.after.join(',') || '-', s.stateDir])))
     return 0
   },
 
@@ -254,8 +254,8 @@ const HANDLERS: Record<string, Handler> = {
       try {
         const started = await startNode(spec, run, { timeoutMs, fleet: ctx.db.servers() })
         started.child.unref()
-        results.push({ name: spec.name, pid: started.pid, address: `${spec.listen}:${spec.port}` })
-        if (!ctx.json) ctx.io.out(`${spec.name}: started, pid ${started.pid} on ${spec.listen}:${spec.port} (log ${spec.log})`)
+        results.push({ name: spec.name, pid: started.pid, address: addressOf(spec) })
+        if (!ctx.json) ctx.io.out(`${spec.name}: started, pid ${started.pid} on ${addressOf(spec)} (log ${spec.log})`)
       } catch (err) {
         failed++
         results.push({ name: spec.name, error: (err as Error).message })
@@ -338,7 +338,7 @@ const HANDLERS: Record<string, Handler> = {
             const started = await startNode(wanted, run, { fleet: ctx.db.servers() })
             started.child.unref()
             results.push({ name: wanted.name, restarted: true, changed: plan.restart, pid: started.pid, old: { pid, how } })
-            if (!ctx.json) ctx.io.out(`${wanted.name}: ${plan.restart.join(', ')} changed: drained and restarted (old pid ${pid} ${how}; new pid ${started.pid} on ${wanted.listen}:${wanted.port})`)
+            if (!ctx.json) ctx.io.out(`${wanted.name}: ${plan.restart.join(', ')} changed: drained and restarted (old pid ${pid} ${how}; new pid ${started.pid} on ${addressOf(wanted)})`)
           } finally {
             run.release(wanted.name)
           }
@@ -379,7 +379,7 @@ const HANDLERS: Record<string, Handler> = {
         pid,
         uptimeSeconds: load?.uptimeSeconds ?? (pid !== null && state?.startedAt != null ? Math.round((Date.now() - state.startedAt) / 1000) : null),
         restarts: load?.restarts ?? state?.restarts ?? 0,
-        address: `${spec.listen}:${spec.port}`,
+        address: addressOf(spec),
         load,
         reason: status === 'running' ? null : state?.reason ?? null
       }

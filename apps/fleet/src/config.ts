@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { basename, dirname, isAbsolute, resolve } from 'node:path'
+import { formatHost } from '@evalmesh/client'
 import { parseTrustedKeys } from '@evalmesh/trust'
 
 /**
@@ -212,7 +213,7 @@ export function parseConfig (text: string, file: string, known: ReadonlyMap<stri
 function checkFleet (nodes: NodeSpec[]): void {
   const seen = new Map<string, string>()
   for (const n of nodes) {
-    for (const [k, v] of [['name', n.name], ['uuid', n.uuid], ['state dir', n.stateDir], ['address', `${n.listen}:${n.port}`]] as const) {
+    for (const [k, v] of [['name', n.name], ['uuid', n.uuid], ['state dir', n.stateDir], ['address', formatHost(n.listen, n.port)]] as const) {
       const key = `${k} ${v}`
       if (seen.has(key)) throw new ConfigError(`nodes ${seen.get(key)} and ${n.name} have the same ${k} (${v})`)
       seen.set(key, n.name)

@@ -4,7 +4,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { createConnection } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Client } from '@evalmesh/client'
+import { Client, formatHost } from '@evalmesh/client'
 import { addTrustedKey, loadIdentity } from '@evalmesh/trust'
 import { serveArgs, type NodeSpec } from './config.js'
 import { checkPid, processGone, type RunDir } from './run-dir.js'
@@ -184,7 +184,7 @@ export interface DrainTarget {
 
 /** `host:port` of a node as clients write it (`[v6]:port`). */
 export function addressOf (spec: Pick<NodeSpec, 'listen' | 'port'>): string {
-  return `${spec.listen.includes(':') ? `[${spec.listen}]` : spec.listen}:${spec.port}`
+  return formatHost(spec.listen, spec.port)
 }
 
 /** The control port's drain command for `target`. */

@@ -3,7 +3,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { dependencyOrder, type NodeSpec } from './config.js'
 import type { ConfigDb } from './config-db.js'
-import { livePid, startNode, stopPid } from './nodes.js'
+import { addressOf, livePid, startNode, stopPid } from './nodes.js'
 import { processGone, RunDir } from './run-dir.js'
 
 /** One supervised node, as the supervisor sees it. */
@@ -166,7 +166,7 @@ export class Supervisor {
       e.child = child
       if (restart) e.restarts++
       run.updateState(spec, { status: 'running', restarts: e.restarts, lastExit: e.lastExit ?? null })
-      this.#say(`${spec.name} ${restart ? `restarted (restart ${e.restarts})` : 'started'}: pid ${pid} on ${spec.listen}:${spec.port}`)
+      this.#say(`${spec.name} ${restart ? `restarted (restart ${e.restarts})` : 'started'}: pid ${pid} on ${addressOf(spec)}`)
     } catch (err) {
       this.#exited(e, `failed to start: ${(err as Error).message.split('\n')[0]!}`, Date.now())
     }

@@ -1,4 +1,4 @@
-import { printable, type PeerEntry, type TraceEvent, type TxnRecord } from '@evalmesh/protocol'
+import { formatHost, printable, type PeerEntry, type TraceEvent, type TxnRecord } from '@evalmesh/protocol'
 
 /*
  * Everything shown here that a peer chose (client names, forms, reasons, trace details,
@@ -101,5 +101,5 @@ export function parseGagEdit (text: string): { gag: string[], ungag: string[] } 
 /** The node's peer table, one line each: name, address, and where the node learned of it. */
 export function peerLines (peers: PeerEntry[]): string[] {
   if (peers.length === 0) return ['(no peers known)']
-  return peers.map(p => `${printable(String(p.name), 63)} ${printable(String(p.address), 64)}:${printable(String(p.port), 8)} (${printable(String(p.source), 20)})`)
+  return peers.map(p => `${printable(String(p.name), 63)} ${printable(formatHost(String(p.address), String(p.port)), 80)} (${printable(String(p.source), 20)})`)
 }

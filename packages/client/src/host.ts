@@ -1,5 +1,7 @@
 import { isIP } from 'node:net'
-import { DEFAULT_PORT, EvalMeshError } from '@evalmesh/protocol'
+import { DEFAULT_PORT, EvalMeshError, formatHost } from '@evalmesh/protocol'
+
+export { formatHost }
 
 export interface Endpoint {
   host: string
@@ -41,15 +43,10 @@ export function resolveHost (spec: string, lookup?: PeerLookup): Endpoint {
     return e
   }
   if (bare === 'localhost' || isIP(bare) !== 0) {
-    const example = bare.includes(':') ? `[${bare}]:${DEFAULT_PORT}` : `${bare}:${DEFAULT_PORT}`
+    const example = formatHost(bare, DEFAULT_PORT)
     throw new EvalMeshError('UNKNOWN_HOST', `"${text}" has no port, and no node known here advertises one at that address: give host:port (e.g. ${example})`, { host: text })
   }
   throw new EvalMeshError('UNKNOWN_HOST', `"${text}" is neither host:port nor a known peer name (peers come from the peers file and discovery)`, { host: text })
-}
-
-/** The inverse of resolveHost for an address: `host:port`, or `[v6]:port`. */
-export function formatHost (address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
 }
 
 function port (text: string, spec: string): number {

@@ -6,6 +6,9 @@ export const SERVICE_TYPE = '_evalmesh._tcp.local'
 export const SERVICES_META = '_services._dns-sd._udp.local'
 
 export const MDNS_PORT = 5353
+/** The mDNS groups (RFC 6762 §3): IPv4, and IPv6 link-local scope. */
+export const MDNS_GROUP_V4 = '224.0.0.251'
+export const MDNS_GROUP_V6 = 'ff02::fb'
 
 /** Default TTL (s) for SRV and A: host-name records (RFC 6762 §10). */
 export const DEFAULT_HOST_TTL = 120

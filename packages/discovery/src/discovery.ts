@@ -1,12 +1,11 @@
 import { EventEmitter } from 'node:events'
-import { isIPv4 } from 'node:net'
-import { networkInterfaces } from 'node:os'
+import { isIP, isIPv4, isIPv6 } from 'node:net'
 import { createSocket, type RemoteInfo } from 'node:dgram'
 import makeMdns from 'multicast-dns'
 import type { Question } from 'dns-packet'
 import {
   ANNOUNCE_COUNT, ANNOUNCE_INTERVAL_MS, BROWSE_FIRST_INTERVAL_MS, BROWSE_MAX_INTERVAL_MS, DEFAULT_HOST_TTL,
-  MAX_INSTANCES, MAX_LABEL_BYTES, MDNS_PORT, OWN_PACKET_WINDOW_MS, PROBE_COUNT, PROBE_INTERVAL_MS, REFRESH_POINTS, SERVICE_TYPE,
+  MAX_INSTANCES, MAX_LABEL_BYTES, MDNS_GROUP_V4, MDNS_GROUP_V6, MDNS_PORT, OWN_PACKET_WINDOW_MS, PROBE_COUNT, PROBE_INTERVAL_MS, REFRESH_POINTS, SERVICE_TYPE,
   RECV_BUFFER_BYTES, SHARED_DELAY_MAX_MS, SHARED_DELAY_MIN_MS, TICK_MS
 } from './constants.js'
 import { PeerTable, type Peer } from './peer-table.js'
@@ -15,10 +14,17 @@ import {
   type DnsRecord, type OwnRecords, type ServiceInfo
 } from './records.js'
 import { badNodeName, readSeedsFile, type SeedPeer } from './seeds.js'
+import { compareAddresses, interfaceOf, isLinkLocalV6, isOwnAddress, multicastInterfaceFor, onLink, type LanInterface } from './interfaces.js'
 
 export interface DiscoveryInit {
-  /** IPv4 address of the interface to use, e.g. 198.18.0.3. */
+  /** An address of the interface to use, IPv4 or IPv6, e.g. 198.18.0.3 or 2001:db8::3. */
   interfaceAddress: string
+  /**
+   * The addresses to advertise (A for IPv4, AAAA for IPv6), all on that interface:
+   * where the node takes connections. Default: interfaceAddress alone. mDNS runs on
+   * 224.0.0.251 when one is IPv4 and on ff02::fb when one is IPv6 (a dual-stack node: both).
+   */
+  addresses?: string[]
   /** TTL in seconds of our SRV and A records, default 120. Peers drop us this long after we vanish. */
   ttl?: number
   /** Static peers: a seeds file path (see parseSeeds) or the entries themselves. */
@@ -52,7 +58,7 @@ export interface Discovery extends EventEmitter {
 interface Timed { ttl: number, receivedAt: number }
 interface SrvRec extends Timed { port: number, target: string }
 interface TxtRec extends Timed { id: string, version: number, caps: string[] }
-interface HostRec extends Timed { address: string }
+interface HostRec extends Timed { address: string, family: 4 | 6 }
 interface Instance {
   label: string
   srv?: SrvRec
@@ -66,19 +72,8 @@ interface Instance {
 const lc = (s: string): string => s.toLowerCase()
 const rand = (lo: number, hi: number): number => lo + Math.random() * (hi - lo)
 
-function ipToInt (ip: string): number {
-  return ip.split('.').reduce((acc, o) => ((acc << 8) | Number(o)) >>> 0, 0)
-}
-
-/** The netmask of the interface holding `address`, or undefined if no interface does. */
-function findInterface (address: string): { name: string, mask: number } | undefined {
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    for (const a of addrs ?? []) {
-      if (a.family === 'IPv4' && a.address === address) return { name, mask: ipToInt(a.netmask) }
-    }
-  }
-  return undefined
-}
+/** One mDNS socket: IPv4 on 224.0.0.251, or IPv6 on ff02::fb (RFC 6762 §3). */
+interface Link { family: 4 | 6, mdns: makeMdns.MulticastDNS }
 
 /** A fingerprint of a packet's sections that survives encode + decode. */
 function fingerprint (p: { type?: string, questions?: Question[], answers?: DnsRecord[], additionals?: DnsRecord[], authorities?: DnsRecord[] }): string {
@@ -90,11 +85,12 @@ function fingerprint (p: { type?: string, questions?: Question[], answers?: DnsR
 class MdnsDiscovery extends EventEmitter implements Discovery {
   readonly table = new PeerTable()
   readonly #address: string
+  /** What we advertise: the interface address first, then any other of the node's. */
+  readonly #addresses: string[]
   readonly #ttl: number
   readonly #seeds: string | SeedPeer[] | undefined
-  #net = 0
-  #mask = 0
-  #mdns: makeMdns.MulticastDNS | undefined
+  #iface: LanInterface | undefined
+  #links: Link[] = []
   #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
   #starting: Promise<void> | undefined
   #stopping: Promise<void> | undefined
@@ -122,12 +118,17 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
 
   constructor (init: DiscoveryInit) {
     super()
-    if (typeof init?.interfaceAddress !== 'string' || !isIPv4(init.interfaceAddress)) {
-      throw new TypeError(`interfaceAddress must be an IPv4 address, got ${JSON.stringify(init?.interfaceAddress)}`)
+    if (typeof init?.interfaceAddress !== 'string' || isIP(init.interfaceAddress) === 0) {
+      throw new TypeError(`interfaceAddress must be an IPv4 or IPv6 address, got ${JSON.stringify(init?.interfaceAddress)}`)
+    }
+    const addresses = [...new Set([init.interfaceAddress, ...(init.addresses ?? [])])]
+    for (const a of addresses) {
+      if (isIP(a) === 0 || isLinkLocalV6(a)) throw new TypeError(`cannot advertise ${JSON.stringify(a)}: give IPv4 or global IPv6 addresses (a link-local one needs its interface named, which A/AAAA cannot carry)`)
     }
     const ttl = init.ttl ?? DEFAULT_HOST_TTL
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400) throw new RangeError(`ttl must be an integer from 1 to 86400 seconds, got ${init.ttl}`)
     this.#address = init.interfaceAddress
+    this.#addresses = addresses
     this.#ttl = ttl
     this.#seeds = init.seeds
     for (const ev of ['appear', 'update', 'disappear'] as const) {
@@ -150,25 +151,52 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
   }
 
   async #open (): Promise<void> {
-    const iface = findInterface(this.#address)
+    const iface = interfaceOf(this.#address)
     if (iface === undefined) throw new Error(`no network interface has the address ${this.#address}`)
-    this.#mask = iface.mask
-    this.#net = (ipToInt(this.#address) & iface.mask) >>> 0
+    for (const a of this.#addresses) {
+      if (!isOwnAddress(iface, a)) throw new Error(`${a} is not an address of ${iface.name}, the interface of ${this.#address}`)
+    }
+    this.#iface = iface
     if (this.#seeds !== undefined) {
       this.table.addSeeds(typeof this.#seeds === 'string' ? readSeedsFile(this.#seeds) : this.#seeds)
     }
-    // bind 0.0.0.0 + interface: binding to the interface address would deliver no
-    // multicast on Linux (multicast-dns #53); `interface` picks the link to send on.
-    // Our own socket for a larger receive buffer: when many nodes boot together every
-    // host hears every probe, announcement and answer at once, and the default 208 KiB
-    // overflowed (hundreds of drops per host with 32 nodes), losing goodbyes with it.
-    const socket = createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES })
-    const mdns = makeMdns({ interface: this.#address, bind: '0.0.0.0', socket })
+    const families = [...new Set(this.#addresses.map(a => isIPv6(a) ? 6 as const : 4 as const))]
+    try {
+      for (const family of families) this.#links.push(await this.#openLink(family))
+    } catch (err) {
+      for (const link of this.#links) link.mdns.destroy()
+      this.#links = []
+      throw err
+    }
+    this.#state = 'running'
+    this.#tick = setInterval(() => this.#maintain(), TICK_MS)
+    this.#tick.unref()
+    if (this.#info !== undefined) this.#beginAdvertising()
+    if (this.#browsing) this.#beginBrowsing()
+  }
+
+  /**
+   * One mDNS socket on our interface. Bound to the wildcard of its family: binding to the
+   * interface address would deliver no multicast on Linux (multicast-dns #53); the
+   * membership and the multicast interface pick the link (an IPv6 one by its scope,
+   * `::%lan0`). Our own socket for a larger receive buffer: when many nodes boot together
+   * every host hears every probe, announcement and answer at once, and the default 208 KiB
+   * overflowed (hundreds of drops per host with 32 nodes), losing goodbyes with it.
+   */
+  async #openLink (family: 4 | 6): Promise<Link> {
+    const v6 = family === 6
+    const local = v6 ? this.#addresses.find(a => isIPv6(a)) as string : this.#addresses.find(a => isIPv4(a)) as string
+    // ipv6Only: the IPv6 socket must not also take IPv4 datagrams to 5353 (the other link's).
+    const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES, ...(v6 ? { ipv6Only: true } : {}) })
+    const mdns = makeMdns({
+      type: v6 ? 'udp6' : 'udp4', ip: v6 ? MDNS_GROUP_V6 : MDNS_GROUP_V4, interface: multicastInterfaceFor(local), bind: v6 ? '::' : '0.0.0.0', socket
+    })
+    const group = v6 ? `[${MDNS_GROUP_V6}]` : MDNS_GROUP_V4
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
         mdns.removeListener('ready', onReady)
         try { mdns.destroy() } catch {}
-        reject(new Error(`cannot open mDNS on ${this.#address}:${MDNS_PORT}: ${err.message}`, { cause: err }))
+        reject(new Error(`cannot open mDNS on ${group}:${MDNS_PORT} (interface ${this.#iface?.name ?? '?'}, ${local}): ${err.message}`, { cause: err }))
       }
       const onReady = (): void => { mdns.removeListener('error', onError); resolve() }
       mdns.once('error', onError)
@@ -184,12 +212,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
         this.emit('warning', new Error(`ignored a malformed mDNS packet from ${rinfo.address}: ${(err as Error).message}`))
       }
     })
-    this.#mdns = mdns
-    this.#state = 'running'
-    this.#tick = setInterval(() => this.#maintain(), TICK_MS)
-    this.#tick.unref()
-    if (this.#info !== undefined) this.#beginAdvertising()
-    if (this.#browsing) this.#beginBrowsing()
+    return { family, mdns }
   }
 
   async stop (): Promise<void> {
@@ -205,16 +228,15 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     for (const t of this.#timers) clearTimeout(t)
     this.#timers.clear()
     this.#generation++
-    const mdns = this.#mdns
-    if (mdns !== undefined) {
+    if (this.#links.length > 0) {
       if (this.#phase === 'announced' && this.#info !== undefined) {
         // Goodbye (RFC 6762 §10.1): same records, TTL 0, so peers drop us now, not at expiry.
-        const bye = ownRecords(this.#info, this.#address, this.#ttl, true)
+        const bye = ownRecords(this.#info, this.#addresses, this.#ttl, true)
         await this.#send({ type: 'response', answers: allRecords(bye) })
       }
-      await new Promise<void>(resolve => mdns.destroy(() => resolve()))
+      await Promise.all(this.#links.map(async link => await new Promise<void>(resolve => link.mdns.destroy(() => resolve()))))
     }
-    this.#mdns = undefined
+    this.#links = []
     this.#state = 'stopped'
   }
 
@@ -232,13 +254,13 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     if (this.#state !== 'running') return
     if (prev !== undefined && prev.name === name && this.#phase === 'announced') {
       // Same name, new data: no need to probe again, just tell everyone (RFC 6762 §8.4).
-      this.#own = ownRecords(this.#info, this.#address, this.#ttl)
+      this.#own = ownRecords(this.#info, this.#addresses, this.#ttl)
       this.#announce(this.#generation)
       return
     }
     if (prev !== undefined && this.#phase === 'announced') {
       // Goodbye for the old name, which was ours (never for one we were still probing).
-      void this.#send({ type: 'response', answers: allRecords(ownRecords(prev, this.#address, this.#ttl, true)) })
+      void this.#send({ type: 'response', answers: allRecords(ownRecords(prev, this.#addresses, this.#ttl, true)) })
     }
     this.#beginAdvertising()
   }
@@ -267,16 +289,20 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
 
   // ---- sending ------------------------------------------------------------------
 
-  #send (packet: Record<string, unknown>, to?: { address: string, port: number }): Promise<void> {
-    const mdns = this.#mdns
-    if (mdns === undefined) return Promise.resolve()
+  /** Multicast on every link (a dual-stack node speaks on both groups); unicast on the link of `to`. */
+  async #send (packet: Record<string, unknown>, to?: { address: string, port: number }): Promise<void> {
+    const links = to === undefined ? this.#links : this.#links.filter(l => l.family === (isIPv6(to.address) ? 6 : 4))
+    await Promise.all(links.map(async link => await this.#sendOn(link.mdns, packet, to)))
+  }
+
+  async #sendOn (mdns: makeMdns.MulticastDNS, packet: Record<string, unknown>, to?: { address: string, port: number }): Promise<void> {
     const fp = fingerprint(packet as Parameters<typeof fingerprint>[0])
     if (to === undefined) {
       const list = this.#sent.get(fp) ?? []
       list.push(Date.now())
       this.#sent.set(fp, list)
     }
-    return new Promise(resolve => {
+    return await new Promise(resolve => {
       const cb = (err: Error | null): void => {
         if (err != null) this.emit('warning', new Error(`mDNS send failed: ${err.message}`, { cause: err }))
         resolve()
@@ -292,7 +318,8 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
 
   /** Multicast loopback hands our own packets back; recognise them by fingerprint. */
   #isOwn (packet: Record<string, unknown>, rinfo: RemoteInfo): boolean {
-    if (rinfo.address !== this.#address || rinfo.port !== MDNS_PORT) return false
+    // Our IPv6 packets leave from the interface's link-local address, not the advertised one.
+    if (this.#iface === undefined || !isOwnAddress(this.#iface, rinfo.address) || rinfo.port !== MDNS_PORT) return false
     const fp = fingerprint(packet as Parameters<typeof fingerprint>[0])
     const list = this.#sent.get(fp)
     if (list === undefined) return false
@@ -308,7 +335,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
 
   #beginAdvertising (): void {
     const gen = ++this.#generation
-    this.#own = ownRecords(this.#info as ServiceInfo, this.#address, this.#ttl)
+    this.#own = ownRecords(this.#info as ServiceInfo, this.#addresses, this.#ttl)
     this.#phase = 'probing'
     const probe = (n: number): void => {
       if (gen !== this.#generation || this.#phase !== 'probing') return
@@ -321,7 +348,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
       void this.#send({
         type: 'query',
         questions: [{ name: own.instance, type: 'ANY' }, { name: own.host, type: 'ANY' }],
-        authorities: [own.srv, own.txt, own.a]
+        authorities: [own.srv, own.txt, ...own.addresses]
       })
       this.#later(PROBE_INTERVAL_MS, () => probe(n + 1))
     }
@@ -360,6 +387,9 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     this.#later(this.#conflictTimes.length > 15 ? 5000 : 0, () => { if (this.#state === 'running' && this.#phase === 'conflict') this.#beginAdvertising() })
   }
 
+  /** The family of the interface address: the one a dual-stack peer is reached by. */
+  get #family (): 4 | 6 { return isIPv6(this.#address) ? 6 : 4 }
+
   /** The name this node is advertised under: its own, or the one taken after a conflict. */
   get advertisedName (): string | undefined {
     return this.#info?.name
@@ -371,11 +401,13 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     const questions = Array.isArray(packet.questions) ? packet.questions as Question[] : []
     if (this.#phase === 'probing') {
       // A simultaneous probe for our name from another host (RFC 6762 §8.2): the
-      // lexicographically later data wins; compare addresses, the only data that differs.
+      // lexicographically later data wins; compare addresses, the only data that differs
+      // (an address record of the same type as our first).
       const auth = Array.isArray(packet.authorities) ? packet.authorities as DnsRecord[] : []
-      const theirs = auth.find(a => a.type === 'A' && lc(a.name) === lc(own.host))
-      if (theirs !== undefined && typeof theirs.data === 'string' && theirs.data !== this.#address &&
-          ipToInt(theirs.data) > ipToInt(this.#address)) {
+      const mine = own.addresses[0] as DnsRecord
+      const theirs = auth.find(a => a.type === mine.type && lc(a.name) === lc(own.host))
+      if (theirs !== undefined && typeof theirs.data === 'string' && isIP(theirs.data) !== 0 && !isOwnAddress(this.#iface as LanInterface, theirs.data) &&
+          compareAddresses(theirs.data, mine.data as string) > 0) {
         this.#conflict(rinfo.address)
       }
       return
@@ -476,11 +508,11 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
       const ttl = typeof rec.ttl === 'number' ? rec.ttl : 0
       if (own !== undefined && (name === lc(own.instance) || name === lc(own.host))) {
         // Records for our own names from someone else: a conflict unless they match ours.
-        const mine = [own.srv, own.txt, own.a].find(o => o.type === rec.type && lc(o.name) === name)
+        const mine = [own.srv, own.txt, ...own.addresses].find(o => o.type === rec.type && lc(o.name) === name)
         if (mine !== undefined && ttl > 0 && !sameRecord(mine, rec) && this.#phase !== 'idle') this.#conflict(rinfo.address)
         continue
       }
-      if (rec.type === 'A') { hostRecords.push(rec); continue }
+      if (rec.type === 'A' || rec.type === 'AAAA') { hostRecords.push(rec); continue }
       if (!this.#browsing) continue
       if (rec.type === 'PTR' && name === SERVICE_TYPE && typeof rec.data === 'string') {
         const label = instanceLabel(rec.data)
@@ -511,14 +543,22 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
       }
     }
 
-    // A records after the rest, so that an A in the same packet as its SRV is kept.
+    // Address records after the rest, so that an A in the same packet as its SRV is kept.
     for (const rec of hostRecords) {
       if (!this.#browsing) break
       const name = lc(rec.name)
       const known = targets.has(name) || [...this.#instances.values()].some(i => i.srv !== undefined && lc(i.srv.target) === name)
-      if (!known || typeof rec.data !== 'string' || !isIPv4(rec.data)) continue
-      if ((rec.ttl ?? 0) === 0) this.#hosts.delete(name)
-      else this.#hosts.set(name, { address: rec.data, ttl: rec.ttl as number, receivedAt: now })
+      const family = rec.type === 'AAAA' ? 6 : 4
+      if (!known || typeof rec.data !== 'string' || isIP(rec.data) !== family || isLinkLocalV6(rec.data)) continue
+      if (!this.#links.some(l => l.family === family)) continue // an address of a family we do not speak
+      const held = this.#hosts.get(name)
+      if ((rec.ttl ?? 0) === 0) {
+        if (held?.address === rec.data) this.#hosts.delete(name)
+        continue
+      }
+      // A dual-stack peer sends both: keep the family of our interface address, which we reach it by first.
+      if (held !== undefined && held.family !== family && held.family === this.#family && held.receivedAt + held.ttl * 1000 > now) continue
+      this.#hosts.set(name, { address: rec.data, family, ttl: rec.ttl as number, receivedAt: now })
       for (const inst of this.#instances.values()) if (inst.srv !== undefined && lc(inst.srv.target) === name) touched.add(inst.label)
     }
     for (const label of touched) this.#reconcile(label, now)
@@ -580,13 +620,13 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
     const fqdn = `${inst.label}.${SERVICE_TYPE}`
     const qs: Question[] = [{ name: fqdn, type: 'SRV' }, { name: fqdn, type: 'TXT' }]
     if (inst.srv !== undefined) {
-      qs.push({ name: inst.srv.target, type: 'A' })
+      for (const link of this.#links) qs.push({ name: inst.srv.target, type: link.family === 6 ? 'AAAA' : 'A' })
       const left = inst.srv.ttl - (now - inst.srv.receivedAt) / 1000
       if (left > 0) known.push({ name: fqdn, type: 'SRV', ttl: Math.floor(left), data: { priority: 0, weight: 0, port: inst.srv.port, target: inst.srv.target } })
       const host = this.#hosts.get(lc(inst.srv.target))
       if (host !== undefined) {
         const hl = host.ttl - (now - host.receivedAt) / 1000
-        if (hl > 0) known.push({ name: inst.srv.target, type: 'A', ttl: Math.floor(hl), data: host.address })
+        if (hl > 0) known.push({ name: inst.srv.target, type: host.family === 6 ? 'AAAA' : 'A', ttl: Math.floor(hl), data: host.address })
       }
     }
     return qs
@@ -626,8 +666,8 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
 
   #onPacket (packet: Record<string, unknown>, rinfo: RemoteInfo): void {
     if (this.#state !== 'running') return
-    // Every instance bound to 0.0.0.0 hears every link; keep only our link's packets.
-    if (!isIPv4(rinfo.address) || ((ipToInt(rinfo.address) & this.#mask) >>> 0) !== this.#net) return
+    // Every instance bound to the wildcard hears every link; keep only our link's packets.
+    if (this.#iface === undefined || !onLink(this.#iface, rinfo.address)) return
     if (this.#isOwn(packet, rinfo)) return
     if (packet.type === 'query') {
       this.#noteForeignQuery(packet)
@@ -636,7 +676,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
   }
 }
 
-/** Create mDNS discovery on one IPv4 interface; call start(), then advertise() and/or browse(). */
+/** Create mDNS discovery on one interface (IPv4, IPv6 or both); call start(), then advertise() and/or browse(). */
 export function createDiscovery (init: DiscoveryInit): Discovery {
   return new MdnsDiscovery(init)
 }

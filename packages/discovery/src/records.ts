@@ -3,6 +3,7 @@
  * answer to a query. Pure functions over dns-packet values, so they test without
  * a network.
  */
+import { isIPv6 } from 'node:net'
 import type { Question } from 'dns-packet'
 import {
   LEGACY_MAX_TTL, MAX_CAP_LENGTH, MAX_CAPS, MAX_ID_LENGTH, MAX_LABEL_BYTES, OTHER_TTL, SERVICE_TYPE, SERVICES_META
@@ -41,7 +42,8 @@ export interface OwnRecords {
   ptr: DnsRecord
   srv: DnsRecord
   txt: DnsRecord
-  a: DnsRecord
+  /** The host's address records: A for each IPv4 address, AAAA for each IPv6 one (RFC 6762 §6.2). */
+  addresses: DnsRecord[]
   meta: DnsRecord
 }
 
@@ -101,8 +103,11 @@ export function decodeTxt (data: unknown): { id: string, version: number, caps: 
   return { id, version, caps }
 }
 
-/** The five records of a node. `ttl` applies to SRV and A; PTR and TXT use 75 min. */
-export function ownRecords (info: ServiceInfo, address: string, ttl: number, goodbye = false): OwnRecords {
+/**
+ * The records of a node at `addresses` (its LAN addresses, IPv4 and/or IPv6). `ttl`
+ * applies to SRV, A and AAAA; PTR and TXT use 75 min.
+ */
+export function ownRecords (info: ServiceInfo, addresses: readonly string[], ttl: number, goodbye = false): OwnRecords {
   const instance = instanceName(info.name)
   const host = hostName(info.name)
   const t = (n: number): number => goodbye ? 0 : n
@@ -113,13 +118,13 @@ export function ownRecords (info: ServiceInfo, address: string, ttl: number, goo
     ptr: { name: SERVICE_TYPE, type: 'PTR', ttl: t(OTHER_TTL), data: instance },
     srv: { name: instance, type: 'SRV', ttl: t(ttl), flush: true, data: { priority: 0, weight: 0, port: info.port, target: host } },
     txt: { name: instance, type: 'TXT', ttl: t(OTHER_TTL), flush: true, data: encodeTxt(info) },
-    a: { name: host, type: 'A', ttl: t(ttl), flush: true, data: address },
+    addresses: addresses.map(address => ({ name: host, type: isIPv6(address) ? 'AAAA' : 'A', ttl: t(ttl), flush: true, data: address })),
     meta: { name: SERVICES_META, type: 'PTR', ttl: t(OTHER_TTL), data: SERVICE_TYPE }
   }
 }
 
 export function allRecords (r: OwnRecords): DnsRecord[] {
-  return [r.ptr, r.srv, r.txt, r.a, r.meta]
+  return [r.ptr, r.srv, r.txt, ...r.addresses, r.meta]
 }
 
 /**
@@ -190,7 +195,14 @@ export function answerQuery (questions: Question[], known: DnsRecord[], own: Own
     if (knownToQuerier(rec, known)) return
     list.push(rec)
   }
-  const nsecNoAaaa: DnsRecord = { name: own.host, type: 'NSEC', ttl: own.a.ttl, flush: true, data: { nextDomain: own.host, rrtypes: ['A'] } }
+  const hasType = (type: string): DnsRecord[] => own.addresses.filter(r => r.type === type)
+  // A host with addresses of one family only says it has no other (RFC 6762 §6.1), so a
+  // querier asking for AAAA (or A) does not wait for an answer that never comes.
+  const types = [...new Set(own.addresses.map(r => r.type))]
+  const nsec: DnsRecord | undefined = types.length === 1
+    ? { name: own.host, type: 'NSEC', ttl: own.srv.ttl, flush: true, data: { nextDomain: own.host, rrtypes: types } }
+    : undefined
+  const addAddresses = (list: DnsRecord[]): void => { for (const r of own.addresses) add(list, r) }
 
   for (const q of questions) {
     if (!questionClassOk(q)) continue
@@ -207,19 +219,21 @@ export function answerQuery (questions: Question[], known: DnsRecord[], own: Own
       if (type === 'SRV' || any) add(answers, own.srv)
       if (type === 'TXT' || any) add(answers, own.txt)
     } else if (name === own.host.toLowerCase()) {
-      if (type === 'A' || any) add(answers, own.a)
-      // We have no IPv6 address: say so, rather than let the querier wait (RFC 6762 §6.1).
-      if (type === 'AAAA') answers.push(nsecNoAaaa)
+      for (const family of ['A', 'AAAA']) {
+        if (type !== family && !any) continue
+        const recs = hasType(family)
+        for (const r of recs) add(answers, r)
+        if (recs.length === 0 && nsec !== undefined && !answers.includes(nsec)) answers.push(nsec)
+      }
     }
   }
   if (answers.length === 0) return undefined
 
   // RFC 6763 §12: send what the querier will ask for next.
-  if (answers.includes(own.ptr)) { add(additionals, own.srv); add(additionals, own.txt); add(additionals, own.a) }
-  if (answers.includes(own.srv)) add(additionals, own.a)
-  if (answers.includes(own.a) || additionals.includes(own.a)) {
-    if (!answers.includes(nsecNoAaaa)) additionals.push(nsecNoAaaa)
-  }
+  if (answers.includes(own.ptr)) { add(additionals, own.srv); add(additionals, own.txt); addAddresses(additionals) }
+  if (answers.includes(own.srv)) addAddresses(additionals)
+  const sentAddress = own.addresses.some(r => answers.includes(r) || additionals.includes(r))
+  if (sentAddress && nsec !== undefined && !answers.includes(nsec)) additionals.push(nsec)
 
   if (opts.legacy === true) {
     const cap = (r: DnsRecord): DnsRecord => ({ ...r, ttl: Math.min(r.ttl ?? 0, LEGACY_MAX_TTL), flush: false }) as DnsRecord

@@ -5,8 +5,15 @@ import { createDiscovery } from '../src/index.js'
 // None of these open a socket: they fail (or finish) before any packet could be sent.
 
 test('bad init is refused with the reason', () => {
-  assert.throws(() => createDiscovery({ interfaceAddress: 'eth0' }), /interfaceAddress must be an IPv4 address, got "eth0"/)
+  assert.throws(() => createDiscovery({ interfaceAddress: 'eth0' }), /interfaceAddress must be an IPv4 or IPv6 address, got "eth0"/)
   assert.throws(() => createDiscovery({ interfaceAddress: '198.18.0.1', ttl: 0 }), /ttl must be an integer from 1 to 86400/)
+  assert.throws(() => createDiscovery({ interfaceAddress: 'fe80::1' }), /cannot advertise "fe80::1": give IPv4 or global IPv6 addresses/)
+  assert.throws(() => createDiscovery({ interfaceAddress: '198.18.0.1', addresses: ['2001:db8::1', 'lan0'] }), /cannot advertise "lan0"/)
+})
+
+test('start() rejects an address to advertise that is not on the interface', async () => {
+  const d = createDiscovery({ interfaceAddress: '127.0.0.1', addresses: ['2001:db8::77'] })
+  await assert.rejects(d.start(), /2001:db8::77 is not an address of lo, the interface of 127\.0\.0\.1/)
 })
 
 test('start() rejects when no interface has the address, and the object stays stoppable', async () => {

@@ -4,7 +4,7 @@ import dnsPacket from 'dns-packet'
 import { answerQuery, decodeTxt, ownRecords, badServiceInfo, type DnsRecord } from '../src/records.js'
 
 const info = { name: 'alpha', id: 'n-alpha', port: 6680, version: 1, caps: ['eval', 'megatest'] }
-const own = ownRecords(info, '198.18.0.1', 120)
+const own = ownRecords(info, ['198.18.0.1'], 120)
 
 /** Through the real codec, as a peer would see it. */
 function wire (packet: Record<string, unknown>): Record<string, any> {
@@ -12,7 +12,7 @@ function wire (packet: Record<string, unknown>): Record<string, any> {
 }
 
 test('the advertised records survive the codec with the TXT keys and SRV target the notes prescribe', () => {
-  const p = wire({ type: 'response', answers: [own.ptr, own.srv, own.txt, own.a, own.meta] })
+  const p = wire({ type: 'response', answers: [own.ptr, own.srv, own.txt, ...own.addresses, own.meta] })
   const byType = (t: string, name?: string): any => p.answers.find((a: any) => a.type === t && (name === undefined || a.name === name))
   assert.equal(byType('PTR', '_evalmesh._tcp.local').data, 'alpha._evalmesh._tcp.local')
   assert.equal(byType('PTR', '_evalmesh._tcp.local').flush, false, 'shared record: no cache-flush')
@@ -26,8 +26,8 @@ test('the advertised records survive the codec with the TXT keys and SRV target 
 })
 
 test('goodbye records carry TTL 0 explicitly', () => {
-  const bye = ownRecords(info, '198.18.0.1', 120, true)
-  const p = wire({ type: 'response', answers: [bye.ptr, bye.srv, bye.txt, bye.a] })
+  const bye = ownRecords(info, ['198.18.0.1'], 120, true)
+  const p = wire({ type: 'response', answers: [bye.ptr, bye.srv, bye.txt, ...bye.addresses] })
   assert.deepEqual(p.answers.map((a: any) => a.ttl), [0, 0, 0, 0])
 })
 
@@ -68,6 +68,27 @@ test('ANY, AAAA and foreign names', () => {
   assert.deepEqual(aaaa?.answers.map(a => [a.type, a.data]), [['NSEC', { nextDomain: 'alpha.local', rrtypes: ['A'] }]])
   assert.equal(answerQuery([{ name: 'beta._evalmesh._tcp.local', type: 'SRV' }, { name: '_http._tcp.local', type: 'PTR' }], [], own), undefined)
   assert.equal(answerQuery([{ name: 'alpha.local', type: 'A', class: 'CH' } as never], [], own), undefined)
+})
+
+test('an IPv6-only node answers AAAA, and says it has no A', () => {
+  const v6 = ownRecords(info, ['2001:db8::1'], 120)
+  const p = wire({ type: 'response', answers: v6.addresses })
+  assert.deepEqual(p.answers.map((a: any) => [a.type, a.data, a.ttl, a.flush]), [['AAAA', '2001:db8::1', 120, true]])
+  const ptr = answerQuery([{ name: '_evalmesh._tcp.local', type: 'PTR' }], [], v6)
+  assert.deepEqual(ptr?.additionals.map(a => a.type), ['SRV', 'TXT', 'AAAA', 'NSEC'])
+  assert.deepEqual(answerQuery([{ name: 'alpha.local', type: 'AAAA' }], [], v6)?.answers.map(a => [a.type, a.data]), [['AAAA', '2001:db8::1']])
+  assert.deepEqual(answerQuery([{ name: 'alpha.local', type: 'A' }], [], v6)?.answers.map(a => [a.type, a.data]),
+    [['NSEC', { nextDomain: 'alpha.local', rrtypes: ['AAAA'] }]])
+})
+
+test('a dual-stack node answers A and AAAA together, with no NSEC', () => {
+  const both = ownRecords(info, ['198.18.0.1', '2001:db8::1'], 120)
+  const srv = answerQuery([{ name: 'alpha._evalmesh._tcp.local', type: 'SRV' }], [], both)
+  assert.deepEqual(srv?.additionals.map(a => [a.type, a.data]), [['A', '198.18.0.1'], ['AAAA', '2001:db8::1']])
+  assert.deepEqual(answerQuery([{ name: 'alpha.local', type: 'AAAA' }], [], both)?.answers.map(a => a.type), ['AAAA'])
+  // Known-answer suppression works per record: holding the A does not suppress the AAAA.
+  const knowsA = answerQuery([{ name: 'alpha.local', type: 'ANY' as never }], [{ ...both.addresses[0]!, ttl: 120 }], both)
+  assert.deepEqual(knowsA?.answers.map(a => a.type), ['AAAA'])
 })
 
 test('legacy unicast replies cap TTLs at 10 s and clear cache-flush', () => {

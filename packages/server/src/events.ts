@@ -1,5 +1,5 @@
 import dc from 'node:diagnostics_channel'
-import { nodeIdOfClient, parseTxn, type TraceEventKind } from '@evalmesh/protocol'
+import { formatHost, nodeIdOfClient, parseTxn, type TraceEventKind } from '@evalmesh/protocol'
 
 /**
  * Every event a node reports, declared once (issue 10, point 4), as undici declares its
@@ -300,7 +300,7 @@ export const EVENTS: { readonly [E in EventName]: EventSpec<E> } = {
   },
   datagramDropped: {
     component: 'broadcast', event: 'datagram-dropped', level: 'debug', trace: 'refused',
-    detail: (p, s) => `datagram from ${s(p.address)}:${p.port} dropped (${s(p.reason)}): ${s(p.detail)}`
+    detail: (p, s) => `datagram from ${s(formatHost(String(p.address), p.port))} dropped (${s(p.reason)}): ${s(p.detail)}`
   },
   broadcastError: {
     component: 'broadcast', event: 'error', level: 'warn', trace: 'error',
@@ -326,11 +326,11 @@ export const EVENTS: { readonly [E in EventName]: EventSpec<E> } = {
   },
   peerAppeared: {
     component: 'discovery', event: 'peer-appeared', level: 'info', trace: 'connect',
-    detail: (p, s) => `peer ${s(p.name)} appeared at ${s(p.address)}:${p.port}`
+    detail: (p, s) => `peer ${s(p.name)} appeared at ${s(formatHost(String(p.address), p.port))}`
   },
   peerDisappeared: {
     component: 'discovery', event: 'peer-disappeared', level: 'info', trace: 'connect',
-    detail: (p, s) => `peer ${s(p.name)} disappeared at ${s(p.address)}:${p.port}`
+    detail: (p, s) => `peer ${s(p.name)} disappeared at ${s(formatHost(String(p.address), p.port))}`
   },
 
   controlPortUnavailable: {
@@ -341,7 +341,7 @@ export const EVENTS: { readonly [E in EventName]: EventSpec<E> } = {
 
   nodeStarted: {
     component: 'node', event: 'started', level: 'info', trace: null,
-    detail: (p, s) => `node ${s(p.name)} (id ${p.node}) listening on ${s(p.host)}:${p.port}` + (p.lan === undefined ? '' : ` (LAN ${s(p.lan)})`)
+    detail: (p, s) => `node ${s(p.name)} (id ${p.node}) listening on ${s(formatHost(String(p.host), p.port))}` + (p.lan === undefined ? '' : ` (LAN ${s(p.lan)})`)
   },
   nodeStopping: {
     component: 'node', event: 'stopping', level: 'info', trace: 'error',

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { connect as netConnect, isIP, type Socket } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import {
-  DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, RemoteEvalError,
+  DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, RemoteEvalError, formatHost, socketErrorText,
   parseServerMessage, parseWireError, type NodeLimits, type ReplyOf, type RequestBody, type RequestKind, type StreamEvent
 } from '@evalmesh/protocol'
 import { certificateEd25519Key, type Identity, type TrustStore } from '@evalmesh/trust'
@@ -112,7 +112,7 @@ export class ClientConnection extends EventEmitter {
     this.peer = peer
     this.limits = limits
     this.version = version
-    this.#where = `${peer.name} at ${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`
+    this.#where = `${peer.name} at ${formatHost(opts.host, opts.port)}`
     const intervalMs = opts.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS
     this.#heartbeat = { intervalMs, timeoutMs: Math.max(opts.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS, 2 * intervalMs) }
     // Any byte counts as a sign of life, not only whole frames: a large reply can take
@@ -132,14 +132,14 @@ export class ClientConnection extends EventEmitter {
         host: opts.host, port: opts.port, minVersion: 'TLSv1.3', rejectUnauthorized: false, ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
         ...(isIP(opts.host) === 0 ? { servername: opts.host } : {})
       })
-    const where = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`
+    const where = formatHost(opts.host, opts.port)
     const framed = new FramedSocket(socket, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => { socket.destroy(); reject(new EvalMeshError('CONNECT_FAILED', `connecting to ${where} timed out after ${timeoutMs} ms`)) }, timeoutMs)
       socket.once(opts.tls === undefined ? 'connect' : 'secureConnect', () => { clearTimeout(timer); resolve() })
       socket.once('error', (err) => {
         clearTimeout(timer)
-        reject(new EvalMeshError('CONNECT_FAILED', `cannot connect to ${where}${opts.tls === undefined ? '' : ' with TLS'}: ${err.message}`))
+        reject(new EvalMeshError('CONNECT_FAILED', `cannot connect to ${where}${opts.tls === undefined ? '' : ' with TLS'}: ${socketErrorText(err)}`))
       })
     })
     const handshake: Parameters<typeof clientHandshake>[1] = {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
-import { createServer as createTlsServer } from 'node:tls'
+import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls'
 import {
   DEFAULT_DECODE_LIMITS, EvalMeshError, MAX_HANDSHAKE_FRAME_BYTES, parseRequest, toWireError,
   type NodeLimits, type Request, type WireError
@@ -135,7 +135,10 @@ export interface ListenerCounters {
  * authenticated are held to a short deadline, to a per-address share, and to a part of
  * the connection cap; when that part is full a new socket displaces the oldest
  * handshake, since an honest handshake takes a round trip and one still open after
- * the others is the likeliest to be a stranger holding it.
+ * the others is the likeliest to be a stranger holding it. With TLS, the TLS handshake
+ * is part of this: a socket is admitted (and counted) when TCP accepts it, and TLS
+ * then runs on it inside the same deadline, so stalled TLS handshakes are held to the
+ * same shares as stalled evalmesh ones.
  *
  * Events: 'connection' (ServerConnection), 'rejected' ({ address, error }).
  */
@@ -148,21 +151,22 @@ export class Listener extends EventEmitter {
   /** Sockets in their handshake and their remote address, oldest first (insertion order). */
   readonly #handshaking = new Map<Socket, string>()
   readonly #perAddress = new Map<string, number>()
+  /** TLS settings, made once: each accepted socket is wrapped in TLS after admission. */
+  readonly #tls: SecureContext | undefined
   #nextId = 1
 
   private constructor (server: Server, opts: ListenOptions) {
     super()
     this.#server = server
     this.#opts = opts
-    server.on(opts.tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => this.#onSocket(socket))
-    // A failed TLS handshake is a stranger going away: nothing to report to anyone.
-    server.on('tlsClientError', () => { this.counters.tlsFailed++ })
+    this.#tls = opts.tls === undefined ? undefined : createSecureContext({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.3' })
+    // Always a plain TCP server: a tls.Server would hand sockets over only once their TLS
+    // handshake is done, leaving handshakes in progress outside every pre-auth limit.
+    server.on('connection', (socket: Socket) => this.#onSocket(socket))
   }
 
   static async listen (opts: ListenOptions): Promise<Listener> {
-    const server = opts.tls === undefined
-      ? createServer({ noDelay: true })
-      : createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.3', handshakeTimeout: opts.handshakeTimeoutMs ?? 2000 })
+    const server = createServer({ noDelay: true })
     const listener = new Listener(server, opts)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -223,7 +227,32 @@ export class Listener extends EventEmitter {
     // its frames must not hold the socket for several timeouts.
     const deadline = setTimeout(() => { this.counters.timedOut++; socket.destroy() }, timeoutMs)
     deadline.unref()
-    const framed = new FramedSocket(socket, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
+    this.#secure(socket).then((stream) => this.#handshake(socket, stream, address, deadline), () => {
+      // A failed TLS handshake is a stranger going away: nothing to report to anyone.
+      clearTimeout(deadline)
+      this.counters.tlsFailed++
+      socket.destroy()
+    })
+  }
+
+  /** The socket itself on plain TCP; with TLS, the TLS stream over it once TLS is up. */
+  async #secure (socket: Socket): Promise<Socket> {
+    if (this.#tls === undefined) return socket
+    const tls = new TLSSocket(socket, { isServer: true, secureContext: this.#tls })
+    await new Promise<void>((resolve, reject) => {
+      tls.once('secure', resolve)
+      tls.once('error', reject)
+      // Closed before TLS was up (the deadline, an eviction, the peer going away).
+      tls.once('close', () => reject(new Error('closed during the TLS handshake')))
+    })
+    tls.on('error', () => { /* reported through 'close' */ })
+    return tls
+  }
+
+  /** The evalmesh handshake (PROTOCOL.md §2.2) on `stream`, still inside the accept deadline. */
+  #handshake (socket: Socket, stream: Socket, address: string, deadline: NodeJS.Timeout): void {
+    const framed = new FramedSocket(stream, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
+    const timeoutMs = this.#opts.handshakeTimeoutMs ?? 2000
     serverHandshake(framed, {
       identity: this.#opts.identity,
       trust: this.#opts.trust,
