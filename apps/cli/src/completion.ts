@@ -1,4 +1,5 @@
-import { common, type Command } from './args.js'
+import { UsageError, common, type Command } from './args.js'
+import { errorJson, jsonOk } from './output.js'
 
 export const COMPLETION_USAGE = `print a shell completion script for evalmesh
 
@@ -92,11 +93,11 @@ export function completion (args: string[], commands: Command[]): number {
   const shell = args.filter(a => a !== '--json')[0]
   if (shell === 'bash' || shell === 'zsh') {
     const script = (shell === 'bash' ? bash : zsh)(tableOf(commands))
-    if (json) console.log(JSON.stringify({ ok: true, value: { shell, script } }))
+    if (json) console.log(jsonOk({ shell, script }))
     else process.stdout.write(script)
     return 0
   }
-  if (json) console.log(JSON.stringify({ ok: false, error: { code: 'USAGE', message: 'give bash or zsh' } }))
+  if (json) console.log(errorJson(new UsageError('give bash or zsh')))
   console.error(`evalmesh completion: give bash or zsh${shell !== undefined ? `, not "${shell.replace(/[^\w.-]/g, '?')}"` : ''}\n\n${COMPLETION_USAGE}`)
   return 2
 }
