@@ -407,7 +407,9 @@ test('supervise: dependency order, kill -9 brought back, a restart budget exhaus
       return rows.filter(r => r.name !== 'broken').every(r => r.status === 'running' && r.load !== null) ? rows : undefined
     }
     await waitFor('area-node and agent running', up, 60_000, () => said)
-    assert.ok(said.indexOf('area-node started') < said.indexOf('agent started'), said)
+    // The node can answer before the supervisor's own line about it reaches our pipe.
+    await waitFor('the supervisor says agent started', () => /\bagent started/.test(said), 20_000, () => said)
+    assert.ok(said.indexOf('area-node started') < said.search(/\bagent started/), said)
 
     // The restart budget: broken cannot start (its functions module is missing).
     const failed = await waitFor('broken marked failed', async () => (await f.json<Row[]>('running')).find(r => r.name === 'broken' && r.status === 'failed'), 60_000, () => said)
