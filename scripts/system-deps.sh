@@ -9,6 +9,7 @@
 #   python3-zeroconf  a third mDNS stack (Debian's /usr/bin/python3, not pyenv's)
 #   dbus              avahi-daemon needs a system bus (started inside a namespace only)
 #   tmux              headless terminal for the monitor tests
+#   zsh               to check the script of `evalmesh completion zsh`
 #
 # avahi-daemon must never start in the root namespace (it would speak mDNS on eth0):
 # we install with --no-install-recommends (no libnss-mdns rewriting nsswitch.conf) and
@@ -28,10 +29,11 @@ have_cmd avahi-daemon || missing+=(avahi-daemon)
 have_cmd avahi-browse || missing+=(avahi-utils)
 have_cmd dbus-daemon || missing+=(dbus)
 have_cmd tmux || missing+=(tmux)
+have_cmd zsh || missing+=(zsh)
 if ! /usr/bin/python3 -c 'import zeroconf' >/dev/null 2>&1; then missing+=(python3-zeroconf); fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  log "all present: ip, avahi-daemon, avahi-browse, dbus-daemon, tmux, python3-zeroconf"
+  log "all present: ip, avahi-daemon, avahi-browse, dbus-daemon, tmux, zsh, python3-zeroconf"
   exit 0
 fi
 

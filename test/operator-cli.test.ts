@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Client } from '@evalmesh/client'
 import { startServer, type EvalServer } from '@evalmesh/server'
-import { startNode, tempDir } from './support/node.js'
+import { busyFor, runCli, startNode, tempDir, type CliRun } from './support/node.js'
 
 const root = (() => {
   let dir = dirname(fileURLToPath(import.meta.url))
@@ -25,19 +25,8 @@ function cli (): string[] {
   return ['--no-node-snapshot', join(root, 'apps', 'cli', 'bin', 'evalmesh.js')]
 }
 
-interface Run { code: number | null, stdout: string, stderr: string }
-
-function evalmesh (dir: string, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...cli(), ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, EVALMESH_STATE_DIR: dir } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', d => { stdout += d })
-    child.stderr.on('data', d => { stderr += d })
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`evalmesh ${args.join(' ')} did not finish\n${stdout}\n${stderr}`)) }, 60_000)
-    child.on('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
-    child.stdin.end(input ?? '')
-  })
+function evalmesh (dir: string, args: string[], input?: string): Promise<CliRun> {
+  return runCli(args, input === undefined ? { stateDir: dir } : { stateDir: dir, input })
 }
 
 async function waitFor<T> (what: string, probe: () => T | undefined | false, ms = 30_000, detail: () => string = () => ''): Promise<T> {
@@ -401,8 +390,10 @@ test('evalmesh monitor on a real terminal (tmux): rows, d + y aborts, t traces, 
   const n = await node('tmuxnode')
   try {
     const txn = await n.client.remoteApply('hold', [], n.host, { wait: false }) as string
-    tmuxRun('mon', n.dir, ['monitor', '--host', n.host, '--refresh', '200'])
+    // No --host: the window finds the node started from the state dir, as every command does.
+    tmuxRun('mon', n.dir, ['monitor', '--refresh', '200'])
     await waitFor('the running row', () => capture('mon').includes('hold()') && capture('mon').includes('running (1)'), 30_000, () => capture('mon'))
+    assert.match(capture('mon'), new RegExp(`node tmuxnode \\(\\w+\\) at ${n.host.replace(/\./g, '\\.')}`))
     tmux('send-keys', '-t', 'mon', 'd')
     await waitFor('the confirmation', () => capture('mon').includes(`Abort running ${txn}`), 30_000, () => capture('mon'))
     tmux('send-keys', '-t', 'mon', 'y')
@@ -465,16 +456,46 @@ test('evalmesh monitor restores the terminal when stopped by SIGTERM and when it
   }
 })
 
-test('evalmesh start on a real terminal (tmux) opens the window on its node; q stops the node', { skip: hasTmux ? false : 'tmux is not installed (scripts/system-deps.sh installs it)' }, async () => {
+test('evalmesh start on a real terminal (tmux): the window says how to reach its node; q asks while work runs, then stops the node', { skip: hasTmux ? false : 'tmux is not installed (scripts/system-deps.sh installs it)' }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'em-start-'))
+  const client = new Client({ stateDir: dir })
   try {
     tmuxRun('start', dir, ['start', '--port', '0', '--name', 'startnode', '--state-dir', dir])
     await waitFor('the window on the started node', () => /node startnode \(\w+\) at 127\.0\.0\.1:\d+ +connected/.test(capture('start')), 60_000, () => capture('start'))
+    // The banner `serve` prints is inside the window, where it can be seen.
+    const banner = /try: evalmesh eval '1 \+ 1' --host (127\.0\.0\.1:\d+)/.exec(capture('start'))
+    assert.ok(banner !== null, capture('start'))
+    const where = banner[1]!
+    assert.match(capture('start'), /q stop node/)
+    // With work running, q asks; n keeps the node running.
+    const txn = await client.remoteEval(busyFor(60_000), where, { wait: false }) as string
+    await waitFor('the running row', () => capture('start').includes('running (1)'), 30_000, () => capture('start'))
     tmux('send-keys', '-t', 'start', 'q')
+    await waitFor('the question', () => /Quitting stops node "startnode", which has 1 running and 0 queued/.test(capture('start')), 30_000, () => capture('start'))
+    tmux('send-keys', '-t', 'start', 'n')
+    await waitFor('the answer kept', () => capture('start').includes('the node keeps running'), 30_000, () => capture('start'))
+    assert.equal((await client.status(where, { id: txn }))[0]?.state, 'running')
+    // q then y stops it.
+    tmux('send-keys', '-t', 'start', 'q')
+    await waitFor('the question again', () => capture('start').includes('Quitting stops node "startnode"'), 30_000, () => capture('start'))
+    tmux('send-keys', '-t', 'start', 'y')
     const screen = await waitFor('the node to stop', () => /EXITED 0/.test(capture('start')) && capture('start'), 30_000, () => capture('start'))
     assert.match(screen, /evalmesh node "startnode" stopped/)
   } finally {
+    client.close()
     tmux('kill-session', '-t', 'start')
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('evalmesh monitor --host with a name that names no node fails before the window opens (tmux)', { skip: hasTmux ? false : 'tmux is not installed (scripts/system-deps.sh installs it)' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'em-nohost-'))
+  try {
+    tmuxRun('nohost', dir, ['monitor', '--host', 'no-such-node'])
+    const screen = await waitFor('the error and the exit', () => /EXITED 1/.test(capture('nohost')) && capture('nohost'), 30_000, () => capture('nohost'))
+    assert.match(screen, /UNKNOWN_HOST: "no-such-node" is neither host:port nor a known peer name/)
+  } finally {
+    tmux('kill-session', '-t', 'nohost')
     rmSync(dir, { recursive: true, force: true })
   }
 })

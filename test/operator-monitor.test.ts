@@ -78,8 +78,10 @@ async function teardown (s: Setup): Promise<void> {
 }
 
 test('running, queued and done work appear; a clicked running row + d + y aborts exactly that one', async () => {
-  const s = await setup({ concurrency: 2 })
+  // restarts: as the fleet's supervisor tells a node it brought back.
+  const s = await setup({ concurrency: 2, restarts: 3 })
   try {
+    await waitFor('the header to say how often the node was restarted', () => /connected up \d+s, restarted 3x/.test(s.monitor.text()[0] ?? ''))
     await s.worker.remoteEval('1 + 1', s.host)
     const a = await s.worker.remoteApply('hold', [], s.host, { wait: false }) as string
     const b = await s.worker.remoteApply('hold', [], s.host, { wait: false }) as string
@@ -253,5 +255,28 @@ test('a queued row says what it waits for; with it selected, the footer says it 
     await waitFor('the second done', () => s.server.status('done', second)[0])
   } finally {
     await teardown(s)
+  }
+})
+
+test('a host that names no node: the header says so, it is not asked again every tick, r retries', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'em-mon-'))
+  let lookups = 0
+  const client = new Client({ stateDir: dir, lookup: () => { lookups++; return undefined } })
+  const tty = fakeTty()
+  const monitor = createMonitor({ client, host: 'no-such-node', input: tty.input, output: tty.output, refreshMs: 50, handleProcessEvents: false })
+  current = monitor
+  try {
+    await waitFor('the header to say it cannot watch it', () => /cannot watch it: "no-such-node" is neither host:port/.test(monitor.text()[0] ?? ''))
+    assert.ok(screenHas(monitor, 'no-such-node names no node this client knows; q quits'))
+    const asked = lookups
+    // Ten refresh periods later, nobody asked again.
+    await new Promise(resolve => setTimeout(resolve, 500))
+    assert.equal(lookups, asked)
+    await key(tty, 'r')
+    await waitFor('r to ask once more', () => lookups > asked)
+  } finally {
+    monitor.quit()
+    client.close()
+    rmSync(dir, { recursive: true, force: true })
   }
 })

@@ -74,6 +74,28 @@ export async function startNode (args: string[] = [], opts: { stateDir?: string,
   }
 }
 
+export interface CliRun { code: number | null, stdout: string, stderr: string }
+
+/**
+ * The evalmesh command exactly as a user runs it, in a child process, with the state dir
+ * given through $EVALMESH_STATE_DIR (and $EVALMESH_HOST unset unless `env` sets it: the
+ * developer's own must not leak into a test). Rejects if it does not finish in time.
+ */
+export async function runCli (args: string[], opts: { stateDir: string, env?: Record<string, string>, input?: string, timeoutMs?: number }): Promise<CliRun> {
+  return await new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, EVALMESH_STATE_DIR: opts.stateDir }
+    delete env.EVALMESH_HOST
+    const child = spawn(process.execPath, ['--no-node-snapshot', CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...env, ...opts.env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', d => { stdout += d })
+    child.stderr.on('data', d => { stderr += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`evalmesh ${args.join(' ')} did not finish\n${stdout}\n${stderr}`)) }, opts.timeoutMs ?? 60_000)
+    child.on('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+    child.stdin.end(opts.input ?? '')
+  })
+}
+
 /** A client holding the node's own key (the zero-config local case). */
 export function localClient (node: TestNode, init: ClientInit = {}): Client {
   return new Client({ stateDir: node.stateDir, ...init })

@@ -33,6 +33,17 @@ export interface MonitorOptions {
   mesh?: boolean
   /** Nodes the mesh view knows besides the watched node's peers (the CLI's peers file). */
   nodes?: () => NodeSource[]
+  /**
+   * A line shown under the header for as long as the window is open: `evalmesh start`
+   * says there how to reach the node it runs, which its window would otherwise cover.
+   */
+  banner?: string
+  /**
+   * What quitting the window stops, when it stops something (`node "x"` for `evalmesh
+   * start`): then q and C-c ask first while the node has running or queued work, and the
+   * footer and help say that q stops it.
+   */
+  quitStops?: string
 }
 
 export interface Monitor {
@@ -67,6 +78,7 @@ const HELP_TEXT = [
 ].join('\n')
 
 const FOOTER = ' Tab pane  ↑↓ select  Enter detail  / filter  s sort  d abort  t trace  g gags  ? help  q quit'
+const FOOTER_STOPS = FOOTER.replace(/q quit$/, 'q stop node')
 
 interface Pane {
   name: ListName
@@ -90,6 +102,8 @@ export function createMonitor (options: MonitorOptions): Monitor {
   const output = options.output ?? process.stdout
   const input = options.input ?? process.stdin
   const handleProcess = options.handleProcessEvents ?? output === process.stdout
+  const quitStops = options.quitStops
+  const footerText = quitStops === undefined ? FOOTER : FOOTER_STOPS
 
   const screen = blessed.screen({
     input: input as any,
@@ -106,7 +120,12 @@ export function createMonitor (options: MonitorOptions): Monitor {
   // ---- layout: percentages, so the window follows the terminal when resized ----
 
   const headerBox = blessed.box({ parent: screen, top: 0, left: 0, width: '100%', height: 1, tags: true, style: { fg: 'white', bg: 'blue' } })
-  const footer = blessed.box({ parent: screen, bottom: 0, left: 0, width: '100%', height: 1, tags: false, content: FOOTER, style: { fg: 'black', bg: 'white' } })
+  const footer = blessed.box({ parent: screen, bottom: 0, left: 0, width: '100%', height: 1, tags: false, content: footerText, style: { fg: 'black', bg: 'white' } })
+  // The banner takes one line under the header, and everything below moves down by it.
+  const top = options.banner === undefined ? 1 : 2
+  if (options.banner !== undefined) {
+    blessed.box({ parent: screen, top: 1, left: 0, width: '100%', height: 1, tags: false, content: ' ' + printable(options.banner, 1000), style: { fg: 'black', bg: 'cyan' } })
+  }
 
   function makePane (name: ListName, top: string, size: { height: string } | { bottom: number }): Pane {
     const box = blessed.box({ parent: screen, top, left: 0, width: '60%', ...size, border: 'line', label: ` ${name} `, tags: false, style: { border: { fg: 'cyan' } } })
@@ -119,14 +138,14 @@ export function createMonitor (options: MonitorOptions): Monitor {
     return { name, box, header, list, records: [] }
   }
   const panes: Record<ListName, Pane> = {
-    running: makePane('running', '0%+1', { height: '30%' }),
-    input: makePane('input', '30%+1', { height: '25%' }),
-    done: makePane('done', '55%+1', { bottom: 1 })
+    running: makePane('running', `0%+${top}`, { height: '30%' }),
+    input: makePane('input', `30%+${top}`, { height: '25%' }),
+    done: makePane('done', `55%+${top}`, { bottom: 1 })
   }
-  const policyBox = blessed.box({ parent: screen, top: 1, left: '60%', width: '40%', height: 5, border: 'line', label: ' policy ', tags: true, style: { border: { fg: 'cyan' } } })
-  const peersBox = blessed.box({ parent: screen, top: 6, left: '60%', width: '40%', height: '25%', border: 'line', label: ' peers ', tags: false, scrollable: true, style: { border: { fg: 'cyan' } } })
+  const policyBox = blessed.box({ parent: screen, top, left: '60%', width: '40%', height: 5, border: 'line', label: ' policy ', tags: true, style: { border: { fg: 'cyan' } } })
+  const peersBox = blessed.box({ parent: screen, top: top + 5, left: '60%', width: '40%', height: '25%', border: 'line', label: ' peers ', tags: false, scrollable: true, style: { border: { fg: 'cyan' } } })
   const tracePane = blessed.log({
-    parent: screen, top: '25%+6', left: '60%', width: '40%', bottom: 1, border: 'line', label: ' trace (off) ',
+    parent: screen, top: `25%+${top + 5}`, left: '60%', width: '40%', bottom: 1, border: 'line', label: ' trace (off) ',
     tags: false, scrollback: 1000, scrollbar: { ch: ' ', style: { bg: 'cyan' } } as any, mouse: true, keys: true, vi: true,
     style: { border: { fg: 'cyan' } }
   })
@@ -135,23 +154,23 @@ export function createMonitor (options: MonitorOptions): Monitor {
     style: { border: { fg: 'red' }, bg: 'black' }
   })
   const helpBox = blessed.box({ parent: screen, top: 'center', left: 'center', width: '80%', height: 21, border: 'line', label: ' help ', tags: true, hidden: true, style: { border: { fg: 'yellow' } } })
-  helpBox.setContent(HELP_TEXT)
+  helpBox.setContent(quitStops === undefined ? HELP_TEXT : HELP_TEXT.replace('  q / C-c         quit', `  q / C-c         quit, which stops ${blessed.escape(printable(quitStops, 80))} (asks first while it has work)`))
   const promptBox = blessed.box({ parent: screen, top: 'center', left: 'center', width: '60%', height: 6, border: 'line', label: ' gags ', hidden: true, style: { border: { fg: 'yellow' } } })
   const promptText = blessed.box({ parent: promptBox, top: 0, left: 1, right: 1, height: 2 })
   const promptInput = blessed.textbox({ parent: promptBox, top: 2, left: 1, right: 1, height: 1, inputOnFocus: false, style: { bg: 'blue', fg: 'white' } })
 
   // The mesh view: the nodes pane takes the peers box's place, taller.
   const nodesList = blessed.list({
-    parent: screen, top: 6, left: '60%', width: '40%', height: '35%', border: 'line', label: ' nodes ', hidden: !mesh,
+    parent: screen, top: top + 5, left: '60%', width: '40%', height: '35%', border: 'line', label: ' nodes ', hidden: !mesh,
     keys: true, vi: true, mouse: true, tags: false,
     style: { border: { fg: 'cyan' }, selected: { bg: 'blue', fg: 'white' }, item: {} }
   })
   if (mesh) {
     peersBox.hide()
-    tracePane.top = '35%+6'
+    tracePane.top = `35%+${top + 5}`
   }
   const detailBox = blessed.box({
-    parent: screen, top: 1, left: 'center', width: '90%', bottom: 1, border: 'line', label: ' transaction ', tags: false, hidden: true,
+    parent: screen, top, left: 'center', width: '90%', bottom: 1, border: 'line', label: ' transaction ', tags: false, hidden: true,
     scrollable: true, alwaysScroll: true, keys: true, vi: true, mouse: true, style: { border: { fg: 'yellow' }, bg: 'black' }
   })
 
@@ -195,6 +214,10 @@ export function createMonitor (options: MonitorOptions): Monitor {
   /** Bumped when the window switches nodes: answers for the node watched before are dropped. */
   let generation = 0
   let confirmAction: (() => void) | undefined
+  /** The confirm box asks whether to quit (a second C-c then quits). */
+  let askingQuit = false
+  /** The host that could not be resolved to an address (UNKNOWN_HOST): not retried. */
+  let unresolved: string | undefined
   let inflight: Promise<void> | undefined
   let closedFlag = false
   let resolveClosed!: () => void
@@ -226,12 +249,16 @@ export function createMonitor (options: MonitorOptions): Monitor {
     const name = printable(typeof node.name === 'string' ? node.name : host, 63)
     const id = typeof node.id === 'string' ? ` (${printable(node.id.slice(0, 8), 8)})` : ''
     const counters: Partial<DescribeReply['counters']> = node.counters ?? {}
-    const uptime = typeof node.uptimeSeconds === 'number' ? `up ${Math.floor(node.uptimeSeconds)}s` : ''
+    // A supervised node (evalmesh fleet) that keeps coming back says so: "up 12s, restarted 3x".
+    const restarts = typeof node.restarts === 'number' && node.restarts > 0 ? `, restarted ${node.restarts}x` : ''
+    const uptime = typeof node.uptimeSeconds === 'number' ? `up ${Math.floor(node.uptimeSeconds)}s${restarts}` : ''
     const state = connected
       ? '{green-fg}connected{/green-fg}'
-      : everConnected
-        ? `{red-fg}disconnected, retrying...{/red-fg} ${blessed.escape(printable(lastError, 300))}`
-        : `{yellow-fg}connecting...{/yellow-fg} ${blessed.escape(printable(lastError, 300))}`
+      : unresolved === host
+        ? `{red-fg}cannot watch it:{/red-fg} ${blessed.escape(printable(lastError, 300))}`
+        : everConnected
+          ? `{red-fg}disconnected, retrying...{/red-fg} ${blessed.escape(printable(lastError, 300))}`
+          : `{yellow-fg}connecting...{/yellow-fg} ${blessed.escape(printable(lastError, 300))}`
     const stats = connected ? ` ${uptime}  served ${counters.served ?? 0} refused ${counters.refused ?? 0} done ${counters.completed ?? 0} failed ${counters.failed ?? 0} aborted ${counters.aborted ?? 0}` : ''
     const meshNote = board === undefined ? '' : `mesh ${board.nodes.filter(n => n.up === true).length}/${board.nodes.length} up  `
     headerBox.setContent(` evalmesh monitor  ${blessed.escape(meshNote)}node ${blessed.escape(name)}${blessed.escape(id)} at ${blessed.escape(host)}  ${state}${blessed.escape(stats)}`)
@@ -280,7 +307,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
     if (board !== undefined) drawNodes()
     if (detail !== undefined) drawDetail()
     tracePane.setLabel(` trace (${traceOn ? 'on' : 'off'}) t toggles, c clears `)
-    footer.setContent(Date.now() < messageUntil ? ' ' + message : selectedWaiting() ?? FOOTER)
+    footer.setContent(Date.now() < messageUntil ? ' ' + message : selectedWaiting() ?? footerText)
     styleFocus()
     screen.render()
     // blessed defers its write to setImmediate; flushing here keeps the terminal in step with the model.
@@ -409,6 +436,8 @@ export function createMonitor (options: MonitorOptions): Monitor {
       const sources: NodeSource[] = [{ name: host, host, source: 'watched' }, ...(options.nodes?.() ?? []), ...peerSources(peerEntries)]
       void board.refresh(sources).finally(() => { boardBusy = false; if (!closedFlag) draw() })
     }
+    // A host that names no node stays so: asking again every tick would only repeat the error.
+    if (unresolved === host) { tick++; draw(); return }
     try {
       const wasConnected = connected && stream !== undefined
       const t0 = Date.now()
@@ -439,6 +468,10 @@ export function createMonitor (options: MonitorOptions): Monitor {
       if (connected) tracePane.log(`--- lost the node: ${printable((err as Error).message, 300)} ---`)
       connected = false
       lastError = (err as Error).message ?? String(err)
+      if (err instanceof EvalMeshError && err.code === 'UNKNOWN_HOST') {
+        unresolved = host
+        say(`${host} names no node this client knows; ${board === undefined ? 'q quits' : 'pick a node in the nodes pane'}`, 60_000)
+      }
     }
     tick++
     draw()
@@ -564,7 +597,28 @@ export function createMonitor (options: MonitorOptions): Monitor {
     say(`sorted by ${sortKey === 'time' ? 'time' : sortKey === 'client' ? 'client' : 'time taken (longest first)'}`)
   }
 
+  /**
+   * q: quit, but when quitting stops the node (evalmesh start) and the node has work
+   * running or queued, ask first, saying what would be lost.
+   */
+  function askQuit (): void {
+    if (quitStops === undefined) { quit(); return }
+    const records = [...byTxn.values()]
+    const running = records.filter(r => r.state === 'running').length
+    const queued = records.filter(r => r.state === 'input').length
+    if (!connected || running + queued === 0) { quit(); return }
+    closeModal()
+    confirmBox.setContent(`\n Quitting stops ${printable(quitStops, 80)}, which has ${running} running and ${queued} queued\n transaction(s); they would be aborted.\n   y = stop the node, n = keep watching`)
+    modal = 'confirm'
+    askingQuit = true
+    confirmBox.show()
+    confirmBox.setFront()
+    confirmAction = () => quit()
+    draw()
+  }
+
   function closeModal (): void {
+    askingQuit = false
     if (modal === 'detail') {
       detail = undefined
       detailBox.hide()
@@ -611,7 +665,12 @@ export function createMonitor (options: MonitorOptions): Monitor {
 
   function onKey (ch: string | undefined, key: { full?: string, name?: string } | undefined): void {
     const full = key?.full ?? key?.name ?? ch ?? ''
-    if (full === 'C-c') { quit(); return }
+    if (full === 'C-c') {
+      // A second C-c while asking leaves: the way out never needs more than two keys.
+      if (quitStops === undefined || askingQuit) quit()
+      else if (modal !== 'prompt') askQuit() // Escape ends the prompt first
+      return
+    }
     if (modal === 'prompt') return // the text box has the keys
     if (modal === 'help') { closeModal(); return }
     if (modal === 'detail') {
@@ -620,11 +679,11 @@ export function createMonitor (options: MonitorOptions): Monitor {
       return // Up/Down scroll the detail box
     }
     if (modal === 'confirm') {
-      if (full === 'y' || full === 'Y') { const act = confirmAction; closeModal(); act?.() } else if (['n', 'N', 'escape', 'q'].includes(full)) { closeModal(); say('kept') }
+      if (full === 'y' || full === 'Y') { const act = confirmAction; closeModal(); act?.() } else if (['n', 'N', 'escape', 'q'].includes(full)) { const kept = askingQuit ? 'the node keeps running' : 'kept'; closeModal(); say(kept) }
       return
     }
     switch (full) {
-      case 'q': quit(); return
+      case 'q': askQuit(); return
       case 'tab': cycleFocus(1); return
       case 'S-tab': cycleFocus(-1); return
       case 'd': case 'delete': askAbort(); return
@@ -641,7 +700,7 @@ export function createMonitor (options: MonitorOptions): Monitor {
           openDetail()
         }
         return
-      case 'r': void refresh(); return
+      case 'r': unresolved = undefined; void refresh(); return // r retries a host that named no node, too
       case '?': modal = 'help'; helpBox.show(); helpBox.setFront(); draw()
     }
   }

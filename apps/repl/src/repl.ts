@@ -54,6 +54,12 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   let target: string | undefined
   /** Remote waits in progress: txn -> host. Ctrl-C aborts them. */
   const pending = new Map<string, string>()
+  /**
+   * Every helper call not yet settled. Input that ends (a script piped in, Ctrl-D) closes
+   * the REPL only once these have: `evalmesh repl < script` must not cut off its own
+   * remote work and report it LOST.
+   */
+  const inflight = new Set<Promise<unknown>>()
 
   const promptFor = (t: string | undefined): string => t === undefined ? 'evalmesh> ' : `evalmesh@${t}> `
   const server = repl.start({
@@ -108,7 +114,8 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   // Helpers for code typed at the prompt: errors print as the remote error, with its stack.
   const handled = <T>(p: Promise<T>): Promise<T> => {
     const q = p.catch(err => { throw readable(err) })
-    q.catch(() => { /* an await interrupted by Ctrl-C leaves nobody to take the rejection */ })
+    inflight.add(q)
+    q.catch(() => { /* an await interrupted by Ctrl-C leaves nobody to take the rejection */ }).finally(() => inflight.delete(q))
     return q
   }
   const context = server.context as Record<string, unknown>
@@ -231,7 +238,10 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   if (options.target !== undefined) {
     await setTarget(options.target).catch(err => write(`cannot use ${printable(options.target!, 200)}: ${printable((err as Error).message)}; evaluating locally`))
   }
-  const closed = new Promise<void>(resolve => server.once('exit', () => resolve()))
+  const closed = new Promise<void>(resolve => server.once('exit', () => {
+    const settle = async (): Promise<void> => { while (inflight.size > 0) await Promise.allSettled([...inflight]) }
+    void settle().then(resolve)
+  }))
   return { server, get target () { return target }, closed, setTarget }
 }
 

@@ -41,6 +41,8 @@ export const monitorCmd: Command = {
     const client = clientFor(p)
     try {
       const opts: Parameters<typeof createMonitor>[0] = { client, host: targetOf(p) }
+      // A host that names no node is an error here, before the window covers the terminal.
+      client.resolve(opts.host)
       const refreshMs = int(p, 'refresh'); if (refreshMs !== undefined) opts.refreshMs = refreshMs
       if (p.values.mesh === true) {
         opts.mesh = true
@@ -293,7 +295,9 @@ export const startCmd: Command = {
   usage: `evalmesh start [serve options] [--no-monitor]
 
   Starts a node as \`evalmesh serve\` does (same options). When stdin and stdout are a
-  terminal, the status window opens on it; quitting the window stops the node.
+  terminal, the status window opens on it, with a line saying how to reach the node;
+  quitting the window (q) stops the node, after asking while it has work running or
+  queued.
   Otherwise (or with --no-monitor) it runs like \`evalmesh serve\`.`,
   options: { ...serveOptions, monitor: { type: 'boolean' } },
   run: async (p) => {
@@ -303,7 +307,11 @@ export const startCmd: Command = {
       const { host, port } = server.address
       const connectTo = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
       const client = new Client({ stateDir: server.stateDir, identity: server.identity, trust: server.trust })
-      const monitor = createMonitor({ client, host: formatHost(connectTo, port) })
+      const where = formatHost(connectTo, port)
+      // The window covers the terminal, so it carries the banner `serve` prints: how to reach the node.
+      const banner = `node "${server.name}" on ${formatHost(host, port)}   try: evalmesh eval '1 + 1' --host ${where}` +
+        (server.controlPort !== undefined ? `   control: evalmesh ctl --state-dir ${server.stateDir}` : '')
+      const monitor = createMonitor({ client, host: where, banner, quitStops: `node "${server.name}"` })
       // The node stopping (a signal, --minutes) closes the window; closing the window stops the node.
       void server.whenStopped.then(() => monitor.quit())
       await monitor.closed
