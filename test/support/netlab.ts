@@ -37,7 +37,7 @@ export interface LabHost {
   name: string
   /** Network namespace, e.g. em1234_0_1. */
   ns: string
-  /** IPv4 address on the lab link (198.18.0.0/15). */
+  /** Address on the lab link: IPv4 from 198.18.0.0/15, or IPv6 from 2001:db8::/64 in an IPv6 lab. */
   address: string
   /** The host's interface inside its namespace. */
   iface: string
@@ -106,21 +106,29 @@ function runNetlab (args: string[]): { status: number | null, stderr: string } {
   return { status: r.status, stderr: (r.stderr ?? '') + (r.error !== undefined ? String(r.error) : '') }
 }
 
+export interface LabOptions {
+  /** An IPv6-only LAN (netlab.sh --ipv6): no IPv4 address on any host, host i has 2001:db8::i. */
+  ipv6?: boolean
+}
+
 /** Build a lab of n hosts. The prefix defaults to one unique to this process. */
-export function createLab (n: number, prefix = `em${process.pid}_${counter++}_`): Lab {
+export function createLab (n: number, prefix = `em${process.pid}_${counter++}_`, options: LabOptions = {}): Lab {
   const cap = canUseNamespaces()
   if (!cap.ok) throw new Error(`cannot build a network lab: ${cap.why ?? 'unavailable'}`)
   hookExit()
   // A stale lab from a crashed run with the same prefix would make 'up' refuse.
   runNetlab(['down', '--prefix', prefix])
-  const up = runNetlab(['up', String(n), '--prefix', prefix])
+  const upArgs = ['up', String(n), '--prefix', prefix, ...(options.ipv6 === true ? ['--ipv6'] : [])]
+  const up = runNetlab(upArgs)
   if (up.status !== 0) {
     runNetlab(['down', '--prefix', prefix])
-    throw new Error(`netlab up ${n} --prefix ${prefix} failed: ${up.stderr.trim()}`)
+    throw new Error(`netlab ${upArgs.join(' ')} failed: ${up.stderr.trim()}`)
   }
+  // The same addresses as netlab.sh's host_addr and host_addr6.
+  const addressOf = (i: number): string => options.ipv6 === true ? `2001:db8::${i.toString(16)}` : `198.18.${Math.floor(i / 256)}.${i % 256}`
   const hosts: LabHost[] = Array.from({ length: n }, (_, k) => {
     const i = k + 1
-    return { name: `h${i}`, ns: `${prefix}${i}`, address: `198.18.${Math.floor(i / 256)}.${i % 256}`, iface: 'lan0' }
+    return { name: `h${i}`, ns: `${prefix}${i}`, address: addressOf(i), iface: 'lan0' }
   })
   const children = new Set<ChildProcess>()
   let destroyed = false

@@ -1,16 +1,19 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
-import { BROADCAST_GROUP, BROADCAST_PORT, EvalMeshError } from '@evalmesh/protocol'
+import { BROADCAST_PORT, EvalMeshError, broadcastGroupFor } from '@evalmesh/protocol'
+import { multicastInterfaceFor } from '@evalmesh/discovery'
 import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type DatagramCounters, type DatagramSender } from '@evalmesh/transport'
 import type { Identity, TrustStore } from '@evalmesh/trust'
 
 /** Where a client sends broadcast queries. */
 export interface BroadcastConfig {
   /**
-   * IPv4 address of the LAN interface to multicast from. Without it, queries go only
-   * to `targets` by unicast (the loopback default: no multicast at all).
+   * Address of the LAN interface to multicast from, IPv4 or IPv6 (then queries go to
+   * the IPv6 group). Without it, queries go only to `targets` by unicast (the loopback
+   * default: no multicast at all).
    */
   interface?: string
+  /** Default: 239.255.66.80, or ff12::6680 for an IPv6 interface. */
   group?: string
   /** UDP port of the multicast group (default 6680). */
   port?: number
@@ -107,7 +110,7 @@ export class Broadcaster {
       const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'query', txn, mode })
       // A node that answers nothing (down, filtered) must not stop us asking the others.
       try {
-        if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? BROADCAST_GROUP)
+        if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? broadcastGroupFor(this.#config.interface))
         for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
       } catch { /* socket closed under us: close() ends the query */ }
     }
@@ -128,7 +131,7 @@ export class Broadcaster {
     const socket = await this.#open()
     const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'release', txn, keep })
     try {
-      if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? BROADCAST_GROUP)
+      if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? broadcastGroupFor(this.#config.interface))
       for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
     } catch { /* closed: the offers expire by themselves */ }
   }
@@ -162,7 +165,8 @@ export class Broadcaster {
         // Every node answers every query: a burst of broadcasts on a large LAN brings
         // hundreds of offers at once, more than the default buffer holds.
         try { socket.setRecvBufferSize(4 * 1024 * 1024) } catch { /* capped by net.core.rmem_max */ }
-        if (this.#config.interface !== undefined) socket.setMulticastInterface(this.#config.interface)
+        // IPv6 names the interface by its scope (::%lan0); IPv4 by the address itself.
+        if (this.#config.interface !== undefined) socket.setMulticastInterface(multicastInterfaceFor(this.#config.interface))
         socket.unref()
         resolve(socket)
       })

@@ -408,7 +408,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
       const theirs = auth.find(a => a.type === mine.type && lc(a.name) === lc(own.host))
       if (theirs !== undefined && typeof theirs.data === 'string' && isIP(theirs.data) !== 0 && !isOwnAddress(this.#iface as LanInterface, theirs.data) &&
           compareAddresses(theirs.data, mine.data as string) > 0) {
-        this.#conflict(rinfo.address)
+        this.#conflict(theirs.data)
       }
       return
     }
@@ -509,7 +509,7 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
       if (own !== undefined && (name === lc(own.instance) || name === lc(own.host))) {
         // Records for our own names from someone else: a conflict unless they match ours.
         const mine = [own.srv, own.txt, ...own.addresses].find(o => o.type === rec.type && lc(o.name) === name)
-        if (mine !== undefined && ttl > 0 && !sameRecord(mine, rec) && this.#phase !== 'idle') this.#conflict(rinfo.address)
+        if (mine !== undefined && ttl > 0 && !sameRecord(mine, rec) && this.#phase !== 'idle') this.#conflict(claimantOf(records, own, rinfo.address))
         continue
       }
       if (rec.type === 'A' || rec.type === 'AAAA') { hostRecords.push(rec); continue }
@@ -679,4 +679,17 @@ class MdnsDiscovery extends EventEmitter implements Discovery {
 /** Create mDNS discovery on one interface (IPv4, IPv6 or both); call start(), then advertise() and/or browse(). */
 export function createDiscovery (init: DiscoveryInit): Discovery {
   return new MdnsDiscovery(init)
+}
+
+/**
+ * The address to name in a conflict warning: the one the other host advertises for our
+ * host name, of our own family first. An IPv6 packet's source is usually its link-local
+ * fe80:: address, which tells an operator less than the address the host serves on.
+ */
+function claimantOf (records: DnsRecord[], own: OwnRecords, source: string): string {
+  const type = own.addresses[0]?.type
+  const theirs = records.filter(r => (r.type === 'A' || r.type === 'AAAA') && typeof r.data === 'string' && lc(r.name) === lc(own.host) &&
+    !own.addresses.some(o => o.type === r.type && o.data === r.data))
+  const pick = theirs.find(r => r.type === type) ?? theirs[0]
+  return typeof pick?.data === 'string' ? pick.data : source
 }

@@ -1,7 +1,7 @@
 /**
  * @packageDocumentation
  * Finding the other nodes of the mesh: mDNS / DNS-SD advertise and browse on one
- * IPv4 interface, a peer table with TTL expiry, and static seeds for networks
+ * LAN interface (IPv4 on 224.0.0.251, IPv6 on ff02::fb), a peer table with TTL expiry, and static seeds for networks
  * where multicast does not reach.
  *
  * A node `alpha` with id `n-alpha`, EvalServer port 6680 on 198.18.0.1 advertises:
@@ -28,4 +28,6 @@ export { createDiscovery, type Discovery, type DiscoveryInit } from './discovery
 export { PeerTable, type Peer, type PeerInput, type PeerSource, type PeerTableInit } from './peer-table.js'
 export { parseSeeds, readSeedsFile, SeedFileError, TLS_CAP, type SeedPeer } from './seeds.js'
 export type { ServiceInfo } from './records.js'
+// The broadcast responder and client join their multicast group on the same interface as mDNS.
+export { isLinkLocalV6, multicastInterfaceFor } from './interfaces.js'
 export { SERVICE_TYPE } from './constants.js'

@@ -12,9 +12,20 @@ export const SUPPORTED_VERSIONS: readonly number[] = [1]
 /** Default TCP and UDP port; EVALSERVER used PUP socket 668 (PROTOCOL.md §1). */
 export const DEFAULT_PORT = 6680
 
-/** Multicast group and port of broadcast queries on a LAN (PROTOCOL.md §5). Admin-scoped. */
+/** Multicast group and port of broadcast queries on a LAN (PROTOCOL.md §5.2). Admin-scoped. */
 export const BROADCAST_GROUP = '239.255.66.80'
+/**
+ * The IPv6 group of broadcast queries (PROTOCOL.md §5.2): ff12::6680, link-local scope
+ * (2) like ff02::fb, with the transient flag (1) because IANA did not assign it (RFC 4291
+ * §2.7). Link-local, so it never leaves the link, as 239.255.66.80 is kept in by routers.
+ */
+export const BROADCAST_GROUP_V6 = 'ff12::6680'
 export const BROADCAST_PORT = 6680
+
+/** The broadcast group of a LAN address's family. */
+export function broadcastGroupFor (address: string): string {
+  return address.includes(':') ? BROADCAST_GROUP_V6 : BROADCAST_GROUP
+}
 
 /** Bytes in a frame's length prefix: a 32-bit big-endian unsigned integer (PROTOCOL.md §1). */
 export const FRAME_HEADER_BYTES = 4

@@ -1,15 +1,16 @@
 import { EventEmitter } from 'node:events'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { isIPv6 } from 'node:net'
 import { join } from 'node:path'
 import {
-  BROADCAST_PORT, DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeResultValue,
+  BROADCAST_PORT, DEFAULT_DECODE_LIMITS, broadcastGroupFor, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeResultValue,
   nodeIdOfClient, parseTxn, scrubPaths, toWireError, wireCodeOf,
   type AbortRequest, type ApplyRequest, type EvalAck, type EvalLimits, type EvalOutcome, type EvalRequest,
   type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError,
   type AbortResult, type DescribeReply, type NodeQuotas, type RequestHandlers, type ResultRequest
 } from '@evalmesh/protocol'
-import { createDiscovery, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
+import { createDiscovery, multicastInterfaceFor, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
 import { clampLimits, createSandbox, isQuickForm, sessionKey, type Sandbox } from '@evalmesh/sandbox'
 import { KEY_FILE, TrustStore, defaultStateDir, loadIdentity, selfCertificate, writePrivateFile, type Identity } from '@evalmesh/trust'
 import { Listener, type IntegrityMode, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
@@ -430,8 +431,13 @@ export class EvalServer extends EventEmitter {
     const { host, port } = this.#listener.address
     const lan = this.#init.lan
     const udpPort = lan !== undefined ? (this.#init.broadcastPort ?? BROADCAST_PORT) : port
+    // A LAN node binds the wildcard of its LAN address's family and joins that family's
+    // group on the LAN interface (an IPv6 one named by scope, ::%lan0: PROTOCOL.md §5.2).
     const responderInit: ConstructorParameters<typeof BroadcastResponder>[1] = lan !== undefined
-      ? { bindAddress: '0.0.0.0', port: udpPort, multicastInterface: lan, tcpAddress: host === '0.0.0.0' ? lan : host, tcpPort: port }
+      ? {
+        bindAddress: isIPv6(lan) ? '::' : '0.0.0.0', port: udpPort, multicastInterface: multicastInterfaceFor(lan), group: broadcastGroupFor(lan),
+        tcpAddress: host === '0.0.0.0' || host === '::' ? lan : host, tcpPort: port
+      }
       : { bindAddress: host, port: udpPort, tcpAddress: host, tcpPort: port }
     if (this.#init.tls !== undefined) responderInit.tls = true
     this.#responder = new BroadcastResponder({

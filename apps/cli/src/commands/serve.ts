@@ -4,6 +4,7 @@ import { basename, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService, type ServerRegistration } from '@evalmesh/megatest'
 import { formatHost } from '@evalmesh/client'
+import { isLinkLocalV6 } from '@evalmesh/discovery'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
 import { createNodeLogger, isLogFormat, isLogLevel, startServer, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
@@ -11,12 +12,18 @@ import { stateDirOf } from '../context.js'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
-/** The first non-internal IPv4 address: what `--lan` joins when no address is given. */
+/**
+ * What `--lan` joins when no address is given: the first non-internal IPv4 address, or on
+ * an IPv6-only network the first global IPv6 one (a link-local fe80:: address cannot be
+ * advertised: it means nothing without its interface).
+ */
 function firstLanAddress (): string {
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
-  }
-  throw new UsageError('--lan: this machine has no non-loopback IPv4 interface')
+  const all = Object.values(networkInterfaces()).flatMap(addrs => addrs ?? []).filter(a => !a.internal)
+  const v4 = all.find(a => a.family === 'IPv4')
+  if (v4 !== undefined) return v4.address
+  const v6 = all.find(a => a.family === 'IPv6' && !isLinkLocalV6(a.address))
+  if (v6 !== undefined) return v6.address
+  throw new UsageError('--lan: this machine has no non-loopback IPv4 or global IPv6 address; give one with --listen ADDR')
 }
 
 export function serverInitFrom (p: Parsed): ServerInit {
