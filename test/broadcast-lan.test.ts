@@ -29,11 +29,15 @@ function stateDirWith (meshDir: string, name: string): string {
   return dir
 }
 
-/** `how` 'lan' starts the node with a bare --lan, which must find the host's one LAN address by itself. */
-async function startLabNode (lab: Lab, i: number, meshDir: string, name?: string, how: 'listen' | 'lan' = 'listen'): Promise<LabNode> {
+/**
+ * `lan` starts the node with a bare --lan, which must find the host's one LAN address by
+ * itself; `args` are more serve options.
+ */
+async function startLabNode (lab: Lab, i: number, meshDir: string, opts: { name?: string, lan?: boolean, args?: string[] } = {}): Promise<LabNode> {
   const h = lab.hosts[i]!
+  const name = opts.name
   const stateDir = stateDirWith(meshDir, h.name)
-  const proc = lab.exec(h, [process.execPath, '--no-node-snapshot', CLI, 'serve', ...(how === 'lan' ? ['--lan'] : ['--listen', h.address]), '--name', name ?? h.name,
+  const proc = lab.exec(h, [process.execPath, '--no-node-snapshot', CLI, 'serve', ...(opts.lan === true ? ['--lan'] : ['--listen', h.address]), ...(opts.args ?? []), '--name', name ?? h.name,
     '--state-dir', stateDir, '--discovery-ttl', '4', '--concurrency', '8'])
   const output: string[] = []
   await new Promise<void>((resolve, reject) => {
@@ -73,7 +77,8 @@ for (const family of ['IPv4', 'IPv6'] as const) {
     createMeshKey(meshDir)
     const nodes: LabNode[] = []
     try {
-      nodes.push(...await Promise.all(Array.from({ length: HOSTS - 1 }, async (_, i) => await startLabNode(lab, i, meshDir))))
+      // h8 serves TLS (serve --tls): it says so in mDNS TXT caps and in its offers.
+      nodes.push(...await Promise.all(Array.from({ length: HOSTS - 1 }, async (_, i) => await startLabNode(lab, i, meshDir, i === HOSTS - 2 ? { args: ['--tls'] } : {}))))
       const driverDir = stateDirWith(meshDir, 'driver')
       // Nodes name a peer by what they know of its key, never by its hello: on the mesh key
       // alone the driver is its node id; h4 knows its key by the label "driver".
@@ -104,6 +109,33 @@ for (const family of ['IPv4', 'IPv6'] as const) {
         for (const x of r.results) assert.deepEqual(ranOn.get(x.txn), [x.node])
         const used = new Set([...ranOn.values()].flat())
         assert.ok(used.size >= 2, `work spread over more than one node (used: ${[...used].join(', ')})`)
+      })
+
+      await t.test('the CLI reaches a node by the name its local node discovered, with TLS when the node advertises it', async () => {
+        const h1 = byName('h1')
+        await eventually(async () => (await driver.send({ op: 'peers', host: h1.host })).peers.some((p: any) => p.name === 'h8'), 'h1 to discover h8', 20_000)
+        // The CLI on h1, from h1's state dir: h1 is its local node, and no peers file names h3 or h8.
+        const cli = async (...args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> => {
+          const child = lab.exec(lab.hosts[0]!, [process.execPath, '--no-node-snapshot', CLI, ...args, '--state-dir', h1.stateDir, '--json'])
+          let stdout = ''; let stderr = ''
+          child.stdout!.on('data', (d: Buffer) => { stdout += String(d) })
+          child.stderr!.on('data', (d: Buffer) => { stderr += String(d) })
+          const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+          return { code, stdout, stderr }
+        }
+        const plain = await cli('describe', '--host', 'h3')
+        assert.equal(plain.code, 0, plain.stderr)
+        const d3 = JSON.parse(plain.stdout).value
+        assert.equal(d3.name, 'h3')
+        assert.deepEqual(d3.connection, { tls: false, integrity: true }, 'plain TCP between hosts carries frame integrity')
+        const tls = await cli('describe', '--host', 'h8')
+        assert.equal(tls.code, 0, tls.stderr)
+        assert.deepEqual(JSON.parse(tls.stdout).value.connection, { tls: true, integrity: false }, 'TLS chosen from what discovery advertised')
+        assert.equal(JSON.parse((await cli('eval', '6 * 7', '--host', 'h8')).stdout).value, 42)
+        const unknown = await cli('eval', '1', '--host', 'nobody')
+        assert.equal(unknown.code, 1)
+        assert.equal(JSON.parse(unknown.stdout).error.code, 'UNKNOWN_HOST')
+        assert.match(JSON.parse(unknown.stdout).error.message, /"nobody" .*did not discover it/)
       })
 
       await t.test('fan-out reaches every willing node', async () => {
@@ -167,7 +199,7 @@ for (const family of ['IPv4', 'IPv6'] as const) {
       })
 
       await t.test('a node started late with a bare --lan is discovered and used; a stopped node disappears', async () => {
-        const late = await startLabNode(lab, HOSTS - 1, meshDir, undefined, 'lan')
+        const late = await startLabNode(lab, HOSTS - 1, meshDir, { lan: true })
         nodes.push(late)
         assert.ok(late.output.some(l => l.includes(`listening on ${late.host} (LAN ${late.address}`)), `--lan found ${late.address}:\n${late.output.join('\n')}`)
         const watcher = nodes[0]!
@@ -181,7 +213,7 @@ for (const family of ['IPv4', 'IPv6'] as const) {
 
       await t.test('a node whose name is taken on the LAN says so and is advertised as NAME-2', async () => {
         const owner = nodes[0]!
-        const twin = await startLabNode(lab, HOSTS - 1, meshDir, owner.name)
+        const twin = await startLabNode(lab, HOSTS - 1, meshDir, { name: owner.name })
         nodes.push(twin)
         const warning = `warning: mDNS: the name ${owner.name} is taken on this LAN (by ${owner.address}); advertising this node as ${owner.name}-2`
         await eventually(() => twin.output.includes(warning), `the warning, in:\n${twin.output.join('\n')}`, 20_000)

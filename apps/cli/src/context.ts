@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
-import { Client, TxnBook, formatHost, type BroadcastConfig, type PeerLookup } from '@evalmesh/client'
+import { Client, TxnBook, formatHost, type BroadcastConfig, type Endpoint, type PeerLookup } from '@evalmesh/client'
 import { TLS_CAP, readSeedsFile, type SeedPeer } from '@evalmesh/discovery'
 import { BROADCAST_PORT, EvalMeshError } from '@evalmesh/protocol'
 import { readLocalNodes, readNodeLocator, type NodeLocator } from '@evalmesh/server'
@@ -168,6 +168,12 @@ export function clientFor (p: Parsed): Client {
     stateDir,
     broadcast: broadcastConfigFor(p),
     lookup: lookupFor(stateDir, seedsOf(stateDir)),
+    // A name the peers file does not hold may be one the local nodes discovered on the LAN.
+    peerTables: () => localNodes(stateDir).map(n => {
+      const e: Endpoint = { host: connectable(n.host), port: n.port, id: n.id, label: `the local node ${n.name}` }
+      if (n.tls === true) e.tls = true
+      return e
+    }),
     tls: p.values.tls === true ? true : 'peers',
     book: bookOf(p)
   })

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import {
   EvalMeshError, RemoteEvalError, formatTxn, retryAfterMs, retryOf,
   type AbortResult, type DescribeReply, type EvalAck, type EvalLimits, type EvalOutcome, type PingReply, type PolicyState,
@@ -19,6 +20,12 @@ export interface ClientInit {
   trust?: TrustStore
   /** Resolves node names to addresses (peer table). */
   lookup?: PeerLookup
+  /**
+   * Nodes to ask, in order, for a name that `lookup` does not know: their peer tables
+   * hold what they discovered by mDNS (PROTOCOL.md §5.5) and their peers files. The CLI
+   * passes the nodes started from its state dir, so `--host NAME` reaches a LAN peer.
+   */
+  peerTables?: () => Endpoint[]
   connectTimeoutMs?: number
   /**
    * Liveness (PROTOCOL.md §8): while calls wait on a connection, ping the node after this
@@ -107,6 +114,7 @@ export class Client {
   readonly clientId: string
   #seq = 0
   readonly #pool = new Map<string, Promise<ClientConnection>>()
+  readonly #peerTables = new Map<string, { at: number, peers: Promise<ReplyOf<'peers'>> }>()
   readonly #init: ClientInit
   #broadcaster: Broadcaster | undefined
   lookup: PeerLookup | undefined
@@ -128,8 +136,43 @@ export class Client {
   /** The book of this client's transactions, when it keeps one. */
   get book (): TxnBook | undefined { return this.#init.book }
 
+  /** What `host` names by this client's own lookup: `host:port`, a peers-file name, a known address. */
   resolve (host: string): Endpoint {
     return resolveHost(host, this.lookup)
+  }
+
+  /**
+   * Like resolve, and a name it does not know is looked up in the peer tables of
+   * `peerTables` (what they discovered: its id, and `tls` when the node advertises it).
+   * UNKNOWN_HOST when none of them knows it either.
+   */
+  async locate (host: string): Promise<Endpoint> {
+    try {
+      return this.resolve(host)
+    } catch (err) {
+      const name = host.trim()
+      const tables = this.#init.peerTables?.() ?? []
+      if (!(err instanceof EvalMeshError) || err.code !== 'UNKNOWN_HOST' || !isPeerName(name) || tables.length === 0) throw err
+      for (const table of tables) {
+        const peers = await this.#peersOf(table)
+        const peer = peers.find(p => p.name === name)
+        if (peer === undefined) continue
+        const endpoint: Endpoint = { host: peer.address, port: peer.port, id: peer.id, label: name }
+        if (peer.caps.includes('tls')) endpoint.tls = true
+        return endpoint
+      }
+      throw new EvalMeshError('UNKNOWN_HOST', `"${name}" is neither host:port nor a peer name known here: not in the peers file, and ${tables.map(t => t.label).join(', ')} did not discover it`, { host: name })
+    }
+  }
+
+  /** A node's peer table, asked at most every 2 s; a node that cannot answer knows no one. */
+  async #peersOf (table: Endpoint): Promise<ReplyOf<'peers'>> {
+    const key = `${table.host}:${table.port}`
+    const cached = this.#peerTables.get(key)
+    if (cached !== undefined && Date.now() - cached.at < 2000) return await cached.peers
+    const peers = this.request(table, { kind: 'peers' }, 3000).catch(() => [])
+    this.#peerTables.set(key, { at: Date.now(), peers })
+    return await peers
   }
 
   /**
@@ -225,7 +268,7 @@ export class Client {
    * client may see them, until `close()` or the connection drops (then `onClose`).
    */
   async subscribe (host: string, onEvents: (events: StreamEvent[]) => void, options: { since?: number, onClose?: () => void } = {}): Promise<{ lastSeq: number, close: () => void }> {
-    const conn = await this.connection(this.resolve(host))
+    const conn = await this.connection(await this.locate(host))
     const opts: { since?: number } = {}
     if (options.since !== undefined) opts.since = options.since
     const stream = await conn.subscribe(onEvents, opts)
@@ -236,7 +279,7 @@ export class Client {
 
   /** Send any request to `host` over a pooled connection; resolves with the reply of its kind. */
   async request<K extends RequestKind> (host: string | Endpoint, body: RequestBody & { kind: K }, timeoutMs?: number | RequestOptions): Promise<ReplyOf<K>> {
-    const endpoint = typeof host === 'string' ? this.resolve(host) : host
+    const endpoint = typeof host === 'string' ? await this.locate(host) : host
     const conn = await this.connection(endpoint)
     return await conn.request<K>(body, typeof timeoutMs === 'object' ? timeoutMs : timeoutMs === undefined ? {} : { timeoutMs })
   }
@@ -339,7 +382,7 @@ export class Client {
 
   async #submit (body: ClaimBody, host: string | null | undefined, options: EvalOptions): Promise<EvalResult> {
     if (host === undefined || host === null || host === '') return await this.#broadcastSubmit(body, options)
-    const endpoint = this.resolve(host)
+    const endpoint = await this.locate(host)
     const retries = this.#init.busyRetries ?? 8
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs
     const onEvents = streamedOutput(body, options)
@@ -402,4 +445,9 @@ function jitter (ms: number): number {
 
 function sleep (ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** A node name (PROTOCOL.md §5.5: one DNS label), as opposed to an address or host:port. */
+function isPeerName (text: string): boolean {
+  return /^[A-Za-z0-9_-]+$/.test(text) && isIP(text) === 0 && text !== 'localhost'
 }

@@ -42,7 +42,7 @@ export const monitorCmd: Command = {
     try {
       const opts: Parameters<typeof createMonitor>[0] = { client, host: targetOf(p) }
       // A host that names no node is an error here, before the window covers the terminal.
-      client.resolve(opts.host)
+      await client.locate(opts.host)
       const refreshMs = int(p, 'refresh'); if (refreshMs !== undefined) opts.refreshMs = refreshMs
       if (p.values.mesh === true) {
         opts.mesh = true
