@@ -44,7 +44,7 @@ export function tempDir (prefix = 'evalmesh-bench-') {
   return mkdtempSync(join(tmpdir(), prefix))
 }
 
-/** Start `evalmesh serve` in a child process; resolves with { host, port, stateDir, stop }. */
+/** Start `evalmesh serve` in a child process; resolves with { host, port, pid, stateDir, stop }. */
 export async function startNode (args = [], stateDir = tempDir()) {
   const proc = spawn(process.execPath, ['--no-node-snapshot', CLI, 'serve', '--port', '0', '--state-dir', stateDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
@@ -56,7 +56,7 @@ export async function startNode (args = [], stateDir = tempDir()) {
     proc.once('exit', code => { clearTimeout(timer); reject(new Error(`node exited ${code}:\n${out}`)) })
   })
   return {
-    port, stateDir, host: `127.0.0.1:${port}`,
+    port, stateDir, host: `127.0.0.1:${port}`, pid: proc.pid,
     stop: () => new Promise(resolve => { proc.once('exit', resolve); proc.kill('SIGTERM'); setTimeout(() => proc.kill('SIGKILL'), 10_000).unref() })
   }
 }
