@@ -1,5 +1,5 @@
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
-import { decodeValue, encodeValue, type ApplyRequest, type EvalRequest, type TxnRecord } from '@evalmesh/protocol'
+import { EvalMeshError, decodeValue, encodeValue, type ApplyRequest, type EvalRequest, type TxnRecord } from '@evalmesh/protocol'
 import type { Caller } from './access.js'
 import type { Settled, Txn } from './txn-table.js'
 
@@ -60,6 +60,35 @@ export class DoneStore {
   constructor (path: string) {
     this.path = path
     this.#fd = openSync(path, 'a', 0o600)
+  }
+
+  /**
+   * The transactions to put back in the table after a restart: done records as they were,
+   * and what was queued or running when node `nodeName` went down recorded as lost ("node
+   * restarted"), which is journalled too, so that a retransmit never runs it a second time.
+   */
+  recover (nodeName: string): { txns: Txn[], lost: number } {
+    let lost = 0
+    const txns = this.load().map(stored => {
+      const t: Txn = { record: stored.record, request: stored.request, peerId: stored.peerId, caller: stored.caller, waiters: [], keptBytes: 0 }
+      if (stored.settled !== undefined) {
+        t.settled = stored.settled
+        return t
+      }
+      const r = t.record
+      r.state = 'done'
+      r.endedAt = Date.now()
+      r.howStopped = 'lost'
+      r.errorCode = 'LOST'
+      r.reason = 'node restarted'
+      delete r.waiting
+      delete r.heldBy
+      t.settled = { ok: false, error: new EvalMeshError('LOST', `transaction ${r.txn} was ${r.startedAt === undefined ? 'queued' : 'running'} when node ${nodeName} went down; it did not finish (node restarted)`, { txn: r.txn, reason: 'node restarted' }).toWire(), output: '', outputTruncated: false, seconds: 0 }
+      this.save(t)
+      lost++
+      return t
+    })
+    return { txns, lost }
   }
 
   /** What the store held when the node stopped, in the order of its latest changes (done ones: the order they ended). Rewrites the journal compactly. */

@@ -1,18 +1,17 @@
 import { EventEmitter } from 'node:events'
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { isIPv6 } from 'node:net'
 import { join } from 'node:path'
 import {
-  BROADCAST_PORT, DEFAULT_DECODE_LIMITS, broadcastGroupFor, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeResultValue,
+  DEFAULT_DECODE_LIMITS, DEFAULT_PORT, EvalMeshError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, encodeResultValue,
   nodeIdOfClient, parseTxn, scrubPaths, toWireError, wireCodeOf,
   type AbortRequest, type ApplyRequest, type EvalAck, type EvalLimits, type EvalOutcome, type EvalRequest,
   type NodeLimits, type PolicyRequest, type Request, type StatusWhich, type TxnRecord, type WireError,
   type AbortResult, type DescribeReply, type NodeQuotas, type RequestHandlers, type ResultRequest
 } from '@evalmesh/protocol'
-import { createDiscovery, multicastInterfaceFor, PeerTable, readSeedsFile, type Discovery, type Peer } from '@evalmesh/discovery'
+import type { Peer } from '@evalmesh/discovery'
 import { clampLimits, createSandbox, isQuickForm, sessionKey, type Sandbox } from '@evalmesh/sandbox'
-import { KEY_FILE, TrustStore, defaultStateDir, loadIdentity, selfCertificate, writePrivateFile, type Identity } from '@evalmesh/trust'
+import { KEY_FILE, TrustStore, defaultStateDir, loadIdentity, selfCertificate, type Identity } from '@evalmesh/trust'
 import { Listener, type IntegrityMode, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
 import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
 import { Trace, type TraceEvent } from './trace.js'
@@ -26,10 +25,11 @@ import { DoneStore } from './done-store.js'
 import { loadFunctionsModule, type OperatorFunction } from './functions.js'
 import { FunctionRegistry, type CallContext, type MegatestBinding } from './registry.js'
 import { localOperator, ownsTxn, requireOperator, type AbortOptions, type Caller } from './access.js'
-import { BroadcastResponder } from './broadcast-responder.js'
+import type { BroadcastResponder } from './broadcast-responder.js'
 import { startControlPort, type ControlPort } from './control-port.js'
 import { LIVE_QUOTAS, NeedsRestartError, type DrainOptions, type LiveLimits } from './live-settings.js'
-import { removeLocalNode, writeLocalNode } from './local-nodes.js'
+import { readNodeLocator } from './local-nodes.js'
+import { Mesh } from './mesh.js'
 
 export type { MegatestBinding }
 
@@ -110,22 +110,6 @@ export interface ServerInit {
   tls?: 'self' | { cert: string | Buffer, key: string | Buffer }
 }
 
-/** What a running node writes to `<stateDir>/node.json`, so that local clients find it. */
-export interface NodeLocator {
-  name: string
-  id: string
-  pid: number
-  host: string
-  port: number
-  /** Where unicast broadcast queries reach this node. */
-  udp: { address: string, port: number }
-  lan: string | null
-  startedAt: number
-  /** The node serves TLS (PROTOCOL.md §2.5): its local clients connect with TLS too. */
-  tls?: boolean
-}
-
-export const NODE_FILE = 'node.json'
 /** The durable transaction store in the state dir (done-store.ts). */
 export const STORE_FILE = 'txns.journal'
 const DEFAULT_MAX_DONE_RECORDS = 20_000
@@ -138,18 +122,6 @@ const DEFAULT_MAX_DONE_BYTES = 32 * 1024 * 1024
 const LIVE_MAX_TIMEOUT_MS = 24 * 3600 * 1000
 
 export type { NodeQuotas }
-
-/** The locator of the node running with this state dir, if one is (or was) there. */
-export function readNodeLocator (stateDir: string): NodeLocator | undefined {
-  try {
-    const n = JSON.parse(readFileSync(join(stateDir, NODE_FILE), 'utf8')) as NodeLocator
-    if (typeof n.port !== 'number' || typeof n.host !== 'string') return undefined
-    try { process.kill(n.pid, 0) } catch (err) { if ((err as NodeJS.ErrnoException).code === 'ESRCH') return undefined }
-    return n
-  } catch {
-    return undefined
-  }
-}
 
 export const DEFAULT_EVAL_LIMITS: Readonly<EvalLimits> = Object.freeze({
   timeoutMs: 30_000,
@@ -193,10 +165,9 @@ export class EvalServer extends EventEmitter {
   #sandbox!: Sandbox
   #store: DoneStore | undefined
   #listener!: Listener
-  #responder: BroadcastResponder | undefined
   #control: ControlPort | undefined
-  #discovery: Discovery | undefined
-  #peers: PeerTable | undefined
+  /** The broadcast responder, discovery and the locator files (mesh.ts). */
+  #mesh: Mesh | undefined
   #purgeTimer: NodeJS.Timeout | undefined
   #purgeSeconds: number
   /** Set while the node drains: new work is refused DRAINING. */
@@ -207,13 +178,9 @@ export class EvalServer extends EventEmitter {
   /** Whether the operator set runningPerClient; if not, it follows concurrency. */
   readonly #runningPerClientSet: boolean
   #stopTimer: NodeJS.Timeout | undefined
-  /** Whether this node wrote its entry in <stateDir>/nodes (removed when it stops). */
-  #meshStarted = false
   #stopping: Promise<void> | undefined
   readonly #stopped: Promise<void>
   #resolveStopped!: () => void
-  /** Hook for the broadcast layer: validates a claim and tells which mode it grants. */
-  claimCheck: ((claim: string, peer: PeerInfo, txn: string) => RequestMode | undefined) | undefined
 
   constructor (init: ServerInit, identity: Identity, stateDir: string) {
     super()
@@ -287,14 +254,14 @@ export class EvalServer extends EventEmitter {
   get address (): { host: string, port: number } { return this.#listener.address }
   get connections (): ServerConnection[] { return [...this.#listener.connections] }
   get sandboxStats (): Sandbox['stats'] { return this.#sandbox.stats }
-  get broadcast (): BroadcastResponder | undefined { return this.#responder }
+  get broadcast (): BroadcastResponder | undefined { return this.#mesh?.broadcast }
   get controlPort (): ControlPort | undefined { return this.#control }
   /** Why the control port could not be opened, if it could not. */
   controlPortError: string | undefined
 
   /** The peer table: nodes found by mDNS (on a LAN) and static seeds. */
   peers (): Peer[] {
-    return this.#discovery?.peers() ?? this.#peers?.peers() ?? []
+    return this.#mesh?.peers() ?? []
   }
   /** Resolves once the node has stopped (by stop(), --minutes, or a signal handler). */
   get whenStopped (): Promise<void> { return this.#stopped }
@@ -344,7 +311,7 @@ export class EvalServer extends EventEmitter {
     }
     this.#listener.on('connection', (conn: ServerConnection) => this.#onConnection(conn))
     try {
-      await this.#startMesh()
+      await this.#startMesh(this.#listener.address)
       if (this.#init.controlPort !== false) {
         // Another live node on the same state dir owns the socket: serve without one.
         try {
@@ -355,8 +322,7 @@ export class EvalServer extends EventEmitter {
         }
       }
     } catch (err) {
-      await this.#responder?.stop()
-      await this.#discovery?.stop()
+      await this.#mesh?.stop()
       await this.#listener.close()
       await this.#sandbox.stop()
       throw err
@@ -402,97 +368,25 @@ export class EvalServer extends EventEmitter {
       return
     }
     const store = new DoneStore(join(this.stateDir, STORE_FILE))
-    let lost = 0
-    const kept = store.load()
-    for (const stored of kept) {
-      const t: Txn = { record: stored.record, request: stored.request, peerId: stored.peerId, caller: stored.caller, waiters: [], keptBytes: 0 }
-      if (stored.settled !== undefined) t.settled = stored.settled
-      else {
-        const r = t.record
-        r.state = 'done'
-        r.endedAt = Date.now()
-        r.howStopped = 'lost'
-        r.errorCode = 'LOST'
-        r.reason = 'node restarted'
-        delete r.waiting
-        delete r.heldBy
-        t.settled = { ok: false, error: new EvalMeshError('LOST', `transaction ${r.txn} was ${r.startedAt === undefined ? 'queued' : 'running'} when node ${this.name} went down; it did not finish (node restarted)`, { txn: r.txn, reason: 'node restarted' }).toWire(), output: '', outputTruncated: false, seconds: 0 }
-        store.save(t)
-        lost++
-      }
-      this.table.restore(t)
-    }
+    const { txns, lost } = store.recover(this.name)
+    for (const t of txns) this.table.restore(t)
     this.#store = store
-    if (kept.length > 0) publish(channels.storeRestored, { node: this.id, path: store.path, restored: kept.length, lost })
+    if (txns.length > 0) publish(channels.storeRestored, { node: this.id, path: store.path, restored: txns.length, lost })
   }
 
-  /** Broadcast responder, discovery and the locator file. */
-  async #startMesh (): Promise<void> {
-    const { host, port } = this.#listener.address
-    const lan = this.#init.lan
-    const udpPort = lan !== undefined ? (this.#init.broadcastPort ?? BROADCAST_PORT) : port
-    // A LAN node binds the wildcard of its LAN address's family and joins that family's
-    // group on the LAN interface (an IPv6 one named by scope, ::%lan0: PROTOCOL.md §5.2).
-    const responderInit: ConstructorParameters<typeof BroadcastResponder>[1] = lan !== undefined
-      ? {
-        bindAddress: isIPv6(lan) ? '::' : '0.0.0.0', port: udpPort, multicastInterface: multicastInterfaceFor(lan), group: broadcastGroupFor(lan),
-        tcpAddress: host === '0.0.0.0' || host === '::' ? lan : host, tcpPort: port
-      }
-      : { bindAddress: host, port: udpPort, tcpAddress: host, tcpPort: port }
-    if (this.#init.tls !== undefined) responderInit.tls = true
-    this.#responder = new BroadcastResponder({
+  async #startMesh (listening: { host: string, port: number }): Promise<void> {
+    const init = this.#init
+    const mesh = new Mesh({
       identity: this.identity, trust: this.trust, policy: this.policy, counters: this.counters, limits: this.limits,
+      stateDir: this.stateDir, startedAt: this.startedAt, capabilities: () => this.#capabilities(),
       load: () => ({ running: this.table.running.size, queued: this.table.input.length }),
       knows: txn => this.table.get(txn) !== undefined,
       draining: () => this.#draining !== undefined
-    }, responderInit)
-    await this.#responder.start()
-    this.claimCheck = (claim, peer, txn) => this.#responder?.claim(claim, peer, txn)
-
-    const peersFile = this.#init.peersFile ?? join(this.stateDir, 'peers')
-    const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
-    if (lan !== undefined) {
-      const init: Parameters<typeof createDiscovery>[0] = { interfaceAddress: lan, seeds }
-      if (this.#init.discoveryTtl !== undefined) init.ttl = this.#init.discoveryTtl
-      this.#discovery = createDiscovery(init)
-      this.#discovery.on('warning', (err: Error) => publish(channels.discoveryWarning, { node: this.id, message: err.message }))
-      this.#discovery.on('conflict', (c: { name: string, address: string, renamedTo?: string }) => {
-        const message = c.renamedTo !== undefined
-          ? `mDNS: the name ${c.name} is taken on this LAN (by ${c.address}); advertising this node as ${c.renamedTo}`
-          : `mDNS: ${c.address} also claims the name ${c.name} on this LAN`
-        publish(channels.discoveryConflict, c.renamedTo === undefined ? { node: this.id, name: c.name, address: c.address } : { node: this.id, name: c.name, address: c.address, renamedTo: c.renamedTo })
-        this.emit('warning', message)
-      })
-      for (const ev of ['appear', 'disappear'] as const) {
-        this.#discovery.on(ev, (p: Peer) => {
-          publish(ev === 'appear' ? channels.peerAppeared : channels.peerDisappeared, { node: this.id, name: p.name, address: p.address, port: p.port, id: p.id })
-          this.emit('peers')
-        })
-      }
-      await this.#discovery.start()
-      this.#discovery.advertise({ name: this.name, id: this.id, port, version: PROTOCOL_VERSION, caps: this.#capabilities() })
-      this.#discovery.browse()
-    } else {
-      this.#peers = new PeerTable()
-      this.#peers.setSelf(this.name, this.id)
-      for (const seed of seeds) this.#peers.upsert({ name: seed.name, id: seed.id ?? '', address: seed.address, port: seed.port, version: seed.version ?? PROTOCOL_VERSION, caps: seed.caps ?? [] }, { source: 'seed' })
-    }
-    const locator: NodeLocator = {
-      name: this.name, id: this.id, pid: process.pid, host: responderInit.tcpAddress, port,
-      udp: { address: lan ?? host, port: udpPort }, lan: lan ?? null, startedAt: this.startedAt,
-      ...(this.#init.tls !== undefined ? { tls: true } : {})
-    }
-    // The first live node of a state dir stays its local node (as it keeps the control
-    // port): a second node started with the same dir must not redirect that user's
-    // clients, nor leave them with no locator when it stops.
-    writeLocalNode(this.stateDir, locator)
-    this.#meshStarted = true
-    const current = readNodeLocator(this.stateDir)
-    if (current === undefined || current.pid === process.pid) {
-      writePrivateFile(join(this.stateDir, NODE_FILE), JSON.stringify(locator, null, 2) + '\n')
-    } else {
-      publish(channels.nodeLocatorKept, { node: this.id, stateDir: this.stateDir, holder: current.name, pid: current.pid, port: current.port })
-    }
+    }, { lan: init.lan, broadcastPort: init.broadcastPort, peersFile: init.peersFile, discoveryTtl: init.discoveryTtl, tls: init.tls !== undefined })
+    this.#mesh = mesh
+    mesh.on('warning', (message: string) => this.emit('warning', message))
+    mesh.on('peers', () => this.emit('peers'))
+    await mesh.start(listening)
   }
 
   /** The certificate and key to serve TLS with, or undefined for plain TCP. */
@@ -685,8 +579,8 @@ export class EvalServer extends EventEmitter {
       capabilities: this.#capabilities(),
       transport: this.transport,
       lan: this.#init.lan ?? null,
-      advertisedAs: this.#discovery?.advertisedName ?? null,
-      broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
+      advertisedAs: this.#mesh?.advertisedName ?? null,
+      broadcast: this.broadcast === undefined ? null : { ...this.broadcast.stats, held: this.broadcast.held, datagrams: this.broadcast.counters },
       limits: this.limits,
       quotas: this.quotas,
       retention: {
@@ -716,14 +610,11 @@ export class EvalServer extends EventEmitter {
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer)
     publish(channels.nodeStopping, { node: this.id, reason })
     // A stopping node is no client's local node any more.
-    if (this.#meshStarted) removeLocalNode(this.stateDir, process.pid, this.#listener.address.port)
+    this.#mesh?.releaseLocator()
     this.streams.close()
     const closing = this.#listener.close()
     await this.#control?.close()
-    await this.#responder?.stop()
-    await this.#discovery?.stop()
-    const locator = readNodeLocator(this.stateDir)
-    if (locator?.pid === process.pid) rmSync(join(this.stateDir, NODE_FILE), { force: true })
+    await this.#mesh?.stop()
     for (const t of [...this.table.input]) {
       if (!this.scheduler.withdraw(t)) continue // started behind its session: stopped with the running ones
       this.#finish(t, { ok: false, error: new EvalMeshError('SHUTTING_DOWN', `node ${this.name} is stopping (${reason})`, { txn: t.record.txn }).toWire(), output: '', outputTruncated: false, seconds: 0 })
@@ -823,7 +714,7 @@ export class EvalServer extends EventEmitter {
 
     let mode: RequestMode = 'directed'
     if (req.claim !== undefined) {
-      const granted = this.claimCheck?.(req.claim, peer, req.txn)
+      const granted = this.#mesh?.claim(req.claim, peer, req.txn)
       if (granted === undefined) throw new EvalMeshError('REFUSED', `claim for ${req.txn} is not valid here (expired, or this node made no offer)`, { rule: 'broadcast claim', txn: req.txn })
       mode = granted
     }

@@ -9,8 +9,8 @@
  * await node.abort('3fa9c01b22de4410.7c1a2b:12', { reason: 'taking too long' })
  * ```
  */
-export { readLocalNodes, NODES_DIR } from './local-nodes.js'
-export { startServer, EvalServer, DEFAULT_EVAL_LIMITS, readNodeLocator, NODE_FILE, type NodeLocator, type NodeQuotas, type ServerInit, type AbortOptions, type AbortResult, type MegatestBinding } from './eval-server.js'
+export { readLocalNodes, readNodeLocator, NODES_DIR, NODE_FILE, type NodeLocator } from './local-nodes.js'
+export { startServer, EvalServer, DEFAULT_EVAL_LIMITS, type NodeQuotas, type ServerInit, type AbortOptions, type AbortResult, type MegatestBinding } from './eval-server.js'
 export { AdmissionPolicy, DEFAULT_HOSTS, type PolicyState, type Decision, type RequestMode, type PolicyPeer } from './policy.js'
 export { Trace, attachTrace, type TraceEvent, type TraceEventKind } from './trace.js'
 export { channels, publish, subscribeAll, eventsAtLeast, ownerOf, txnOwner, EVENTS, EVENT_NAMES, LEVELS, type TypedChannel, type EventName, type PayloadOf, type EventSpec, type AnyEvent, type Level, type TraceKind, type NodeEvent, type PeerEvent } from './events.js'

@@ -1,7 +1,56 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { writePrivateFile } from '@evalmesh/trust'
-import type { NodeLocator } from './eval-server.js'
+
+/** What a running node writes to `<stateDir>/node.json`, so that local clients find it. */
+export interface NodeLocator {
+  name: string
+  id: string
+  pid: number
+  host: string
+  port: number
+  /** Where unicast broadcast queries reach this node. */
+  udp: { address: string, port: number }
+  lan: string | null
+  startedAt: number
+  /** The node serves TLS (PROTOCOL.md §2.5): its local clients connect with TLS too. */
+  tls?: boolean
+}
+
+export const NODE_FILE = 'node.json'
+
+/** The locator of the node running with this state dir, if one is (or was) there. */
+export function readNodeLocator (stateDir: string): NodeLocator | undefined {
+  try {
+    const n = JSON.parse(readFileSync(join(stateDir, NODE_FILE), 'utf8')) as NodeLocator
+    if (typeof n.port !== 'number' || typeof n.host !== 'string') return undefined
+    if (!alive(n.pid)) return undefined
+    return n
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Announce a node started from `stateDir`: its own locator under nodes/, and node.json
+ * unless another live node holds it, which is then returned. The first live node of a
+ * state dir stays its node.json node (as it keeps the control port and the durable
+ * store): a second node started with the same dir must not redirect that user's clients,
+ * nor leave them with no locator when it stops.
+ */
+export function claimLocator (stateDir: string, locator: NodeLocator): NodeLocator | undefined {
+  writeLocalNode(stateDir, locator)
+  const current = readNodeLocator(stateDir)
+  if (current !== undefined && current.pid !== locator.pid) return current
+  writePrivateFile(join(stateDir, NODE_FILE), JSON.stringify(locator, null, 2) + '\n')
+  return undefined
+}
+
+/** Undo claimLocator: a stopping node is no client's local node any more. */
+export function releaseLocator (stateDir: string, locator: NodeLocator): void {
+  removeLocalNode(stateDir, locator.pid, locator.port)
+  if (readNodeLocator(stateDir)?.pid === locator.pid) rmSync(join(stateDir, NODE_FILE), { force: true })
+}
 
 /**
  * Every node started from a state dir leaves its locator in `<stateDir>/nodes/<pid>-<port>.json`
