@@ -215,8 +215,9 @@ for (const family of ['IPv4', 'IPv6'] as const) {
         const owner = nodes[0]!
         const twin = await startLabNode(lab, HOSTS - 1, meshDir, { name: owner.name })
         nodes.push(twin)
-        const warning = `warning: mDNS: the name ${owner.name} is taken on this LAN (by ${owner.address}); advertising this node as ${owner.name}-2`
-        await eventually(() => twin.output.includes(warning), `the warning, in:\n${twin.output.join('\n')}`, 20_000)
+        const warning = `mDNS: the name ${owner.name} is taken on this LAN (by ${owner.address}); advertising this node as ${owner.name}-2`
+        await eventually(() => twin.output.some(l => l.includes(warning)), `the warning, in:\n${twin.output.join('\n')}`, 20_000)
+        assert.equal(twin.output.filter(l => l.includes(warning)).length, 1, `the conflict is said once:\n${twin.output.join('\n')}`)
         const watcher = nodes[1]!
         const peers = await eventually(async () => {
           const list = (await driver.send({ op: 'peers', host: watcher.host })).peers as Array<{ name: string, address: string }>

@@ -384,7 +384,6 @@ export class EvalServer extends EventEmitter {
       draining: () => this.#draining !== undefined
     }, { lan: init.lan, broadcastPort: init.broadcastPort, peersFile: init.peersFile, discoveryTtl: init.discoveryTtl, tls: init.tls !== undefined })
     this.#mesh = mesh
-    mesh.on('warning', (message: string) => this.emit('warning', message))
     mesh.on('peers', () => this.emit('peers'))
     await mesh.start(listening)
   }

@@ -34,9 +34,8 @@ export interface MeshOptions {
 /**
  * The node's place in the mesh: the broadcast responder, discovery (mDNS and seeds on a
  * LAN, seeds alone off one) and the locator files through which local clients find the
- * node. Started once the listener is up, because all three carry its address. Events:
- * 'warning' (a message for the operator: a name conflict on the LAN) and 'peers' (the
- * peer table changed).
+ * node. Started once the listener is up, because all three carry its address. Emits
+ * 'peers' when the peer table changes.
  */
 export class Mesh extends EventEmitter {
   readonly #parts: MeshParts
@@ -109,12 +108,9 @@ export class Mesh extends EventEmitter {
     const discovery = createDiscovery(init)
     this.#discovery = discovery
     discovery.on('warning', (err: Error) => publish(channels.discoveryWarning, { node: node.id, message: err.message }))
+    // Logged once, through its event (events.ts says how it reads); not repeated as a 'warning'.
     discovery.on('conflict', (c: { name: string, address: string, renamedTo?: string }) => {
-      const message = c.renamedTo !== undefined
-        ? `mDNS: the name ${c.name} is taken on this LAN (by ${c.address}); advertising this node as ${c.renamedTo}`
-        : `mDNS: ${c.address} also claims the name ${c.name} on this LAN`
       publish(channels.discoveryConflict, c.renamedTo === undefined ? { node: node.id, name: c.name, address: c.address } : { node: node.id, name: c.name, address: c.address, renamedTo: c.renamedTo })
-      this.emit('warning', message)
     })
     for (const ev of ['appear', 'disappear'] as const) {
       discovery.on(ev, (p: Peer) => {
