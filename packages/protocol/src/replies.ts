@@ -71,7 +71,8 @@ export interface PeerEntry {
   caps: string[]
   /** Epoch milliseconds when last heard from (or loaded, for seeds). */
   lastSeen: number
-  source: 'mdns' | 'seed'
+  /** mdns: discovered on the LAN; seed: the peers file; nats: announced on the NATS backbone (address "nats", port 0: reach it through NATS). */
+  source: 'mdns' | 'seed' | 'nats'
 }
 
 /** Transaction counters a node keeps since it started. */

@@ -30,6 +30,7 @@ import { BroadcastResponder } from './broadcast-responder.js'
 import { startControlPort, type ControlPort } from './control-port.js'
 import { LIVE_QUOTAS, NeedsRestartError, type DrainOptions, type LiveLimits } from './live-settings.js'
 import { removeLocalNode, writeLocalNode } from './local-nodes.js'
+import { NatsLink, type NatsInit } from './nats-link.js'
 
 export type { MegatestBinding }
 
@@ -108,6 +109,12 @@ export interface ServerInit {
    * (PEM; `cert` may hold the chain).
    */
   tls?: 'self' | { cert: string | Buffer, key: string | Buffer }
+  /**
+   * Join a NATS backbone as well as (or instead of) the LAN (PROTOCOL.md §9): streams,
+   * broadcast queries and presence over the cluster's servers. NATS only carries the
+   * protocol: every connection over it is authenticated end to end as over TCP.
+   */
+  nats?: NatsInit
 }
 
 /** What a running node writes to `<stateDir>/node.json`, so that local clients find it. */
@@ -197,6 +204,7 @@ export class EvalServer extends EventEmitter {
   #control: ControlPort | undefined
   #discovery: Discovery | undefined
   #peers: PeerTable | undefined
+  #nats: NatsLink | undefined
   #purgeTimer: NodeJS.Timeout | undefined
   #purgeSeconds: number
   /** Set while the node drains: new work is refused DRAINING. */
@@ -294,8 +302,14 @@ export class EvalServer extends EventEmitter {
 
   /** The peer table: nodes found by mDNS (on a LAN) and static seeds. */
   peers (): Peer[] {
-    return this.#discovery?.peers() ?? this.#peers?.peers() ?? []
+    const lan = this.#discovery?.peers() ?? this.#peers?.peers() ?? []
+    // A node seen both ways is listed once, by its direct route.
+    const nats = (this.#nats?.peers() ?? []).filter(p => !lan.some(l => l.name === p.name || (l.id !== '' && l.id === p.id)))
+    return [...lan, ...nats]
   }
+
+  /** The NATS backbone this node joined, if any (`serve --nats`). */
+  get nats (): NatsLink | undefined { return this.#nats }
   /** Resolves once the node has stopped (by stop(), --minutes, or a signal handler). */
   get whenStopped (): Promise<void> { return this.#stopped }
 
@@ -355,6 +369,7 @@ export class EvalServer extends EventEmitter {
         }
       }
     } catch (err) {
+      await this.#nats?.stop()
       await this.#responder?.stop()
       await this.#discovery?.stop()
       await this.#listener.close()
@@ -448,6 +463,11 @@ export class EvalServer extends EventEmitter {
     }, responderInit)
     await this.#responder.start()
     this.claimCheck = (claim, peer, txn) => this.#responder?.claim(claim, peer, txn)
+    if (this.#init.nats !== undefined) {
+      this.#nats = await NatsLink.start({
+        identity: this.identity, trust: this.trust, listener: this.#listener, responder: this.#responder, version: PROTOCOL_VERSION, caps: this.#capabilities()
+      }, this.#init.nats)
+    }
 
     const peersFile = this.#init.peersFile ?? join(this.stateDir, 'peers')
     const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
@@ -510,7 +530,7 @@ export class EvalServer extends EventEmitter {
   }
 
   #capabilities (): string[] {
-    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', 'subscribe', ...(this.#init.megatest !== undefined ? ['megatest'] : []), ...(this.#init.tls !== undefined ? ['tls'] : [])]
+    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', 'subscribe', ...(this.#init.megatest !== undefined ? ['megatest'] : []), ...(this.#init.tls !== undefined ? ['tls'] : []), ...(this.#init.nats !== undefined ? ['nats'] : [])]
   }
 
   // ---- the operator's API (also what the control port and the monitor use) ----
@@ -718,6 +738,7 @@ export class EvalServer extends EventEmitter {
     // A stopping node is no client's local node any more.
     if (this.#meshStarted) removeLocalNode(this.stateDir, process.pid, this.#listener.address.port)
     this.streams.close()
+    this.#nats?.presence.stop()
     const closing = this.#listener.close()
     await this.#control?.close()
     await this.#responder?.stop()
@@ -732,6 +753,8 @@ export class EvalServer extends EventEmitter {
     await this.#sandbox.stop()
     this.#store?.close()
     await closing
+    // Last: the listener's close above reset the streams over NATS; this sends that out.
+    await this.#nats?.stop()
     this.emit('stopped', reason)
     this.#resolveStopped()
   }

@@ -194,7 +194,16 @@ export class Listener extends EventEmitter {
     })
   }
 
-  #onSocket (socket: Socket): void {
+  /**
+   * Take a stream that another carrier accepted (a NATS stream, @evalmesh/nats) as if TCP
+   * had: the same pre-auth caps (counted under its `remoteAddress`), deadline and handshake.
+   * It is never wrapped in TLS, and carries frame integrity unless it is loopback.
+   */
+  accept (socket: Socket): void {
+    this.#onSocket(socket, true)
+  }
+
+  #onSocket (socket: Socket, carried = false): void {
     const maxConnections = this.#opts.maxConnections ?? 1024
     const maxUnauthenticated = Math.max(1, Math.min(maxConnections, this.#opts.maxUnauthenticated ?? Math.ceil(maxConnections / 4)))
     const perAddress = this.#opts.maxUnauthenticatedPerAddress ?? 16
@@ -227,7 +236,8 @@ export class Listener extends EventEmitter {
     // its frames must not hold the socket for several timeouts.
     const deadline = setTimeout(() => { this.counters.timedOut++; socket.destroy() }, timeoutMs)
     deadline.unref()
-    this.#secure(socket).then((stream) => this.#handshake(socket, stream, address, deadline), () => {
+    const secured = carried ? Promise.resolve(socket) : this.#secure(socket)
+    secured.then((stream) => this.#handshake(socket, stream, address, deadline, carried), () => {
       // A failed TLS handshake is a stranger going away: nothing to report to anyone.
       clearTimeout(deadline)
       this.counters.tlsFailed++
@@ -250,7 +260,7 @@ export class Listener extends EventEmitter {
   }
 
   /** The evalmesh handshake (PROTOCOL.md §2.2) on `stream`, still inside the accept deadline. */
-  #handshake (socket: Socket, stream: Socket, address: string, deadline: NodeJS.Timeout): void {
+  #handshake (socket: Socket, stream: Socket, address: string, deadline: NodeJS.Timeout, carried: boolean): void {
     const framed = new FramedSocket(stream, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
     const timeoutMs = this.#opts.handshakeTimeoutMs ?? 2000
     serverHandshake(framed, {
@@ -258,7 +268,7 @@ export class Listener extends EventEmitter {
       trust: this.#opts.trust,
       limits: this.#opts.limits,
       timeoutMs,
-      requireIntegrity: this.#opts.tls === undefined && integrityWanted(this.#opts.integrity, address)
+      requireIntegrity: (carried || this.#opts.tls === undefined) && integrityWanted(this.#opts.integrity, address)
     }).then((peer) => {
       clearTimeout(deadline)
       this.#endHandshake(socket)

@@ -1,0 +1,77 @@
+import type { Socket } from 'node:net'
+import type { Peer } from '@evalmesh/discovery'
+import { NatsCarrier, NatsPresence, type NatsConfig } from '@evalmesh/nats'
+import type { Listener } from '@evalmesh/transport'
+import type { Identity, TrustStore } from '@evalmesh/trust'
+import type { BroadcastResponder } from './broadcast-responder.js'
+import { channels, publish } from './events.js'
+
+/** `serve --nats`: the backbone to join, and how often to announce this node there. */
+export interface NatsInit extends NatsConfig {
+  /** Presence announcements this often (default 5000 ms). */
+  presenceMs?: number
+}
+
+export interface NatsLinkParts {
+  identity: Identity
+  trust: TrustStore
+  listener: Listener
+  responder: BroadcastResponder
+  version: number
+  caps: string[]
+}
+
+/**
+ * The node on a NATS backbone (PROTOCOL.md §9): streams opened to its id or name are
+ * handed to the listener, which authenticates them like TCP sockets; broadcast queries
+ * on the mesh subject go to the same responder as UDP ones, answered to their reply
+ * inbox; presence announces it and lists the others (`peers`, source "nats").
+ */
+export class NatsLink {
+  readonly carrier: NatsCarrier
+  readonly presence: NatsPresence
+  readonly #node: string
+
+  private constructor (carrier: NatsCarrier, presence: NatsPresence, node: string) {
+    this.carrier = carrier
+    this.presence = presence
+    this.#node = node
+  }
+
+  static async start (parts: NatsLinkParts, init: NatsInit): Promise<NatsLink> {
+    const node = parts.identity.id
+    const carrier = await NatsCarrier.connect(init, {
+      onDrop: d => publish(channels.natsDropped, { node, ...d }),
+      onStatus: s => publish(channels.natsStatus, { node, ...s })
+    }, `evalmesh node ${parts.identity.name}`)
+    carrier.serveStreams({ id: node, name: parts.identity.name }, stream => parts.listener.accept(stream as unknown as Socket))
+    const from = { address: 'nats', port: 0 }
+    const onDatagram = (data: Buffer, reply: string | undefined): void => {
+      parts.responder.receive(data, from, reply === undefined ? undefined : datagram => carrier.publish(reply, datagram))
+    }
+    carrier.listen(carrier.subjects.broadcast, onDatagram)
+    carrier.listen(carrier.subjects.release(node), onDatagram)
+    const presence = new NatsPresence(carrier, { identity: parts.identity, trust: parts.trust, version: parts.version, caps: parts.caps, ...(init.presenceMs === undefined ? {} : { intervalMs: init.presenceMs }) })
+    presence.on('drop', (d: { reason: string, detail: string }) => publish(channels.natsDropped, { node, subject: carrier.subjects.presence, ...d }))
+    for (const ev of ['appear', 'disappear'] as const) {
+      presence.on(ev, (p: { name: string, id: string }) => {
+        publish(ev === 'appear' ? channels.peerAppeared : channels.peerDisappeared, { node, name: p.name, address: 'nats', port: 0, id: p.id })
+      })
+    }
+    presence.start()
+    publish(channels.natsJoined, { node, servers: init.servers, mesh: carrier.mesh, server: carrier.server })
+    return new NatsLink(carrier, presence, node)
+  }
+
+  /** The nodes seen on the backbone, as peer-table rows (address "nats", port 0). */
+  peers (): Peer[] {
+    return this.presence.peers().map(p => ({ name: p.name, id: p.id, address: 'nats', port: 0, version: p.version, caps: p.caps, lastSeen: p.lastSeen, source: 'nats' }))
+  }
+
+  /** Say goodbye on the presence subject, then close the connection once what is queued has gone out. */
+  async stop (): Promise<void> {
+    this.presence.stop()
+    await this.carrier.close()
+    publish(channels.natsStatus, { node: this.#node, type: 'closed', data: '' })
+  }
+}
