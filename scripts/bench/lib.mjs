@@ -1,6 +1,7 @@
 // Shared helpers for the benchmarks: percentiles, bounded load loops, child nodes.
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createMeshKey } from '../../packages/trust/dist/src/index.js'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -42,6 +43,18 @@ export async function throughput (fn, { total = 50_000, inflight = 64, maxMs = 3
 
 export function tempDir (prefix = 'evalmesh-bench-') {
   return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** A new mesh key, and a maker of named state dirs holding it: their nodes and clients trust each other. */
+export function meshStateDirs () {
+  const meshDir = tempDir('evalmesh-bench-mesh-')
+  createMeshKey(meshDir)
+  return (name) => {
+    const d = tempDir(`evalmesh-bench-${name}-`)
+    copyFileSync(join(meshDir, 'mesh.key'), join(d, 'mesh.key'))
+    writeFileSync(join(d, 'node.name'), name + '\n')
+    return d
+  }
 }
 
 /** Start `evalmesh serve` in a child process; resolves with { host, port, stateDir, stop }. */

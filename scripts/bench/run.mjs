@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, each printing its numbers beside a baseline
 // measured in the same run. `--quick` shortens the runs; names select sections:
-//   npm run bench -- directed broadcast discovery megatest peers overload journal transport [--quick]
+//   npm run bench -- directed broadcast discovery megatest peers overload journal transport nats [--quick]
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -10,6 +10,7 @@ import { benchPeers } from './peers.mjs'
 import { benchOverload } from './overload.mjs'
 import { benchJournal } from './journal.mjs'
 import { benchTransport } from './transport.mjs'
+import { benchNats } from './nats.mjs'
 import { ROOT } from './lib.mjs'
 
 const args = process.argv.slice(2)
@@ -38,7 +39,8 @@ const sections = [
   ['peers', () => benchPeers({ quick })],
   ['overload', () => benchOverload({ quick })],
   ['journal', () => benchJournal({ quick })],
-  ['transport', () => benchTransport({ quick })]
+  ['transport', () => benchTransport({ quick })],
+  ['nats', () => benchNats({ quick })]
 ]
 console.log(`evalmesh benchmarks (${quick ? 'quick' : 'full'} run) on ${process.version}, ${new Date().toISOString()}`)
 for (const [name, run] of sections) {

@@ -141,7 +141,9 @@ export class Broadcaster {
       } catch { /* socket closed under us: close() ends the query */ }
       this.#carrier?.broadcast(datagram)
     }
-    for (const at of RESEND_AT) {
+    // The first send goes out now: a timer of 0 ms would add a millisecond to every broadcast.
+    if (Date.now() < deadline) send()
+    for (const at of RESEND_AT.slice(1)) {
       if (Date.now() + at >= deadline) break
       resends.push(setTimeout(send, at))
     }

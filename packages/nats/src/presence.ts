@@ -12,6 +12,9 @@ export interface NatsPeer {
   lastSeen: number
 }
 
+/** Most nodes a presence table holds: announcements from further new keys are dropped. */
+export const MAX_NATS_PEERS = 4096
+
 export interface PresenceInit {
   identity: Identity
   trust: TrustStore
@@ -93,6 +96,7 @@ export class NatsPresence extends EventEmitter {
     const caps = Array.isArray(m.caps) ? m.caps.filter((c): c is string => typeof c === 'string').slice(0, 32) : []
     const peer: NatsPeer = { name, id: sender.id, version: typeof m.version === 'number' ? m.version : 0, caps, lastSeen: Date.now() }
     const isNew = !this.#peers.has(sender.id)
+    if (isNew && this.#peers.size >= MAX_NATS_PEERS) { this.emit('drop', { reason: 'full', detail: `already ${MAX_NATS_PEERS} nodes in the NATS presence table` }); return }
     this.#peers.set(sender.id, peer)
     if (isNew) {
       this.emit('appear', peer)

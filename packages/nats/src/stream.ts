@@ -20,6 +20,12 @@ export const STREAM_FIN = 2
 export const STREAM_RST = 3
 export const STREAM_PROBE = 4
 export const STREAM_HEADER_BYTES = 5
+/**
+ * Most bytes a stream holds that its reader has not taken. A reader that is paused (a
+ * handshake reads one message at a time) while the other side keeps sending is a peer
+ * flooding it: the stream is closed rather than buffering without end.
+ */
+export const MAX_UNREAD_BYTES = 64 * 1024 * 1024
 
 /** A message a peer sent that the stream dropped or died of, for the node's log. */
 export interface StreamDrop { subject: string, reason: string, detail: string }
@@ -173,6 +179,12 @@ export class NatsStream extends Duplex {
     this.#recvSeq = (this.#recvSeq + 1) >>> 0
     const payload = Buffer.from(data.buffer, data.byteOffset + STREAM_HEADER_BYTES, data.byteLength - STREAM_HEADER_BYTES)
     if (type === STREAM_DATA) {
+      if (this.readableLength + payload.length > MAX_UNREAD_BYTES) {
+        const detail = `more than ${MAX_UNREAD_BYTES} bytes sent that were not read yet`
+        this.#drop(msg, 'oversize', detail)
+        this.destroy(new EvalMeshError('LOST', `the NATS stream from ${this.#opts.label} was closed: ${detail}`))
+        return
+      }
       if (payload.length > 0) this.push(Buffer.from(payload))
     } else if (type === STREAM_FIN) {
       this.push(null)

@@ -59,6 +59,8 @@ export class NatsLink {
       })
     }
     presence.start()
+    // Reachable once started: the server has the subscriptions before anyone is told.
+    await carrier.nc.flush()
     publish(channels.natsJoined, { node, servers: init.servers, mesh: carrier.mesh, server: carrier.server })
     return new NatsLink(carrier, presence, node)
   }

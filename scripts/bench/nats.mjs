@@ -1,0 +1,110 @@
+// The mesh over NATS (issue 14), all in one run on loopback with one nats-server:
+// directed remoteEval('1+1') through NATS beside the same node over direct TCP and beside
+// a raw NATS request/reply (the baseline); then broadcast with 32 nodes on NATS beside the
+// same raw request/reply. Round trips p50/p99 and throughput with requests in flight.
+import { fork, spawn, spawnSync } from 'node:child_process'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { Client } from '../../packages/client/dist/src/index.js'
+import { NatsCarrier } from '../../packages/nats/dist/src/index.js'
+import { ROOT, fmt, latency, meshStateDirs, printTable, startNode, throughput } from './lib.mjs'
+
+export function canRunNats () {
+  const r = spawnSync('nats-server', ['--version'])
+  return r.error === undefined && r.status === 0 ? undefined : 'nats-server is not installed (apt-get install nats-server)'
+}
+
+async function freePort () {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)) })
+  })
+}
+
+async function startNatsServer () {
+  const port = await freePort()
+  const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stderr.on('data', d => { out += d })
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`nats-server did not start:\n${out}`)), 10_000)
+    proc.stderr.on('data', () => { if (/Server is ready/.test(out)) { clearTimeout(timer); resolve() } })
+    proc.once('exit', c => { clearTimeout(timer); reject(new Error(`nats-server exited ${c}:\n${out}`)) })
+  })
+  return { url: `nats://127.0.0.1:${port}`, stop: () => new Promise(resolve => { proc.once('exit', resolve); proc.kill('SIGTERM') }) }
+}
+
+export async function benchNats ({ quick = false } = {}) {
+  const why = canRunNats()
+  if (why !== undefined) { console.log(`\nNATS: skipped (${why})`); return }
+  const n = quick ? 0.2 : 1
+  const hosts = quick ? 8 : 32
+  const server = await startNatsServer()
+  const stateFor = meshStateDirs()
+  const echo = fork(join(ROOT, 'scripts', 'bench', 'nats-echo.mjs'), [server.url], { stdio: 'ignore' })
+  const nodes = []
+  const clients = []
+  let raw
+  try {
+    await new Promise(resolve => echo.once('message', resolve))
+    raw = await NatsCarrier.connect({ servers: [server.url] })
+    const payload = Buffer.from([0, 0, 0, 4, 0x31, 0x2b, 0x31, 0x0a])
+    const rawCall = () => raw.nc.request('bench.echo', payload, { timeout: 5000 })
+
+    // ---- directed: one node, over NATS and over TCP ----
+    const first = await startNode(['--nats', server.url, '--concurrency', '64', '--name', 'n1'], stateFor('n1'))
+    nodes.push(first)
+    const viaTcp = new Client({ stateDir: stateFor('client-tcp') })
+    const viaNats = new Client({ stateDir: stateFor('client-nats'), nats: { servers: [server.url] } })
+    clients.push(viaTcp, viaNats)
+    await viaTcp.remoteEval('1+1', first.host)
+    await viaNats.remoteEval('1+1', 'n1')
+    const tcpCall = () => viaTcp.remoteEval('1+1', first.host)
+    const natsCall = () => viaNats.remoteEval('1+1', 'n1')
+    const rawLat = await latency(rawCall, { count: 5000 * n })
+    const tcpLat = await latency(tcpCall, { count: 3000 * n })
+    const natsLat = await latency(natsCall, { count: 3000 * n })
+    const rawTp = await throughput(rawCall, { total: 50_000 * n, inflight: 64 })
+    const tcpTp = await throughput(tcpCall, { total: 20_000 * n, inflight: 64 })
+    const natsTp = await throughput(natsCall, { total: 20_000 * n, inflight: 64 })
+    printTable('Directed remoteEval("1+1") through NATS vs direct TCP vs raw NATS request/reply, same run (one nats-server on loopback)',
+      ['measure', 'raw NATS req/reply', 'remoteEval TCP', 'remoteEval NATS', 'NATS / raw', 'NATS / TCP', 'target'], [
+        ['round trip p50 (µs)', fmt(rawLat.p50, 1), fmt(tcpLat.p50, 1), fmt(natsLat.p50, 1), fmt(natsLat.p50 / rawLat.p50, 2) + 'x', fmt(natsLat.p50 / tcpLat.p50, 2) + 'x', '<= 1.5x raw'],
+        ['round trip p99 (µs)', fmt(rawLat.p99, 1), fmt(tcpLat.p99, 1), fmt(natsLat.p99, 1), fmt(natsLat.p99 / rawLat.p99, 2) + 'x', fmt(natsLat.p99 / tcpLat.p99, 2) + 'x', ''],
+        ['throughput, 64 in flight (/s)', fmt(rawTp.perSecond), fmt(tcpTp.perSecond), fmt(natsTp.perSecond), fmt(natsTp.perSecond / rawTp.perSecond, 3) + 'x', fmt(natsTp.perSecond / tcpTp.perSecond, 3) + 'x', '']
+      ])
+
+    // ---- broadcast: `hosts` nodes on NATS ----
+    for (let i = 2; i <= hosts; i += 8) {
+      const batch = Array.from({ length: Math.min(8, hosts - i + 1) }, (_, k) => `n${i + k}`)
+      nodes.push(...await Promise.all(batch.map(async name => await startNode(['--nats', server.url, '--concurrency', '4', '--name', name], stateFor(name)))))
+    }
+    const bc = new Client({ stateDir: stateFor('client-bc'), nats: { servers: [server.url] }, broadcastTimeoutMs: 10_000 })
+    clients.push(bc)
+    const bcCall = () => bc.remoteEval('1+1', undefined)
+    for (let i = 0; i < 20; i++) await bcCall() // streams to the nodes that win offers
+    const rawLat2 = await latency(rawCall, { count: 2000 * n })
+    const bcLat = await latency(bcCall, { count: 500 * n, warmup: 50 })
+    const rawTp2 = await throughput(rawCall, { total: 20_000 * n, inflight: 16 })
+    const bcTp = await throughput(bcCall, { total: 2000 * n, inflight: 16 })
+    // At most once: every broadcast of the throughput run, counted from the nodes' done records.
+    const all = await bc.remoteEvalAll('1', { timeout: 10_000 })
+    printTable(`Broadcast remoteEval("1+1") with ${hosts} nodes on NATS vs raw NATS request/reply, same run`,
+      ['measure', 'raw NATS req/reply', 'broadcast', 'ratio', 'target'], [
+        ['round trip p50 (µs)', fmt(rawLat2.p50, 1), fmt(bcLat.p50, 1), fmt(bcLat.p50 / rawLat2.p50, 2) + 'x', '<= 3x raw'],
+        ['round trip p99 (µs)', fmt(rawLat2.p99, 1), fmt(bcLat.p99, 1), fmt(bcLat.p99 / rawLat2.p99, 2) + 'x', ''],
+        ['throughput, 16 in flight (/s)', fmt(rawTp2.perSecond), fmt(bcTp.perSecond), fmt(bcTp.perSecond / rawTp2.perSecond, 3) + 'x', ''],
+        ['fan-out: nodes answering ok', '', `${all.outcomes.filter(o => o.status === 'ok').length} / ${hosts}`, '', `${hosts} / ${hosts}`]
+      ])
+    return { rawLat, tcpLat, natsLat, rawTp, tcpTp, natsTp, bcLat, bcTp }
+  } finally {
+    for (const c of clients) c.close()
+    await raw?.close()
+    echo.kill()
+    await Promise.all(nodes.map(async x => await x.stop()))
+    await server.stop()
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await benchNats({ quick: process.argv.includes('--quick') })
