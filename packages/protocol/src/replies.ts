@@ -121,6 +121,11 @@ export interface DescribeReply {
   connection?: { tls: boolean, integrity: boolean }
   /** The LAN interface address, or null on loopback. */
   lan: string | null
+  /**
+   * The NATS backbone the node joined (PROTOCOL.md §9), or null: its mesh, the server it is
+   * on now (`host:port`), whether it is connected, and how many nodes it sees there.
+   */
+  nats: { mesh: string, server: string, connected: boolean, peers: number } | null
   /** The name the node advertises over mDNS (`NAME-2` after a conflict), or null. */
   advertisedAs: string | null
   broadcast: BroadcastStats | null

@@ -705,6 +705,7 @@ export class EvalServer extends EventEmitter {
       capabilities: this.#capabilities(),
       transport: this.transport,
       lan: this.#init.lan ?? null,
+      nats: this.#nats?.describe() ?? null,
       advertisedAs: this.#discovery?.advertisedName ?? null,
       broadcast: this.#responder === undefined ? null : { ...this.#responder.stats, held: this.#responder.held, datagrams: this.#responder.counters },
       limits: this.limits,

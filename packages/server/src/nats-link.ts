@@ -31,6 +31,8 @@ export class NatsLink {
   readonly carrier: NatsCarrier
   readonly presence: NatsPresence
   readonly #node: string
+  /** Between a disconnect and the reconnect that follows it, false. */
+  #connected = true
 
   private constructor (carrier: NatsCarrier, presence: NatsPresence, node: string) {
     this.carrier = carrier
@@ -40,9 +42,14 @@ export class NatsLink {
 
   static async start (parts: NatsLinkParts, init: NatsInit): Promise<NatsLink> {
     const node = parts.identity.id
+    let link: NatsLink | undefined
     const carrier = await NatsCarrier.connect(init, {
       onDrop: d => publish(channels.natsDropped, { node, ...d }),
-      onStatus: s => publish(channels.natsStatus, { node, ...s })
+      onStatus: s => {
+        if (link !== undefined && s.type === 'disconnect') link.#connected = false
+        if (link !== undefined && s.type === 'reconnect') link.#connected = true
+        publish(channels.natsStatus, { node, ...s })
+      }
     }, `evalmesh node ${parts.identity.name}`)
     carrier.serveStreams({ id: node, name: parts.identity.name }, stream => parts.listener.accept(stream as unknown as Socket))
     const from = { address: 'nats', port: 0 }
@@ -62,12 +69,19 @@ export class NatsLink {
     // Reachable once started: the server has the subscriptions before anyone is told.
     await carrier.nc.flush()
     publish(channels.natsJoined, { node, servers: init.servers, mesh: carrier.mesh, server: carrier.server })
-    return new NatsLink(carrier, presence, node)
+    link = new NatsLink(carrier, presence, node)
+    return link
   }
 
   /** The nodes seen on the backbone, as peer-table rows (address "nats", port 0). */
   peers (): Peer[] {
     return this.presence.peers().map(p => ({ name: p.name, id: p.id, address: 'nats', port: 0, version: p.version, caps: p.caps, lastSeen: p.lastSeen, source: 'nats' }))
+  }
+
+  /** For describe: the mesh, the server the connection is on, whether it is up, the nodes seen. */
+  describe (): { mesh: string, server: string, connected: boolean, peers: number } {
+    const nc = this.carrier.nc
+    return { mesh: this.carrier.mesh, server: this.carrier.server, connected: !nc.isClosed() && this.#connected, peers: this.presence.peers().length }
   }
 
   /** Say goodbye on the presence subject, then close the connection once what is queued has gone out. */
