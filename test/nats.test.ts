@@ -107,6 +107,9 @@ describe('the mesh over NATS, on loopback', { skip }, () => {
     const broadcast = await runCli(['eval', '"anyone"', '--nats', urls()], { stateDir: clientDir })
     assert.equal(broadcast.code, 0, broadcast.stderr)
     assert.equal(broadcast.stdout.trim(), "'anyone'")
+    const fanOut = await runCli(['eval', '2 ** 10', '--all', '--nats', urls()], { stateDir: clientDir })
+    assert.equal(fanOut.code, 0, fanOut.stderr)
+    for (const name of ['a', 'b', 'c']) assert.match(fanOut.stdout, new RegExp(`^${name}\\s+ok\\s+1024$`, 'm'))
   })
 
   test('untrusted keys are refused across NATS, both ways', async () => {
