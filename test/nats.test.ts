@@ -133,6 +133,21 @@ describe('the mesh over NATS, on loopback', { skip }, () => {
     } finally { await rogue.stop() }
   })
 
+  test('meshes sharing a backbone stay apart (--nats-mesh)', async () => {
+    const other = await startNode(['--nats', urls(), '--nats-mesh', 'lab'], { stateDir: meshDir(), name: 'other' })
+    const labClient = new Client({ stateDir: clientDir, nats: { servers: cluster.urls(), mesh: 'lab' }, broadcastTimeoutMs: 3000 })
+    try {
+      assert.equal(await labClient.remoteEval('"lab"', 'other'), 'lab')
+      await assert.rejects(client.remoteEval('1', 'other'), (err: EvalMeshError) => err.code === 'CONNECT_FAILED')
+      await assert.rejects(labClient.remoteEval('1', 'a'), (err: EvalMeshError) => err.code === 'CONNECT_FAILED')
+      const all = await labClient.remoteEvalAll('1', { timeout: 3000 })
+      assert.deepEqual(all.outcomes.map(o => o.node), ['other'])
+    } finally {
+      labClient.close()
+      await other.stop()
+    }
+  })
+
   test('garbage, wrong sequence numbers and bad opens on NATS are dropped with a logged reason; the node keeps serving', async () => {
     const raw = await NatsCarrier.connect({ servers: cluster.urls() })
     try {
