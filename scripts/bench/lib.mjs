@@ -69,8 +69,10 @@ export async function startNode (args = [], stateDir = tempDir()) {
     proc.once('exit', code => { clearTimeout(timer); reject(new Error(`node exited ${code}:\n${out}`)) })
   })
   return {
-    port, stateDir, host: `127.0.0.1:${port}`,
-    stop: () => new Promise(resolve => { proc.once('exit', resolve); proc.kill('SIGTERM'); setTimeout(() => proc.kill('SIGKILL'), 10_000).unref() })
+    port, stateDir, host: `127.0.0.1:${port}`, pid: proc.pid,
+    stop: () => proc.exitCode !== null || proc.signalCode !== null
+      ? Promise.resolve()
+      : new Promise(resolve => { proc.once('exit', resolve); proc.kill('SIGTERM'); setTimeout(() => proc.kill('SIGKILL'), 10_000).unref() })
   }
 }
 

@@ -81,6 +81,23 @@ export async function benchNats ({ quick = false } = {}) {
       ])
     console.log('target: directed over NATS p50 <= 1.5x raw NATS request/reply')
 
+    // ---- a node dying mid-evaluation: how long until the waiting client hears LOST ----
+    const deaths = []
+    for (let round = 0; round < 3; round++) {
+      const name = `victim${round}`
+      const victim = await startNode(['--nats', server.url, '--name', name], stateFor(name))
+      await viaNats.remoteEval('1', name)
+      const pending = viaNats.remoteEval('{ const u = Date.now() + 60000; while (Date.now() < u) {} }', name).then(() => 'finished', err => err.code)
+      await new Promise(resolve => setTimeout(resolve, 300))
+      const t = process.hrtime.bigint()
+      process.kill(victim.pid, 'SIGKILL')
+      const code = await pending
+      deaths.push({ ms: Number(process.hrtime.bigint() - t) / 1e6, code })
+      await victim.stop()
+    }
+    printTable('A node killed (SIGKILL) mid-evaluation: until the client waiting through NATS gets its error, same run',
+      ['round', 'error', 'ms after the kill', 'target'], deaths.map((d, i) => [String(i + 1), d.code, fmt(d.ms, 0), '< 2000 ms']))
+
     // ---- broadcast: `hosts` nodes on NATS ----
     for (let i = 2; i <= hosts; i += 8) {
       const batch = Array.from({ length: Math.min(8, hosts - i + 1) }, (_, k) => `n${i + k}`)
@@ -109,7 +126,7 @@ export async function benchNats ({ quick = false } = {}) {
         ['fan-out over NATS: nodes answering ok', '', `${all.outcomes.filter(o => o.status === 'ok').length} / ${hosts}`, '', '', '']
       ])
     console.log('target: broadcast over NATS with 32 nodes p50 <= 3x raw NATS request/reply')
-    return { lat, tp, bcLat, bcTp, udpLat, udpTp }
+    return { lat, tp, deaths, bcLat, bcTp, udpLat, udpTp }
   } finally {
     for (const c of clients) c.close()
     await raw?.close()
