@@ -107,6 +107,13 @@ describe('the mesh over NATS, on loopback', { skip }, () => {
     const broadcast = await runCli(['eval', '"anyone"', '--nats', urls()], { stateDir: clientDir })
     assert.equal(broadcast.code, 0, broadcast.stderr)
     assert.equal(broadcast.stdout.trim(), "'anyone'")
+    // From node a's own state dir, a knows b only through NATS: the client must be on NATS too.
+    const unrouted = await runCli(['eval', '1', '--host', 'b'], { stateDir: node('a').stateDir })
+    assert.notEqual(unrouted.code, 0)
+    assert.match(unrouted.stderr, /UNKNOWN_HOST.*seen only on a NATS backbone.*--nats/)
+    const routed = await runCli(['eval', '"via a\'s table"', '--host', 'b', '--nats', urls()], { stateDir: node('a').stateDir })
+    assert.equal(routed.code, 0, routed.stderr)
+    assert.equal(routed.stdout.trim(), '"via a\'s table"')
     const fanOut = await runCli(['eval', '2 ** 10', '--all', '--nats', urls()], { stateDir: clientDir })
     assert.equal(fanOut.code, 0, fanOut.stderr)
     for (const name of ['a', 'b', 'c']) assert.match(fanOut.stdout, new RegExp(`^${name}\\s+ok\\s+1024$`, 'm'))

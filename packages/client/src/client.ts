@@ -175,6 +175,9 @@ export class Client {
       }
       // No direct route known: through the backbone, by name (the handshake proves who answers).
       if (nats) return viaNats ?? { host: name, port: 0, label: name, via: 'nats' }
+      if (viaNats !== undefined) {
+        throw new EvalMeshError('UNKNOWN_HOST', `"${name}" is a node seen only on a NATS backbone, and this client is not on it: give the backbone's servers (--nats URL, or { nats: { servers } })`, { host: name })
+      }
       throw new EvalMeshError('UNKNOWN_HOST', `"${name}" is neither host:port nor a peer name known here: not in the peers file, and ${tables.map(t => t.label).join(', ')} did not discover it`, { host: name })
     }
   }
