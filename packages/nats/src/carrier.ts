@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { EvalMeshError, asRecord, decodeValue, encodeValue } from '@evalmesh/protocol'
-import { connect, createInbox, credsAuthenticator, type ConnectionOptions, type Msg, type NatsConnection } from 'nats'
+import { connect, createInbox, credsAuthenticator, type ConnectionOptions, type Msg, type NatsConnection, type Subscription } from 'nats'
 import { NatsStream, type StreamDrop } from './stream.js'
 
 /** How a node or a client joins a NATS backbone (`serve --nats`, `Client({ nats })`). */
@@ -123,7 +123,7 @@ export class NatsCarrier extends EventEmitter {
    * name with a fresh inbox, and hand each new stream to `onStream`, which runs the
    * handshake over it as over an accepted socket.
    */
-  serveStreams (who: { id: string, name: string }, onStream: (stream: NatsStream) => void): void {
+  serveStreams (who: { id: string, name: string }, onStream: (stream: NatsStream) => void): Subscription[] {
     const onOpen = (msg: Msg): void => {
       let peerInbox: string
       try {
@@ -140,9 +140,8 @@ export class NatsCarrier extends EventEmitter {
       msg.respond(encodeValue({ v: 1, inbox: stream.inbox, id: who.id, name: who.name }))
       onStream(stream)
     }
-    for (const subject of [this.subjects.openId(who.id), this.subjects.openName(who.name)]) {
-      this.nc.subscribe(subject, { callback: (err, msg) => { if (err === null) onOpen(msg) } })
-    }
+    return [this.subjects.openId(who.id), this.subjects.openName(who.name)].map(subject =>
+      this.nc.subscribe(subject, { callback: (err, msg) => { if (err === null) onOpen(msg) } }))
   }
 
   /**
@@ -174,8 +173,8 @@ export class NatsCarrier extends EventEmitter {
   }
 
   /** Subscribe `subject`; `onMessage` gets each message's bytes and its reply subject, if any. */
-  listen (subject: string, onMessage: (data: Buffer, reply: string | undefined) => void): void {
-    this.nc.subscribe(subject, {
+  listen (subject: string, onMessage: (data: Buffer, reply: string | undefined) => void): Subscription {
+    return this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err !== null) return
         const reply = msg.reply !== undefined && msg.reply !== '' ? msg.reply : undefined

@@ -739,7 +739,7 @@ export class EvalServer extends EventEmitter {
     // A stopping node is no client's local node any more.
     if (this.#meshStarted) removeLocalNode(this.stateDir, process.pid, this.#listener.address.port)
     this.streams.close()
-    this.#nats?.presence.stop()
+    this.#nats?.quiesce()
     const closing = this.#listener.close()
     await this.#control?.close()
     await this.#responder?.stop()

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import type { Peer } from '@evalmesh/discovery'
-import { NatsCarrier, NatsPresence, type NatsConfig } from '@evalmesh/nats'
+import { NatsCarrier, NatsPresence, type NatsConfig, type Subscription } from '@evalmesh/nats'
 import type { Listener } from '@evalmesh/transport'
 import type { Identity, TrustStore } from '@evalmesh/trust'
 import type { BroadcastResponder } from './broadcast-responder.js'
@@ -31,13 +31,16 @@ export class NatsLink {
   readonly carrier: NatsCarrier
   readonly presence: NatsPresence
   readonly #node: string
+  /** What brings new work: stream opens and broadcast queries (closed first when the node stops). */
+  readonly #intake: Subscription[]
   /** Between a disconnect and the reconnect that follows it, false. */
   #connected = true
 
-  private constructor (carrier: NatsCarrier, presence: NatsPresence, node: string) {
+  private constructor (carrier: NatsCarrier, presence: NatsPresence, node: string, intake: Subscription[]) {
     this.carrier = carrier
     this.presence = presence
     this.#node = node
+    this.#intake = intake
   }
 
   static async start (parts: NatsLinkParts, init: NatsInit): Promise<NatsLink> {
@@ -51,13 +54,12 @@ export class NatsLink {
         publish(channels.natsStatus, { node, ...s })
       }
     }, `evalmesh node ${parts.identity.name}`)
-    carrier.serveStreams({ id: node, name: parts.identity.name }, stream => parts.listener.accept(stream as unknown as Socket))
+    const intake = carrier.serveStreams({ id: node, name: parts.identity.name }, stream => parts.listener.accept(stream as unknown as Socket))
     const from = { address: 'nats', port: 0 }
     const onDatagram = (data: Buffer, reply: string | undefined): void => {
       parts.responder.receive(data, from, reply === undefined ? undefined : datagram => carrier.publish(reply, datagram))
     }
-    carrier.listen(carrier.subjects.broadcast, onDatagram)
-    carrier.listen(carrier.subjects.release(node), onDatagram)
+    intake.push(carrier.listen(carrier.subjects.broadcast, onDatagram), carrier.listen(carrier.subjects.release(node), onDatagram))
     const presence = new NatsPresence(carrier, { identity: parts.identity, trust: parts.trust, version: parts.version, caps: parts.caps, ...(init.presenceMs === undefined ? {} : { intervalMs: init.presenceMs }) })
     presence.on('drop', (d: { reason: string, detail: string }) => publish(channels.natsDropped, { node, subject: carrier.subjects.presence, ...d }))
     for (const ev of ['appear', 'disappear'] as const) {
@@ -69,7 +71,7 @@ export class NatsLink {
     // Reachable once started: the server has the subscriptions before anyone is told.
     await carrier.nc.flush()
     publish(channels.natsJoined, { node, servers: init.servers, mesh: carrier.mesh, server: carrier.server })
-    link = new NatsLink(carrier, presence, node)
+    link = new NatsLink(carrier, presence, node, intake)
     return link
   }
 
@@ -84,9 +86,18 @@ export class NatsLink {
     return { mesh: this.carrier.mesh, server: this.carrier.server, connected: !nc.isClosed() && this.#connected, peers: this.presence.peers().length }
   }
 
-  /** Say goodbye on the presence subject, then close the connection once what is queued has gone out. */
-  async stop (): Promise<void> {
+  /**
+   * The node is stopping: say goodbye on the presence subject and take no new streams or
+   * queries (as the TCP listener stops accepting), while the streams already open finish.
+   */
+  quiesce (): void {
     this.presence.stop()
+    for (const sub of this.#intake) { try { sub.unsubscribe() } catch { /* closed already */ } }
+  }
+
+  /** Quiesce, then close the connection once what is queued has gone out. */
+  async stop (): Promise<void> {
+    this.quiesce()
     await this.carrier.close()
     publish(channels.natsStatus, { node: this.#node, type: 'closed', data: '' })
   }
