@@ -66,6 +66,14 @@ describe('the mesh over NATS, on loopback', { skip }, () => {
     await assert.rejects(client.fetchResult(long.txn, 'c', { wait: true }), (err: RemoteEvalError) => err.code === 'ABORTED')
   })
 
+  test('many clients connecting through NATS at once all get in (more than one TCP address\'s share of handshakes)', async () => {
+    const many = Array.from({ length: 24 }, () => new Client({ stateDir: clientDir, nats: { servers: cluster.urls() } }))
+    try {
+      const values = await Promise.all(many.map(async (c, i) => await c.remoteEval(`${i} * 2`, 'a')))
+      assert.deepEqual(values, many.map((_, i) => i * 2))
+    } finally { for (const c of many) c.close() }
+  })
+
   test('a name no node on the backbone has is a clear CONNECT_FAILED', async () => {
     await assert.rejects(client.remoteEval('1', 'nobody'), (err: EvalMeshError) => err.code === 'CONNECT_FAILED' && /nobody/.test(err.message))
   })

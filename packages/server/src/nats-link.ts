@@ -6,6 +6,9 @@ import type { Identity, TrustStore } from '@evalmesh/trust'
 import type { BroadcastResponder } from './broadcast-responder.js'
 import { channels, publish } from './events.js'
 
+/** Most handshakes in progress over NATS at once (all of them count as one address, "nats"). */
+export const NATS_HANDSHAKES = 64
+
 /** `serve --nats`: the backbone to join, and how often to announce this node there. */
 export interface NatsInit extends NatsConfig {
   /** Presence announcements this often (default 5000 ms). */
@@ -54,7 +57,9 @@ export class NatsLink {
         publish(channels.natsStatus, { node, ...s })
       }
     }, `evalmesh node ${parts.identity.name}`)
-    const intake = carrier.serveStreams({ id: node, name: parts.identity.name }, stream => parts.listener.accept(stream as unknown as Socket))
+    // Every stream over NATS comes from the one address "nats": a larger share of the
+    // unfinished handshakes than one TCP address gets, so that many clients may connect at once.
+    const intake = carrier.serveStreams({ id: node, name: parts.identity.name }, stream => parts.listener.accept(stream as unknown as Socket, { maxPerAddress: NATS_HANDSHAKES }))
     const from = { address: 'nats', port: 0 }
     const onDatagram = (data: Buffer, reply: string | undefined): void => {
       parts.responder.receive(data, from, reply === undefined ? undefined : datagram => carrier.publish(reply, datagram))

@@ -197,16 +197,19 @@ export class Listener extends EventEmitter {
   /**
    * Take a stream that another carrier accepted (a NATS stream, @evalmesh/nats) as if TCP
    * had: the same pre-auth caps (counted under its `remoteAddress`), deadline and handshake.
-   * It is never wrapped in TLS, and carries frame integrity unless it is loopback.
+   * It is never wrapped in TLS, and carries frame integrity unless it is loopback. All the
+   * streams of one carrier share one address, so `maxPerAddress` may give it a larger share
+   * of unfinished handshakes than one TCP address has (default the same).
    */
-  accept (socket: Socket): void {
-    this.#onSocket(socket, true)
+  accept (socket: Socket, options: { maxPerAddress?: number } = {}): void {
+    this.#onSocket(socket, { perAddress: options.maxPerAddress })
   }
 
-  #onSocket (socket: Socket, carried = false): void {
+  #onSocket (socket: Socket, carrier?: { perAddress: number | undefined }): void {
+    const carried = carrier !== undefined
     const maxConnections = this.#opts.maxConnections ?? 1024
     const maxUnauthenticated = Math.max(1, Math.min(maxConnections, this.#opts.maxUnauthenticated ?? Math.ceil(maxConnections / 4)))
-    const perAddress = this.#opts.maxUnauthenticatedPerAddress ?? 16
+    const perAddress = carrier?.perAddress ?? this.#opts.maxUnauthenticatedPerAddress ?? 16
     const address = socket.remoteAddress ?? ''
     // One address cannot take more than its share, nor push out others' handshakes.
     if ((this.#perAddress.get(address) ?? 0) >= perAddress) {
