@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # netlab: a simulated LAN made of network namespaces, for multi-node tests (root only).
 #
-#   netlab.sh up N [--prefix P] [--ipv6]  hub namespace P-hub holding bridge br0, and hosts P1..PN
+#   netlab.sh up N [--prefix P] [--ipv6 | --subnet K]  hub namespace P-hub holding bridge br0, and hosts P1..PN
 #   netlab.sh down [--prefix P]      stop what still runs in them, delete them (idempotent)
 #   netlab.sh exec HOST cmd...       run cmd inside host HOST (P3, or just 3)
 #   netlab.sh list [--prefix P]      print "name address" for each host
@@ -18,6 +18,10 @@
 # multicast-capable) and a 224.0.0.0/4 route on lan0, which mDNS needs. Addresses come
 # from 198.18.0.0/15 (the benchmarking range): host i gets 198.18.(i/256).(i%256).
 #
+# With --subnet K (1-255) the LAN is 198.18.K.0/24 instead: host i gets 198.18.K.i/24
+# (at most 249 hosts; .250-.254 stay free for a namespace joining several such LANs, as
+# the NATS tests' backbone does). Two labs on different subnets cannot route to each other.
+#
 # With --ipv6 the LAN is IPv6 only: no IPv4 address at all, host i gets 2001:db8::<i in
 # hex>/64 (the documentation range) besides its link-local fe80:: address, and duplicate
 # address detection is off so both are usable at once (nothing else is on this link).
@@ -31,8 +35,13 @@ say () { [ -n "${NETLAB_QUIET:-}" ] || printf '[netlab] %s\n' "$*" >&2; }
 PREFIX=${NETLAB_PREFIX:-emlab}
 MAX_HOSTS=1000
 IPV6=""
+SUBNET=""
 
-host_addr () { local i=$1; printf '198.18.%d.%d' $((i / 256)) $((i % 256)); }
+host_addr () {
+  local i=$1
+  if [ -n "$SUBNET" ]; then printf '198.18.%d.%d' "$SUBNET" "$i"; else printf '198.18.%d.%d' $((i / 256)) $((i % 256)); fi
+}
+host_prefix_len () { if [ -n "$SUBNET" ]; then echo 24; else echo 15; fi; }
 host_addr6 () { local i=$1; printf '2001:db8::%x' "$i"; }
 
 check_prefix () {
@@ -57,6 +66,11 @@ cmd_up () {
   local n=${1:-}
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "$MAX_HOSTS" ] ||
     die "up: N must be a number from 1 to $MAX_HOSTS (got '${n}')"
+  if [ -n "$SUBNET" ]; then
+    [[ "$SUBNET" =~ ^[0-9]+$ ]] && [ "$SUBNET" -ge 1 ] && [ "$SUBNET" -le 255 ] || die "up: --subnet K must be a number from 1 to 255 (got '${SUBNET}')"
+    [ -z "$IPV6" ] || die "up: --subnet is for IPv4 labs; it does not go with --ipv6"
+    [ "$n" -le 249 ] || die "up: a --subnet lab has at most 249 hosts (got $n)"
+  fi
   if [ -n "$(lab_namespaces)" ]; then
     die "up: namespaces with prefix '$PREFIX' already exist; run '$prog down --prefix $PREFIX' first"
   fi
@@ -86,7 +100,7 @@ cmd_up () {
       ip -n "$ns" addr add "$(host_addr6 "$i")/64" dev lan0 nodad
       ip -n "$ns" link set lan0 up
     else
-      ip -n "$ns" addr add "$addr/15" dev lan0
+      ip -n "$ns" addr add "$addr/$(host_prefix_len)" dev lan0
       ip -n "$ns" link set lan0 up
       ip -n "$ns" route add 224.0.0.0/4 dev lan0
     fi
@@ -95,7 +109,7 @@ cmd_up () {
   if [ -n "$IPV6" ]; then
     say "up: $n hosts ${PREFIX}1..${PREFIX}$n on bridge br0 in $hub, IPv6 only, 2001:db8::1-$(host_addr6 "$n")/64"
   else
-    say "up: $n hosts ${PREFIX}1..${PREFIX}$n on bridge br0 in $hub, 198.18.0.1-$(host_addr "$n")/15"
+    say "up: $n hosts ${PREFIX}1..${PREFIX}$n on bridge br0 in $hub, $(host_addr 1)-$(host_addr "$n")/$(host_prefix_len)"
   fi
 }
 
@@ -157,6 +171,8 @@ while [ $# -gt 0 ]; do
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift 2 ;;
     --prefix=*) PREFIX=${1#--prefix=}; shift ;;
     --ipv6) IPV6=1; shift ;;
+    --subnet) [ $# -ge 2 ] || die "--subnet needs a value"; SUBNET=$2; shift 2 ;;
+    --subnet=*) SUBNET=${1#--subnet=}; shift ;;
     --) shift; args+=("$@"); break ;;
     *) if [ -z "$sub" ]; then sub=$1; shift; continue; fi
        args+=("$1"); shift

@@ -10,6 +10,9 @@
 #   dbus              avahi-daemon needs a system bus (started inside a namespace only)
 #   tmux              headless terminal for the monitor tests
 #   zsh               to check the script of `evalmesh completion zsh`
+#   nats-server       NATS servers for the NATS tests (test/support/nats.ts starts its own,
+#                     on loopback or inside a namespace; the package's service is blocked
+#                     from starting like avahi's, below)
 #
 # avahi-daemon must never start in the root namespace (it would speak mDNS on eth0):
 # we install with --no-install-recommends (no libnss-mdns rewriting nsswitch.conf) and
@@ -30,10 +33,11 @@ have_cmd avahi-browse || missing+=(avahi-utils)
 have_cmd dbus-daemon || missing+=(dbus)
 have_cmd tmux || missing+=(tmux)
 have_cmd zsh || missing+=(zsh)
+have_cmd nats-server || missing+=(nats-server)
 if ! /usr/bin/python3 -c 'import zeroconf' >/dev/null 2>&1; then missing+=(python3-zeroconf); fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  log "all present: ip, avahi-daemon, avahi-browse, dbus-daemon, tmux, zsh, python3-zeroconf"
+  log "all present: ip, avahi-daemon, avahi-browse, dbus-daemon, tmux, zsh, python3-zeroconf, nats-server"
   exit 0
 fi
 

@@ -3,12 +3,9 @@
 // same lab (the baseline, same run), and exactly-once counts of 1,000 broadcasts taken
 // from the nodes' done records. The lab is removed at the end, also on error.
 import { spawn, spawnSync } from 'node:child_process'
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { createMeshKey } from '../../packages/trust/dist/src/index.js'
-import { CLI, ROOT, fmt, printTable } from './lib.mjs'
+import { CLI, ROOT, fmt, meshStateDirs, printTable } from './lib.mjs'
 
 const netlab = join(ROOT, 'scripts', 'netlab.sh')
 const driver = join(ROOT, 'scripts', 'bench', 'broadcast-driver.mjs')
@@ -25,14 +22,7 @@ async function runLab (n, { samples, once }) {
   const up = spawnSync('bash', [netlab, 'up', String(n), '--prefix', prefix], { encoding: 'utf8', env: { ...process.env, NETLAB_QUIET: '1' } })
   if (up.status !== 0) throw new Error(`netlab up failed: ${up.stderr}`)
   try {
-    const meshDir = mkdtempSync(join(tmpdir(), 'evalmesh-bench-mesh-'))
-    createMeshKey(meshDir)
-    const stateFor = (name) => {
-      const d = mkdtempSync(join(tmpdir(), `evalmesh-bench-${name}-`))
-      copyFileSync(join(meshDir, 'mesh.key'), join(d, 'mesh.key'))
-      writeFileSync(join(d, 'node.name'), name + '\n')
-      return d
-    }
+    const stateFor = meshStateDirs()
     const addr = (i) => `198.18.${Math.floor(i / 256)}.${i % 256}`
     await Promise.all(Array.from({ length: n }, (_, k) => new Promise((resolve, reject) => {
       const i = k + 1

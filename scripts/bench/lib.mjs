@@ -1,6 +1,7 @@
 // Shared helpers for the benchmarks: percentiles, bounded load loops, child nodes.
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createMeshKey } from '../../packages/trust/dist/src/index.js'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -44,6 +45,18 @@ export function tempDir (prefix = 'evalmesh-bench-') {
   return mkdtempSync(join(tmpdir(), prefix))
 }
 
+/** A new mesh key, and a maker of named state dirs holding it: their nodes and clients trust each other. */
+export function meshStateDirs () {
+  const meshDir = tempDir('evalmesh-bench-mesh-')
+  createMeshKey(meshDir)
+  return (name) => {
+    const d = tempDir(`evalmesh-bench-${name}-`)
+    copyFileSync(join(meshDir, 'mesh.key'), join(d, 'mesh.key'))
+    writeFileSync(join(d, 'node.name'), name + '\n')
+    return d
+  }
+}
+
 /** Start `evalmesh serve` in a child process; resolves with { host, port, pid, stateDir, stop }. */
 export async function startNode (args = [], stateDir = tempDir()) {
   const proc = spawn(process.execPath, ['--no-node-snapshot', CLI, 'serve', '--port', '0', '--state-dir', stateDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -57,7 +70,9 @@ export async function startNode (args = [], stateDir = tempDir()) {
   })
   return {
     port, stateDir, host: `127.0.0.1:${port}`, pid: proc.pid,
-    stop: () => new Promise(resolve => { proc.once('exit', resolve); proc.kill('SIGTERM'); setTimeout(() => proc.kill('SIGKILL'), 10_000).unref() })
+    stop: () => proc.exitCode !== null || proc.signalCode !== null
+      ? Promise.resolve()
+      : new Promise(resolve => { proc.once('exit', resolve); proc.kill('SIGTERM'); setTimeout(() => proc.kill('SIGKILL'), 10_000).unref() })
   }
 }
 

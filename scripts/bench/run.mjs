@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, each printing its numbers beside a baseline
 // measured in the same run. `--quick` shortens the runs; names select sections:
-//   npm run bench -- directed broadcast discovery megatest peers overload journal transport memory [--quick]
+//   npm run bench -- directed broadcast discovery megatest peers overload journal transport nats memory [--quick]
 // `--seconds N` sets how long the memory section runs (120 s by default, 20 with --quick).
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -12,6 +12,7 @@ import { benchOverload } from './overload.mjs'
 import { benchJournal } from './journal.mjs'
 import { benchTransport } from './transport.mjs'
 import { benchMemory } from './memory.mjs'
+import { benchNats } from './nats.mjs'
 import { ROOT } from './lib.mjs'
 
 const args = process.argv.slice(2)
@@ -47,6 +48,7 @@ const sections = [
   ['overload', () => benchOverload({ quick })],
   ['journal', () => benchJournal({ quick })],
   ['transport', () => benchTransport({ quick })],
+  ['nats', () => benchNats({ quick })],
   ['memory', () => benchMemory({ quick, seconds })]
 ]
 console.log(`evalmesh benchmarks (${quick ? 'quick' : 'full'} run) on ${process.version}, ${new Date().toISOString()}`)

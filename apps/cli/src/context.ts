@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { Client, TxnBook, formatHost, type BroadcastConfig, type Endpoint, type PeerLookup } from '@evalmesh/client'
+import { parseServers, type NatsConfig } from '@evalmesh/nats'
 import { TLS_CAP, readSeedsFile, type SeedPeer } from '@evalmesh/discovery'
 import { BROADCAST_PORT, EvalMeshError } from '@evalmesh/protocol'
 import { readLocalNodes, readNodeLocator, type NodeLocator } from '@evalmesh/server'
@@ -156,6 +157,31 @@ export function canBroadcast (config: BroadcastConfig): boolean {
   return (config.targets?.length ?? 0) > 0 || config.interface !== undefined
 }
 
+/** The options that put a node or a client on a NATS backbone (PROTOCOL.md §9). */
+export const natsOptions = { nats: { type: 'string' }, 'nats-creds': { type: 'string' }, 'nats-mesh': { type: 'string' } } as const
+
+/** --nats URL[,URL...] [--nats-creds FILE] [--nats-mesh NAME], or undefined without --nats. */
+export function natsFrom (p: Parsed): NatsConfig | undefined {
+  const servers = str(p, 'nats')
+  const creds = str(p, 'nats-creds')
+  const mesh = str(p, 'nats-mesh')
+  if (servers === undefined) {
+    if (creds !== undefined || mesh !== undefined) throw new UsageError('--nats-creds and --nats-mesh go with --nats URL')
+    return undefined
+  }
+  let config: NatsConfig
+  try { config = { servers: parseServers(servers) } } catch (err) { throw new UsageError((err as Error).message) }
+  if (creds !== undefined) {
+    if (!existsSync(creds)) throw new UsageError(`--nats-creds ${creds}: no such file`)
+    config.credsFile = creds
+  }
+  if (mesh !== undefined) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(mesh)) throw new UsageError(`--nats-mesh "${mesh}": use 1-64 letters, digits, _ or -`)
+    config.mesh = mesh
+  }
+  return config
+}
+
 /** The book of this user's transactions (sequence counter and where each went). */
 export function bookOf (p: Parsed): TxnBook {
   return new TxnBook(stateDirOf(p))
@@ -164,6 +190,7 @@ export function bookOf (p: Parsed): TxnBook {
 /** A client with this user's key, resolving names and bare addresses by the rule above. */
 export function clientFor (p: Parsed): Client {
   const stateDir = stateDirOf(p)
+  const nats = natsFrom(p)
   return new Client({
     stateDir,
     broadcast: broadcastConfigFor(p),
@@ -175,6 +202,7 @@ export function clientFor (p: Parsed): Client {
       return e
     }),
     tls: p.values.tls === true ? true : 'peers',
-    book: bookOf(p)
+    book: bookOf(p),
+    ...(nats === undefined ? {} : { nats })
   })
 }

@@ -21,6 +21,20 @@ export interface BroadcastConfig {
   targets?: Array<{ address: string, port: number }>
 }
 
+/**
+ * Another carrier of the same sealed datagrams besides UDP: a NATS backbone
+ * (PROTOCOL.md §9.4). Queries and releases of all offers but one go to every node on it;
+ * the release of one offer to that node; answers come back to this client's inbox.
+ */
+export interface DatagramCarrier {
+  /** Start receiving answers (called once, before the first send). */
+  open: (onDatagram: (datagram: Buffer) => void) => Promise<void>
+  broadcast: (datagram: Buffer) => void
+  sendTo: (nodeId: string, datagram: Buffer) => void
+  /** For messages: "on NATS mesh default". */
+  describe: string
+}
+
 /** A node's answer to a query: it will run the txn if claimed with `token`. */
 export interface Offer {
   txn: string
@@ -33,6 +47,8 @@ export interface Offer {
   origin: { address: string, port: number }
   /** The node serves TLS (PROTOCOL.md §2.5): the claim connects with TLS. */
   tls?: boolean
+  /** The offer came over NATS: the claim opens a stream to the node through NATS, whatever its address. */
+  via?: 'nats'
 }
 
 export interface Decline { txn: string, node: DatagramSender, rule: string }
@@ -66,14 +82,23 @@ export class Broadcaster {
   readonly #replay = new ReplayWindow()
   #socket: Promise<Socket> | undefined
   readonly #queries = new Map<string, { deliver: (event: QueryEvent) => void, stop: () => void }>()
+  readonly #carrier: DatagramCarrier | undefined
+  #carrierOpen: Promise<void> | undefined
 
-  constructor (identity: Identity, trust: TrustStore, config: BroadcastConfig) {
+  constructor (identity: Identity, trust: TrustStore, config: BroadcastConfig, carrier?: DatagramCarrier) {
     this.#identity = identity
     this.#trust = trust
     this.#config = config
+    this.#carrier = carrier
   }
 
   get config (): BroadcastConfig { return this.#config }
+
+  /** Where queries go, for messages. */
+  get where (): string {
+    const udp = this.#config.interface !== undefined ? `on the LAN via ${this.#config.interface}` : `among ${this.#config.targets?.length ?? 0} known node(s)`
+    return this.#carrier === undefined ? udp : `${udp} or ${this.#carrier.describe}`
+  }
 
   /**
    * Ask for offers to run `txn`: send the query now and again on a backing-off schedule
@@ -82,6 +107,7 @@ export class Broadcaster {
    */
   async query (txn: string, mode: 'one' | 'all', deadline: number, onEvent: (e: QueryEvent) => void, onDone: () => void): Promise<QueryHandle> {
     const socket = await this.#open()
+    await this.#openCarrier()
     const seen = new Set<string>()
     const resends: NodeJS.Timeout[] = []
     let end: NodeJS.Timeout | undefined
@@ -113,8 +139,11 @@ export class Broadcaster {
         if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? broadcastGroupFor(this.#config.interface))
         for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
       } catch { /* socket closed under us: close() ends the query */ }
+      this.#carrier?.broadcast(datagram)
     }
-    for (const at of RESEND_AT) {
+    // The first send goes out now: a timer of 0 ms would add a millisecond to every broadcast.
+    if (Date.now() < deadline) send()
+    for (const at of RESEND_AT.slice(1)) {
       if (Date.now() + at >= deadline) break
       resends.push(setTimeout(send, at))
     }
@@ -134,11 +163,16 @@ export class Broadcaster {
       if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? broadcastGroupFor(this.#config.interface))
       for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
     } catch { /* closed: the offers expire by themselves */ }
+    this.#carrier?.broadcast(datagram)
   }
 
   /** Tell a node we will not claim its offer, so it frees the slot now. */
   async release (offer: Offer): Promise<void> {
     if (this.#socket === undefined) return
+    if (offer.via === 'nats') {
+      this.#carrier?.sendTo(offer.node.id, sealDatagram(this.#identity, this.#trust, { kind: 'release', txn: offer.txn, token: offer.token }))
+      return
+    }
     const socket = await this.#open()
     try {
       socket.send(sealDatagram(this.#identity, this.#trust, { kind: 'release', txn: offer.txn, token: offer.token }), offer.origin.port, offer.origin.address)
@@ -149,6 +183,12 @@ export class Broadcaster {
     for (const q of [...this.#queries.values()]) q.stop()
     this.#socket?.then(s => s.close(), () => {})
     this.#socket = undefined
+  }
+
+  async #openCarrier (): Promise<void> {
+    if (this.#carrier === undefined) return
+    this.#carrierOpen ??= this.#carrier.open(datagram => this.#onMessage(datagram, undefined))
+    await this.#carrierOpen
   }
 
   async #open (): Promise<Socket> {
@@ -174,7 +214,8 @@ export class Broadcaster {
     return await this.#socket
   }
 
-  #onMessage (buf: Buffer, rinfo: { address: string, port: number }): void {
+  /** A datagram from UDP (`rinfo` the sender) or from the carrier (undefined). */
+  #onMessage (buf: Buffer, rinfo: { address: string, port: number } | undefined): void {
     const opened = openDatagram(buf, this.#trust, this.#replay, this.counters)
     if (!opened.ok) return
     const m = opened.message
@@ -183,9 +224,11 @@ export class Broadcaster {
     if (listener === undefined) return
     if (m.kind === 'offer' && typeof m.token === 'string' && typeof m.port === 'number' && m.id === opened.sender.id) {
       const load = (typeof m.load === 'object' && m.load !== null ? m.load : {}) as Offer['load']
-      const address = typeof m.address === 'string' && m.address !== '0.0.0.0' ? m.address : rinfo.address
-      const offer: Offer = { txn, token: m.token, address, port: m.port, node: opened.sender, load, origin: { address: rinfo.address, port: rinfo.port } }
+      const origin = rinfo ?? { address: 'nats', port: 0 }
+      const address = typeof m.address === 'string' && m.address !== '0.0.0.0' ? m.address : origin.address
+      const offer: Offer = { txn, token: m.token, address, port: m.port, node: opened.sender, load, origin }
       if (m.tls === true) offer.tls = true
+      if (rinfo === undefined) offer.via = 'nats'
       listener({ kind: 'offer', offer })
     } else if (m.kind === 'decline') {
       listener({ kind: 'decline', decline: { txn, node: opened.sender, rule: typeof m.rule === 'string' ? m.rule : 'declined' } })
@@ -193,7 +236,7 @@ export class Broadcaster {
   }
 }
 
-export function noWillingServer (txn: string, ms: number, config: BroadcastConfig): EvalMeshError {
-  const where = config.interface !== undefined ? `on the LAN via ${config.interface}` : `among ${config.targets?.length ?? 0} known node(s)`
+export function noWillingServer (txn: string, ms: number, broadcaster: Pick<Broadcaster, 'where'>): EvalMeshError {
+  const where = broadcaster.where
   return new EvalMeshError('NO_WILLING_SERVER', `no willing server ${where} offered to run ${txn} within ${ms} ms`, { txn })
 }

@@ -14,7 +14,7 @@ export interface Connections {
 }
 
 /** What a claim needs from the broadcaster: ask for offers, release those not taken. */
-export type Offers = Pick<Broadcaster, 'query' | 'release' | 'releaseAll' | 'config'>
+export type Offers = Pick<Broadcaster, 'query' | 'release' | 'releaseAll' | 'where'>
 
 /** A request that can follow a broadcast offer: eval or apply, with its txn. */
 export type ClaimBody = (RequestBody<'eval'> | RequestBody<'apply'>) & { txn: string }
@@ -26,9 +26,15 @@ export interface Claimed {
   host: string
 }
 
-/** Where the node that made an offer listens, and the id it must prove. */
+/** Where the node that made an offer listens, and the id it must prove; through NATS when the offer came that way. */
 export function endpointOf (offer: Offer): Endpoint {
+  if (offer.via === 'nats') return { host: offer.node.name, port: 0, id: offer.node.id, label: offer.node.name, via: 'nats' }
   return { host: offer.address, port: offer.port, id: offer.node.id, label: offer.node.name, ...(offer.tls === true ? { tls: true } : {}) }
+}
+
+/** How the node that made an offer is named afterwards: host:port, or its name when it is reached through NATS. */
+export function hostOf (offer: Offer): string {
+  return offer.via === 'nats' ? offer.node.name : formatHost(offer.address, offer.port)
 }
 
 /**
@@ -46,11 +52,11 @@ export async function claimOffer (connections: Connections, broadcaster: Offers,
   } catch (err) {
     void broadcaster.release(offer)
     if (err instanceof EvalMeshError && err.code === 'CONNECT_FAILED') throw err
-    throw new EvalMeshError('CONNECT_FAILED', `cannot claim ${body.txn} on ${offer.node.name} at ${formatHost(offer.address, offer.port)}: ${(err as Error).message}`,
+    throw new EvalMeshError('CONNECT_FAILED', `cannot claim ${body.txn} on ${offer.node.name} at ${hostOf(offer)}: ${(err as Error).message}`,
       { txn: body.txn, node: offer.node.name }, { cause: err })
   }
   const reply = await conn.request({ ...body, claim: offer.token }, request)
-  return { reply, offer, host: formatHost(offer.address, offer.port) }
+  return { reply, offer, host: hostOf(offer) }
 }
 
 export interface ClaimOneOptions {
@@ -95,7 +101,7 @@ export async function claimOne (connections: Connections, broadcaster: Offers, b
         if (retryOf(err) !== 'same-txn' || Date.now() >= opts.deadline) throw err
       }
     }
-    if (Date.now() >= opts.deadline) throw noWillingServer(body.txn, opts.deadline - started, broadcaster.config)
+    if (Date.now() >= opts.deadline) throw noWillingServer(body.txn, opts.deadline - started, broadcaster)
     await new Promise(resolve => setTimeout(resolve, Math.min(100, Math.max(0, opts.deadline - Date.now()))))
   }
 }

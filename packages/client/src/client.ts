@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { isIP } from 'node:net'
+import { isIP, type Socket } from 'node:net'
 import {
   EvalMeshError, RemoteEvalError, formatTxn, retryAfterMs, retryOf,
   type AbortResult, type DescribeReply, type EvalAck, type EvalLimits, type EvalOutcome, type PingReply, type PolicyState,
@@ -7,9 +7,10 @@ import {
 } from '@evalmesh/protocol'
 import { TrustStore, defaultStateDir, loadIdentity, type Identity } from '@evalmesh/trust'
 import { ClientConnection, type IntegrityMode, type RequestOptions } from '@evalmesh/transport'
+import { NatsCarrier, type NatsConfig } from '@evalmesh/nats'
 import { formatHost, resolveHost, type Endpoint, type PeerLookup } from './host.js'
 import type { TxnBook } from './txn-book.js'
-import { Broadcaster, type BroadcastConfig } from './broadcast.js'
+import { Broadcaster, type BroadcastConfig, type DatagramCarrier } from './broadcast.js'
 import { claimOne, type ClaimBody } from './claim.js'
 import { fanOut, type FanOutOptions, type NodeOutcome } from './fanout.js'
 
@@ -44,8 +45,14 @@ export interface ClientInit {
   tls?: boolean | 'peers' | { ca?: string | Buffer }
   /** How many times a BUSY (or MEGATEST_BUSY) refusal is retried, backing off (default 8). */
   busyRetries?: number
-  /** Where broadcasts go (no host given). Without it, a call with no host is an error. */
+  /** Where broadcasts go (no host given). Without it (and without `nats`), a call with no host is an error. */
   broadcast?: BroadcastConfig
+  /**
+   * A NATS backbone (PROTOCOL.md §9): broadcasts and fan-outs also reach the nodes on it,
+   * and a node name no direct route is known for is reached through it. Connected on
+   * first use; every connection over it is authenticated end to end as over TCP.
+   */
+  nats?: NatsConfig
   /** How long a broadcast waits for a willing node (default 3000 ms). */
   broadcastTimeoutMs?: number
   /**
@@ -117,6 +124,7 @@ export class Client {
   readonly #peerTables = new Map<string, { at: number, peers: Promise<ReplyOf<'peers'>> }>()
   readonly #init: ClientInit
   #broadcaster: Broadcaster | undefined
+  #nats: Promise<NatsCarrier> | undefined
   lookup: PeerLookup | undefined
 
   constructor (init: ClientInit = {}) {
@@ -152,14 +160,23 @@ export class Client {
     } catch (err) {
       const name = host.trim()
       const tables = this.#init.peerTables?.() ?? []
-      if (!(err instanceof EvalMeshError) || err.code !== 'UNKNOWN_HOST' || !isPeerName(name) || tables.length === 0) throw err
+      const nats = this.#init.nats !== undefined
+      if (!(err instanceof EvalMeshError) || err.code !== 'UNKNOWN_HOST' || !isPeerName(name) || (tables.length === 0 && !nats)) throw err
+      let viaNats: Endpoint | undefined
       for (const table of tables) {
         const peers = await this.#peersOf(table)
         const peer = peers.find(p => p.name === name)
         if (peer === undefined) continue
+        // A node the local node only saw on NATS: reached through NATS, if this client is on it.
+        if (peer.source === 'nats') { viaNats ??= { host: name, port: 0, id: peer.id, label: name, via: 'nats' }; continue }
         const endpoint: Endpoint = { host: peer.address, port: peer.port, id: peer.id, label: name }
         if (peer.caps.includes('tls')) endpoint.tls = true
         return endpoint
+      }
+      // No direct route known: through the backbone, by name (the handshake proves who answers).
+      if (nats) return viaNats ?? { host: name, port: 0, label: name, via: 'nats' }
+      if (viaNats !== undefined) {
+        throw new EvalMeshError('UNKNOWN_HOST', `"${name}" is a node seen only on a NATS backbone, and this client is not on it: give the backbone's servers (--nats URL, or { nats: { servers } })`, { host: name })
       }
       throw new EvalMeshError('UNKNOWN_HOST', `"${name}" is neither host:port nor a peer name known here: not in the peers file, and ${tables.map(t => t.label).join(', ')} did not discover it`, { host: name })
     }
@@ -286,7 +303,7 @@ export class Client {
 
   /** The pooled, authenticated connection to an endpoint (opened on first use). */
   async connection (endpoint: Endpoint): Promise<ClientConnection> {
-    const key = `${endpoint.host}:${endpoint.port}`
+    const key = endpoint.via === 'nats' ? `nats:${endpoint.id ?? endpoint.host}` : `${endpoint.host}:${endpoint.port}`
     let p = this.#pool.get(key)
     if (p === undefined) {
       const opts: Parameters<typeof ClientConnection.open>[0] = {
@@ -300,6 +317,10 @@ export class Client {
       if (tls === true || (tls === 'peers' && endpoint.tls === true)) opts.tls = {}
       else if (typeof tls === 'object') opts.tls = tls
       if (endpoint.id !== undefined) opts.expectId = endpoint.id
+      if (endpoint.via === 'nats') {
+        const target = { name: endpoint.host, ...(endpoint.id === undefined ? {} : { id: endpoint.id }) }
+        opts.carrier = { where: `${endpoint.host} via NATS`, open: async (timeoutMs) => await (await this.natsCarrier()).openStream(target, timeoutMs) as unknown as Socket }
+      }
       p = ClientConnection.open(opts)
       this.#pool.set(key, p)
       p.then(conn => conn.once('close', () => { if (this.#pool.get(key) === p) this.#pool.delete(key) }),
@@ -348,19 +369,50 @@ export class Client {
     return this.#broadcaster?.counters
   }
 
-  /** Close every pooled connection and the broadcast socket. */
+  /** Close every pooled connection, the broadcast socket and the NATS connection. */
   close (): void {
-    for (const p of this.#pool.values()) p.then(c => c.close(), () => {})
+    const closing = [...this.#pool.values()].map(async p => await p.then(c => c.close(), () => {}))
     this.#pool.clear()
     this.#broadcaster?.close()
+    const nats = this.#nats
+    this.#nats = undefined
+    // The streams' FIN goes out before the NATS connection drains and closes.
+    if (nats !== undefined) void Promise.all(closing).then(async () => await (await nats).close()).catch(() => {})
+  }
+
+  /** The connection to the NATS backbone (ClientInit.nats), made on first use. */
+  async natsCarrier (): Promise<NatsCarrier> {
+    const config = this.#init.nats
+    if (config === undefined) throw new EvalMeshError('UNKNOWN_HOST', 'this client is not on a NATS backbone: create it with { nats: { servers } } (the CLI: --nats URL)')
+    if (this.#nats === undefined) {
+      const p = NatsCarrier.connect(config, {}, `evalmesh client ${this.identity.name}`)
+      this.#nats = p
+      p.catch(() => { if (this.#nats === p) this.#nats = undefined })
+    }
+    return await this.#nats
   }
 
   #requireBroadcaster (): Broadcaster {
-    if (this.#init.broadcast === undefined) {
-      throw new EvalMeshError('UNKNOWN_HOST', 'no host given and broadcast is not configured: pass a host, or create the client with { broadcast: { interface | targets } } (the CLI does this from the local node)')
+    if (this.#init.broadcast === undefined && this.#init.nats === undefined) {
+      throw new EvalMeshError('UNKNOWN_HOST', 'no host given and broadcast is not configured: pass a host, or create the client with { broadcast: { interface | targets } } or { nats } (the CLI does this from the local node)')
     }
-    this.#broadcaster ??= new Broadcaster(this.identity, this.trust, this.#init.broadcast)
+    this.#broadcaster ??= new Broadcaster(this.identity, this.trust, this.#init.broadcast ?? { targets: [] }, this.#init.nats === undefined ? undefined : this.#natsDatagrams())
     return this.#broadcaster
+  }
+
+  /** Broadcast datagrams over NATS (PROTOCOL.md §9.4): to the mesh subject, answers to one inbox. */
+  #natsDatagrams (): DatagramCarrier {
+    let carrier: NatsCarrier | undefined
+    let inbox: string | undefined
+    return {
+      describe: `on NATS mesh ${this.#init.nats?.mesh ?? 'default'}`,
+      open: async (onDatagram) => {
+        carrier = await this.natsCarrier()
+        inbox = carrier.inbox(onDatagram)
+      },
+      broadcast: (datagram) => { if (carrier !== undefined) carrier.publish(carrier.subjects.broadcast, datagram, inbox) },
+      sendTo: (nodeId, datagram) => { if (carrier !== undefined) carrier.publish(carrier.subjects.release(nodeId), datagram) }
+    }
   }
 
   /**

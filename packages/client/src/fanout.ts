@@ -1,6 +1,6 @@
-import { EvalMeshError, RemoteEvalError, formatHost } from '@evalmesh/protocol'
+import { EvalMeshError, RemoteEvalError } from '@evalmesh/protocol'
 import type { Offer } from './broadcast.js'
-import { claimOffer, endpointOf, type ClaimBody, type Connections, type Offers } from './claim.js'
+import { claimOffer, endpointOf, hostOf, type ClaimBody, type Connections, type Offers } from './claim.js'
 
 /** One node's answer to a fan-out (remoteEvalAll). */
 export interface NodeOutcome {
@@ -51,7 +51,7 @@ export async function * fanOut (connections: Connections, broadcaster: Offers, b
     claimed++
     const entry = { offer, done: false }
     running.set(offer.node.id, entry)
-    const base = { node: offer.node.name, id: offer.node.id, address: formatHost(offer.address, offer.port) }
+    const base = { node: offer.node.name, id: offer.node.id, address: hostOf(offer) }
     const finish = (o: NodeOutcome): void => { if (!entry.done) { entry.done = true; push(o) } }
     void (async () => {
       try {

@@ -12,6 +12,11 @@ export interface Endpoint {
   label: string
   /** The node serves TLS (its peer entry says `tls`: PROTOCOL.md §2.5, §5.5). */
   tls?: boolean
+  /**
+   * Reach the node through the client's NATS backbone (PROTOCOL.md §9.3): by `id` when
+   * known, else by the name in `host`; `port` is then 0.
+   */
+  via?: 'nats'
 }
 
 /**

@@ -20,7 +20,7 @@ function fakeOffers (offers: Offer[]): Offers & { queries: number, released: str
   const fake = {
     queries: 0,
     released: [] as string[],
-    config: { targets: [{ address: '127.0.0.1', port: 1 }] },
+    where: 'among 1 known node(s)',
     query: async (_txn: string, _mode: 'one' | 'all', deadline: number, onEvent: (e: QueryEvent) => void, onDone: () => void) => {
       fake.queries++
       setImmediate(() => { for (const o of offers) onEvent({ kind: 'offer', offer: o }) })

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events'
 import { readSeedsFile, type SeedPeer } from './seeds.js'
 
-export type PeerSource = 'mdns' | 'seed'
+/** Where a peer was seen: mDNS on the LAN, the peers file, or presence on a NATS backbone (not kept in this table: the node merges those rows). */
+export type PeerSource = 'mdns' | 'seed' | 'nats'
 
 /** A node we know of, as the rest of the mesh sees it. */
 export interface Peer {

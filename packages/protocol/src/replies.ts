@@ -71,7 +71,8 @@ export interface PeerEntry {
   caps: string[]
   /** Epoch milliseconds when last heard from (or loaded, for seeds). */
   lastSeen: number
-  source: 'mdns' | 'seed'
+  /** mdns: discovered on the LAN; seed: the peers file; nats: announced on the NATS backbone (address "nats", port 0: reach it through NATS). */
+  source: 'mdns' | 'seed' | 'nats'
 }
 
 /** Transaction counters a node keeps since it started. */
@@ -120,6 +121,11 @@ export interface DescribeReply {
   connection?: { tls: boolean, integrity: boolean }
   /** The LAN interface address, or null on loopback. */
   lan: string | null
+  /**
+   * The NATS backbone the node joined (PROTOCOL.md §9), or null: its mesh, the server it is
+   * on now (`host:port`), whether it is connected, and how many nodes it sees there.
+   */
+  nats: { mesh: string, server: string, connected: boolean, peers: number } | null
   /** The name the node advertises over mDNS (`NAME-2` after a conflict), or null. */
   advertisedAs: string | null
   broadcast: BroadcastStats | null

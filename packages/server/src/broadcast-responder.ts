@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
+import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import { BROADCAST_GROUP, isTxnString, nodeIdOfClient } from '@evalmesh/protocol'
 import { ReplayWindow, newDatagramCounters, openDatagram, sealDatagram, type DatagramCounters, type DatagramSender } from '@evalmesh/transport'
@@ -45,6 +45,9 @@ export interface ResponderInit {
   offerTtlMs?: number
 }
 
+/** Sends one sealed datagram back to where a query came from. */
+export type Reply = (datagram: Buffer) => void
+
 interface Offer {
   token: string
   peerId: string
@@ -75,7 +78,7 @@ export class BroadcastResponder {
     // The UDP socket follows the listen address's family: a node on [::1] answers over IPv6.
     const socket = createSocket({ type: isIPv6(this.#init.bindAddress) ? 'udp6' : 'udp4', reuseAddr: true })
     this.#socket = socket
-    socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo))
+    socket.on('message', (msg, rinfo) => this.receive(msg, rinfo, datagram => socket.send(datagram, rinfo.port, rinfo.address)))
     socket.on('error', (err) => publish(channels.broadcastError, { node: this.#server.identity.id, where: 'socket', message: err.message }))
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject)
@@ -106,18 +109,22 @@ export class BroadcastResponder {
     return 'broadcast'
   }
 
-  #onMessage (buf: Buffer, rinfo: RemoteInfo): void {
+  /**
+   * One datagram, from wherever it came: the UDP socket, or a carrier such as NATS
+   * (PROTOCOL.md §9.4), which passes where answers go (`reply`) and a `from` for the log.
+   */
+  receive (buf: Buffer, from: { address: string, port: number }, reply: Reply | undefined): void {
     const opened = openDatagram(buf, this.#server.trust, this.#replay, this.counters)
     if (!opened.ok) {
-      publish(channels.datagramDropped, { node: this.#server.identity.id, address: rinfo.address, port: rinfo.port, reason: opened.reason, detail: opened.detail })
+      publish(channels.datagramDropped, { node: this.#server.identity.id, address: from.address, port: from.port, reason: opened.reason, detail: opened.detail })
       return
     }
     const { message, sender } = opened
-    if (message.kind === 'query') this.#onQuery(message, sender, rinfo)
+    if (message.kind === 'query' && reply !== undefined) this.#onQuery(message, sender, reply)
     else if (message.kind === 'release') this.#onRelease(message, sender)
   }
 
-  #onQuery (m: Record<string, unknown>, sender: DatagramSender, rinfo: RemoteInfo): void {
+  #onQuery (m: Record<string, unknown>, sender: DatagramSender, reply: Reply): void {
     const txn = m.txn
     if (!isTxnString(txn) || nodeIdOfClient(txn.split(':')[0]!) !== sender.id) return
     this.stats.queries++
@@ -127,12 +134,12 @@ export class BroadcastResponder {
     const existing = this.#byTxn.get(`${sender.id} ${txn}`)
     if (existing !== undefined) {
       const offer = this.#offers.get(existing)
-      if (offer !== undefined) { this.#sendOffer(offer, rinfo); return }
+      if (offer !== undefined) { this.#sendOffer(offer, reply); return }
     }
     if (server.knows(txn)) return // already claimed here; the client has its answer
     if (server.draining?.() === true) {
       this.stats.busy++
-      if (all) this.#send({ kind: 'decline', txn, rule: 'draining' }, rinfo)
+      if (all) this.#send({ kind: 'decline', txn, rule: 'draining' }, reply)
       return
     }
     // The name in the datagram is the sender's claim; policy matches the name this node gives its key.
@@ -142,7 +149,7 @@ export class BroadcastResponder {
       this.stats.declined++
       server.counters.declined++
       publish(channels.broadcastDeclined, { node: server.identity.id, peer: sender.name, peerId: sender.id, txn, rule: decision.rule })
-      if (all) this.#send({ kind: 'decline', txn, rule: decision.rule }, rinfo)
+      if (all) this.#send({ kind: 'decline', txn, rule: decision.rule }, reply)
       return
     }
     const { concurrency, queueLength } = server.limits
@@ -151,7 +158,7 @@ export class BroadcastResponder {
     if (load >= concurrency + queueLength) {
       this.stats.busy++
       publish(channels.broadcastBusy, { node: server.identity.id, peer: sender.name, peerId: sender.id, txn, load })
-      if (all) this.#send({ kind: 'decline', txn, rule: 'busy' }, rinfo)
+      if (all) this.#send({ kind: 'decline', txn, rule: 'busy' }, reply)
       return
     }
     const offer: Offer = { token: randomBytes(12).toString('base64url'), peerId: sender.id, txn, expires: Date.now() + (this.#init.offerTtlMs ?? 3000) }
@@ -165,18 +172,18 @@ export class BroadcastResponder {
     // at once must let the others answer the rest first.
     const pending = now.running + now.queued + this.#offers.size - 1
     const delayMs = all || pending < concurrency ? 0 : Math.min(20, Math.round((pending / concurrency) * 4))
-    if (delayMs === 0) this.#sendOffer(offer, rinfo)
-    else setTimeout(() => this.#sendOffer(offer, rinfo), delayMs).unref()
+    if (delayMs === 0) this.#sendOffer(offer, reply)
+    else setTimeout(() => this.#sendOffer(offer, reply), delayMs).unref()
   }
 
-  #sendOffer (offer: Offer, rinfo: RemoteInfo): void {
+  #sendOffer (offer: Offer, reply: Reply): void {
     const s = this.#server
     const { running, queued } = s.load()
     this.#send({
       kind: 'offer', txn: offer.txn, token: offer.token, address: this.#init.tcpAddress, port: this.#init.tcpPort, id: s.identity.id,
       load: { running, queued, held: this.#offers.size, concurrency: s.limits.concurrency },
       ...(this.#init.tls === true ? { tls: true } : {})
-    }, rinfo)
+    }, reply)
   }
 
   /** A release names one offer by token, or every offer for the txn but the kept node's. */
@@ -192,13 +199,12 @@ export class BroadcastResponder {
     if (offer !== undefined) this.#drop(offer)
   }
 
-  #send (message: Record<string, unknown>, rinfo: RemoteInfo): void {
-    const s = this.#socket
-    if (s === undefined) return
+  #send (message: Record<string, unknown>, reply: Reply): void {
+    if (this.#socket === undefined) return
     try {
-      s.send(sealDatagram(this.#server.identity, this.#server.trust, message), rinfo.port, rinfo.address)
+      reply(sealDatagram(this.#server.identity, this.#server.trust, message))
     } catch (err) {
-      publish(channels.broadcastError, { node: this.#server.identity.id, where: rinfo.address, message: (err as Error).message })
+      publish(channels.broadcastError, { node: this.#server.identity.id, where: 'a broadcast client', message: (err as Error).message })
     }
   }
 

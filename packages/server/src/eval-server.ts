@@ -30,6 +30,7 @@ import { startControlPort, type ControlPort } from './control-port.js'
 import { LIVE_QUOTAS, NeedsRestartError, type DrainOptions, type LiveLimits } from './live-settings.js'
 import { readNodeLocator } from './local-nodes.js'
 import { Mesh } from './mesh.js'
+import { NatsLink, type NatsInit } from './nats-link.js'
 
 export type { MegatestBinding }
 
@@ -108,6 +109,12 @@ export interface ServerInit {
    * (PEM; `cert` may hold the chain).
    */
   tls?: 'self' | { cert: string | Buffer, key: string | Buffer }
+  /**
+   * Join a NATS backbone as well as (or instead of) the LAN (PROTOCOL.md §9): streams,
+   * broadcast queries and presence over the cluster's servers. NATS only carries the
+   * protocol: every connection over it is authenticated end to end as over TCP.
+   */
+  nats?: NatsInit
 }
 
 /** The durable transaction store in the state dir (done-store.ts). */
@@ -168,6 +175,7 @@ export class EvalServer extends EventEmitter {
   #control: ControlPort | undefined
   /** The broadcast responder, discovery and the locator files (mesh.ts). */
   #mesh: Mesh | undefined
+  #nats: NatsLink | undefined
   #purgeTimer: NodeJS.Timeout | undefined
   #purgeSeconds: number
   /** Set while the node drains: new work is refused DRAINING. */
@@ -261,8 +269,14 @@ export class EvalServer extends EventEmitter {
 
   /** The peer table: nodes found by mDNS (on a LAN) and static seeds. */
   peers (): Peer[] {
-    return this.#mesh?.peers() ?? []
+    const lan = this.#mesh?.peers() ?? []
+    // A node seen both ways is listed once, by its direct route.
+    const nats = (this.#nats?.peers() ?? []).filter(p => !lan.some(l => l.name === p.name || (l.id !== '' && l.id === p.id)))
+    return [...lan, ...nats]
   }
+
+  /** The NATS backbone this node joined, if any (`serve --nats`). */
+  get nats (): NatsLink | undefined { return this.#nats }
   /** Resolves once the node has stopped (by stop(), --minutes, or a signal handler). */
   get whenStopped (): Promise<void> { return this.#stopped }
 
@@ -322,6 +336,7 @@ export class EvalServer extends EventEmitter {
         }
       }
     } catch (err) {
+      await this.#nats?.stop()
       await this.#mesh?.stop()
       await this.#listener.close()
       await this.#sandbox.stop()
@@ -385,7 +400,12 @@ export class EvalServer extends EventEmitter {
     }, { lan: init.lan, broadcastPort: init.broadcastPort, peersFile: init.peersFile, discoveryTtl: init.discoveryTtl, tls: init.tls !== undefined })
     this.#mesh = mesh
     mesh.on('peers', () => this.emit('peers'))
-    await mesh.start(listening)
+    const responder = await mesh.start(listening)
+    if (init.nats !== undefined) {
+      this.#nats = await NatsLink.start({
+        identity: this.identity, trust: this.trust, listener: this.#listener, responder, version: PROTOCOL_VERSION, caps: this.#capabilities()
+      }, init.nats)
+    }
   }
 
   /** The certificate and key to serve TLS with, or undefined for plain TCP. */
@@ -403,7 +423,7 @@ export class EvalServer extends EventEmitter {
   }
 
   #capabilities (): string[] {
-    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', 'subscribe', ...(this.#init.megatest !== undefined ? ['megatest'] : []), ...(this.#init.tls !== undefined ? ['tls'] : [])]
+    return ['eval', 'apply', 'abort', 'status', 'result', 'reset', 'policy', 'trace', 'sessions', 'broadcast', 'peers', 'subscribe', ...(this.#init.megatest !== undefined ? ['megatest'] : []), ...(this.#init.tls !== undefined ? ['tls'] : []), ...(this.#init.nats !== undefined ? ['nats'] : [])]
   }
 
   // ---- the operator's API (also what the control port and the monitor use) ----
@@ -578,6 +598,7 @@ export class EvalServer extends EventEmitter {
       capabilities: this.#capabilities(),
       transport: this.transport,
       lan: this.#init.lan ?? null,
+      nats: this.#nats?.describe() ?? null,
       advertisedAs: this.#mesh?.advertisedName ?? null,
       broadcast: this.broadcast === undefined ? null : { ...this.broadcast.stats, held: this.broadcast.held, datagrams: this.broadcast.counters },
       limits: this.limits,
@@ -611,6 +632,7 @@ export class EvalServer extends EventEmitter {
     // A stopping node is no client's local node any more.
     this.#mesh?.releaseLocator()
     this.streams.close()
+    this.#nats?.quiesce()
     const closing = this.#listener.close()
     await this.#control?.close()
     await this.#mesh?.stop()
@@ -622,6 +644,8 @@ export class EvalServer extends EventEmitter {
     await this.#sandbox.stop()
     this.#store?.close()
     await closing
+    // Last: the listener's close above reset the streams over NATS; this sends that out.
+    await this.#nats?.stop()
     this.emit('stopped', reason)
     this.#resolveStopped()
   }

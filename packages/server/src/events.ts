@@ -124,6 +124,13 @@ export interface DiscoveryConflict extends NodeEvent {
 export interface DiscoveryWarning extends NodeEvent { message: string }
 export interface DiscoveryPeer extends NodeEvent { name: string, address: string, port: number, id?: string }
 
+/** A message from the NATS backbone that was dropped (bad stream message, open or datagram). */
+export interface NatsDropped extends NodeEvent { subject: string, reason: string, detail: string }
+/** The NATS connection changed state: disconnect, reconnect, error (with the server or message). */
+export interface NatsStatus extends NodeEvent { type: string, data: string }
+/** The node joined the NATS backbone. */
+export interface NatsJoined extends NodeEvent { servers: string[], mesh: string, server: string }
+
 export interface ControlPortUnavailable extends NodeEvent { message: string, path?: string }
 
 export interface NodeStarted extends NodeEvent {
@@ -179,6 +186,10 @@ export const channels = {
   discoveryWarning: channel<DiscoveryWarning>('evalmesh:discovery:warning'),
   peerAppeared: channel<DiscoveryPeer>('evalmesh:discovery:peer-appeared'),
   peerDisappeared: channel<DiscoveryPeer>('evalmesh:discovery:peer-disappeared'),
+
+  natsDropped: channel<NatsDropped>('evalmesh:nats:dropped'),
+  natsStatus: channel<NatsStatus>('evalmesh:nats:status'),
+  natsJoined: channel<NatsJoined>('evalmesh:nats:joined'),
 
   controlPortUnavailable: channel<ControlPortUnavailable>('evalmesh:control:unavailable'),
 
@@ -331,6 +342,19 @@ export const EVENTS: { readonly [E in EventName]: EventSpec<E> } = {
   peerDisappeared: {
     component: 'discovery', event: 'peer-disappeared', level: 'info', trace: 'connect',
     detail: (p, s) => `peer ${s(p.name)} disappeared at ${s(formatHost(String(p.address), p.port))}`
+  },
+
+  natsDropped: {
+    component: 'nats', event: 'dropped', level: 'debug', trace: 'refused',
+    detail: (p, s) => `NATS message on ${s(p.subject)} dropped (${s(p.reason)}): ${s(p.detail)}`
+  },
+  natsStatus: {
+    component: 'nats', event: 'status', level: 'info', trace: 'error',
+    detail: (p, s) => `NATS connection: ${s(p.type)} ${s(p.data)}`
+  },
+  natsJoined: {
+    component: 'nats', event: 'joined', level: 'info', trace: null,
+    detail: (p, s) => `joined NATS mesh ${s(p.mesh)} on ${s(p.server)} (servers ${list(p.servers, s)})`
   },
 
   controlPortUnavailable: {

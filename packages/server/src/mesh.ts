@@ -65,7 +65,8 @@ export class Mesh extends EventEmitter {
     return this.#responder?.claim(claim, peer, txn)
   }
 
-  async start (listening: { host: string, port: number }): Promise<void> {
+  /** Start answering broadcasts, discovery and the locators; resolves with the started broadcast responder. */
+  async start (listening: { host: string, port: number }): Promise<BroadcastResponder> {
     const { host, port } = listening
     const { lan } = this.#options
     const parts = this.#parts
@@ -79,8 +80,9 @@ export class Mesh extends EventEmitter {
       }
       : { bindAddress: host, port: udpPort, tcpAddress: host, tcpPort: port }
     if (this.#options.tls) responderInit.tls = true
-    this.#responder = new BroadcastResponder(parts, responderInit)
-    await this.#responder.start()
+    const responder = new BroadcastResponder(parts, responderInit)
+    this.#responder = responder
+    await responder.start()
 
     const peersFile = this.#options.peersFile ?? join(parts.stateDir, 'peers')
     const seeds = existsSync(peersFile) ? readSeedsFile(peersFile) : []
@@ -99,6 +101,7 @@ export class Mesh extends EventEmitter {
     if (holder !== undefined) {
       publish(channels.nodeLocatorKept, { node: parts.identity.id, stateDir: parts.stateDir, holder: holder.name, pid: holder.pid, port: holder.port })
     }
+    return responder
   }
 
   async #startDiscovery (lan: string, port: number, seeds: ReturnType<typeof readSeedsFile>): Promise<void> {

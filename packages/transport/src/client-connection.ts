@@ -45,6 +45,12 @@ export interface ConnectOptions {
    * it), or when it verifies against `ca` (PEM; default Node's CA store) for `host`.
    */
   tls?: { ca?: string | Buffer }
+  /**
+   * Carry the connection over this stream instead of a TCP socket (a NATS stream,
+   * @evalmesh/nats): it is opened within the connect timeout, and the handshake runs over
+   * it as over TCP. `host` and `port` then only name it in messages (`where`).
+   */
+  carrier?: { open: (timeoutMs: number) => Promise<Socket>, where: string }
 }
 
 type CertificateCheck = NonNullable<Parameters<typeof clientHandshake>[1]['tlsCertificate']>
@@ -57,6 +63,28 @@ function certificateCheck (socket: TLSSocket, host: string): CertificateCheck {
   if (!socket.authorized) return { key, verified: false, why: String(socket.authorizationError) }
   const matches = isIP(host) !== 0 ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined
   return matches ? { key, verified: true, why: 'verified' } : { key, verified: false, why: `the certificate is not for ${host}` }
+}
+
+/** A TCP (or TLS) socket to the node, connected within `timeoutMs`. */
+async function connectSocket (opts: ConnectOptions, tls: ConnectOptions['tls'], timeoutMs: number): Promise<Socket> {
+  // The certificate is checked once the node has proven its key (clientHandshake), so
+  // the TLS layer itself accepts any certificate and only reports what it found.
+  const socket: Socket = tls === undefined
+    ? netConnect({ host: opts.host, port: opts.port })
+    : tlsConnect({
+      host: opts.host, port: opts.port, minVersion: 'TLSv1.3', rejectUnauthorized: false, ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+      ...(isIP(opts.host) === 0 ? { servername: opts.host } : {})
+    })
+  const where = formatHost(opts.host, opts.port)
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { socket.destroy(); reject(new EvalMeshError('CONNECT_FAILED', `connecting to ${where} timed out after ${timeoutMs} ms`)) }, timeoutMs)
+    socket.once(tls === undefined ? 'connect' : 'secureConnect', () => { clearTimeout(timer); resolve() })
+    socket.once('error', (err) => {
+      clearTimeout(timer)
+      reject(new EvalMeshError('CONNECT_FAILED', `cannot connect to ${where}${tls === undefined ? '' : ' with TLS'}: ${socketErrorText(err)}`))
+    })
+  })
+  return socket
 }
 
 export interface RequestOptions {
@@ -112,7 +140,7 @@ export class ClientConnection extends EventEmitter {
     this.peer = peer
     this.limits = limits
     this.version = version
-    this.#where = `${peer.name} at ${formatHost(opts.host, opts.port)}`
+    this.#where = `${peer.name} at ${opts.carrier?.where ?? formatHost(opts.host, opts.port)}`
     const intervalMs = opts.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS
     this.#heartbeat = { intervalMs, timeoutMs: Math.max(opts.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS, 2 * intervalMs) }
     // Any byte counts as a sign of life, not only whole frames: a large reply can take
@@ -124,28 +152,14 @@ export class ClientConnection extends EventEmitter {
 
   static async open (opts: ConnectOptions): Promise<ClientConnection> {
     const timeoutMs = opts.connectTimeoutMs ?? 5000
-    // The certificate is checked once the node has proven its key (clientHandshake), so
-    // the TLS layer itself accepts any certificate and only reports what it found.
-    const socket: Socket = opts.tls === undefined
-      ? netConnect({ host: opts.host, port: opts.port })
-      : tlsConnect({
-        host: opts.host, port: opts.port, minVersion: 'TLSv1.3', rejectUnauthorized: false, ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
-        ...(isIP(opts.host) === 0 ? { servername: opts.host } : {})
-      })
-    const where = formatHost(opts.host, opts.port)
+    // A carrier's stream is plain: TLS is a TCP matter, frame integrity protects it instead.
+    const tls = opts.carrier === undefined ? opts.tls : undefined
+    const socket = opts.carrier !== undefined ? await opts.carrier.open(timeoutMs) : await connectSocket(opts, tls, timeoutMs)
     const framed = new FramedSocket(socket, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { socket.destroy(); reject(new EvalMeshError('CONNECT_FAILED', `connecting to ${where} timed out after ${timeoutMs} ms`)) }, timeoutMs)
-      socket.once(opts.tls === undefined ? 'connect' : 'secureConnect', () => { clearTimeout(timer); resolve() })
-      socket.once('error', (err) => {
-        clearTimeout(timer)
-        reject(new EvalMeshError('CONNECT_FAILED', `cannot connect to ${where}${opts.tls === undefined ? '' : ' with TLS'}: ${socketErrorText(err)}`))
-      })
-    })
     const handshake: Parameters<typeof clientHandshake>[1] = {
-      identity: opts.identity, trust: opts.trust, timeoutMs, integrity: opts.tls === undefined && integrityWanted(opts.integrity, socket.remoteAddress)
+      identity: opts.identity, trust: opts.trust, timeoutMs, integrity: tls === undefined && integrityWanted(opts.integrity, socket.remoteAddress)
     }
-    if (opts.tls !== undefined) handshake.tlsCertificate = certificateCheck(socket as TLSSocket, opts.host)
+    if (tls !== undefined) handshake.tlsCertificate = certificateCheck(socket as TLSSocket, opts.host)
     if (opts.expectId !== undefined) handshake.expectId = opts.expectId
     const result = await clientHandshake(framed, handshake)
     framed.setLimits({ ...DEFAULT_DECODE_LIMITS, maxFrameBytes: Math.max(result.limits.maxFrameBytes ?? 0, DEFAULT_DECODE_LIMITS.maxFrameBytes) })

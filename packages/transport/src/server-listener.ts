@@ -194,10 +194,22 @@ export class Listener extends EventEmitter {
     })
   }
 
-  #onSocket (socket: Socket): void {
+  /**
+   * Take a stream that another carrier accepted (a NATS stream, @evalmesh/nats) as if TCP
+   * had: the same pre-auth caps (counted under its `remoteAddress`), deadline and handshake.
+   * It is never wrapped in TLS, and carries frame integrity unless it is loopback. All the
+   * streams of one carrier share one address, so `maxPerAddress` may give it a larger share
+   * of unfinished handshakes than one TCP address has (default the same).
+   */
+  accept (socket: Socket, options: { maxPerAddress?: number } = {}): void {
+    this.#onSocket(socket, { perAddress: options.maxPerAddress })
+  }
+
+  #onSocket (socket: Socket, carrier?: { perAddress: number | undefined }): void {
+    const carried = carrier !== undefined
     const maxConnections = this.#opts.maxConnections ?? 1024
     const maxUnauthenticated = Math.max(1, Math.min(maxConnections, this.#opts.maxUnauthenticated ?? Math.ceil(maxConnections / 4)))
-    const perAddress = this.#opts.maxUnauthenticatedPerAddress ?? 16
+    const perAddress = carrier?.perAddress ?? this.#opts.maxUnauthenticatedPerAddress ?? 16
     const address = socket.remoteAddress ?? ''
     // One address cannot take more than its share, nor push out others' handshakes.
     if ((this.#perAddress.get(address) ?? 0) >= perAddress) {
@@ -227,7 +239,8 @@ export class Listener extends EventEmitter {
     // its frames must not hold the socket for several timeouts.
     const deadline = setTimeout(() => { this.counters.timedOut++; socket.destroy() }, timeoutMs)
     deadline.unref()
-    this.#secure(socket).then((stream) => this.#handshake(socket, stream, address, deadline), () => {
+    const secured = carried ? Promise.resolve(socket) : this.#secure(socket)
+    secured.then((stream) => this.#handshake(socket, stream, address, deadline, carried), () => {
       // A failed TLS handshake is a stranger going away: nothing to report to anyone.
       clearTimeout(deadline)
       this.counters.tlsFailed++
@@ -250,7 +263,7 @@ export class Listener extends EventEmitter {
   }
 
   /** The evalmesh handshake (PROTOCOL.md §2.2) on `stream`, still inside the accept deadline. */
-  #handshake (socket: Socket, stream: Socket, address: string, deadline: NodeJS.Timeout): void {
+  #handshake (socket: Socket, stream: Socket, address: string, deadline: NodeJS.Timeout, carried: boolean): void {
     const framed = new FramedSocket(stream, { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES })
     const timeoutMs = this.#opts.handshakeTimeoutMs ?? 2000
     serverHandshake(framed, {
@@ -258,7 +271,7 @@ export class Listener extends EventEmitter {
       trust: this.#opts.trust,
       limits: this.#opts.limits,
       timeoutMs,
-      requireIntegrity: this.#opts.tls === undefined && integrityWanted(this.#opts.integrity, address)
+      requireIntegrity: (carried || this.#opts.tls === undefined) && integrityWanted(this.#opts.integrity, address)
     }).then((peer) => {
       clearTimeout(deadline)
       this.#endHandshake(socket)

@@ -3,11 +3,11 @@ import { join } from 'node:path'
 import { BOOK_FILE, formatHost, type Client, type EvalOptions, type EvalResult, type FetchOptions } from '@evalmesh/client'
 import { waitNotice } from '@evalmesh/repl'
 import { CommandError, UsageError, int, list, str, type Command, type Parsed } from '../args.js'
-import { bookOf, broadcastConfigFor, canBroadcast, clientFor, givenHost, localNodeOf, stateDirOf, targetOf } from '../context.js'
+import { bookOf, broadcastConfigFor, canBroadcast, clientFor, givenHost, localNodeOf, natsFrom, natsOptions, stateDirOf, targetOf } from '../context.js'
 import { InterruptGuard } from '../interrupt.js'
 import { jsonOk, outputShown, recordRows, show, showOutput, table } from '../output.js'
 
-const hostOption = { host: { type: 'string', short: 'H' }, lan: { type: 'string' } } as const
+const hostOption = { host: { type: 'string', short: 'H' }, lan: { type: 'string' }, ...natsOptions } as const
 
 /** Run `fn` with a client and close it afterwards. */
 async function withClient<T> (p: Parsed, fn: (c: Client) => Promise<T>): Promise<T> {
@@ -27,7 +27,7 @@ async function withClient<T> (p: Parsed, fn: (c: Client) => Promise<T>): Promise
 function submitTarget (p: Parsed): string | undefined {
   const given = givenHost(p)
   if (given !== undefined) return given
-  if (canBroadcast(broadcastConfigFor(p))) return undefined
+  if (canBroadcast(broadcastConfigFor(p)) || natsFrom(p) !== undefined) return undefined
   return localNodeOf(p) // $EVALMESH_HOST or client.json, or the error naming the fix
 }
 
@@ -217,7 +217,7 @@ async function printFanOut (p: Parsed, c: Client, form: string, o: EvalOptions):
 
 export const peersCmd: Command = {
   name: 'peers',
-  summary: 'list the nodes a node knows: discovered by mDNS and from its peers file',
+  summary: 'list the nodes a node knows: discovered by mDNS, from its peers file, and seen on NATS',
   usage: `evalmesh peers [--host H] [--json]`,
   options: { ...hostOption },
   run: async (p) => await withClient(p, async c => {
@@ -225,7 +225,8 @@ export const peersCmd: Command = {
     if (p.values.json === true) { console.log(jsonOk(peers)); return 0 }
     if (peers.length === 0) { console.log('(no peers known)'); return 0 }
     console.log(table(['NAME', 'ADDRESS', 'ID', 'VERSION', 'SOURCE', 'LAST SEEN'], peers.map(x => [
-      x.name, formatHost(x.address, x.port), x.id, String(x.version), x.source, `${((Date.now() - x.lastSeen) / 1000).toFixed(1)} s ago`
+      // A node seen on NATS has no address here: it is reached through the backbone.
+      x.name, x.source === 'nats' ? '(via nats)' : formatHost(x.address, x.port), x.id, String(x.version), x.source, `${((Date.now() - x.lastSeen) / 1000).toFixed(1)} s ago`
     ])))
     return 0
   })

@@ -8,7 +8,7 @@ import { isLinkLocalV6 } from '@evalmesh/discovery'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
 import { createNodeLogger, isLogFormat, isLogLevel, startServer, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
-import { stateDirOf } from '../context.js'
+import { natsFrom, natsOptions, stateDirOf } from '../context.js'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
@@ -63,6 +63,7 @@ export function serverInitFrom (p: Parsed): ServerInit {
   if (integrity !== undefined && integrity !== 'auto' && integrity !== 'always') throw new UsageError(`--integrity must be auto or always, not "${integrity}"`)
   if (integrity !== undefined) init.integrity = integrity
   const tls = tlsFrom(p); if (tls !== undefined) init.tls = tls
+  const nats = natsFrom(p); if (nats !== undefined) init.nats = nats
   return init
 }
 
@@ -194,7 +195,8 @@ export const serveOptions: Command['options'] = {
   tls: { type: 'boolean' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
-  'tls-ca': { type: 'string' }
+  'tls-ca': { type: 'string' },
+  ...natsOptions
 }
 
 /** --log-level, --log-format, --log-file, checked before anything starts. */
@@ -302,6 +304,7 @@ async function serveWith (p: Parsed, init: ServerInit, areas: AreaInit[], { logg
       `evalmesh node "${server.name}" (id ${server.id}) listening on ${where}${scope}`,
       `  state dir: ${server.stateDir}`,
       `  policy:    hosts [${server.policy.state.hosts.join(', ')}], gags [${server.policy.state.gags.join(', ')}]`,
+      ...(init.nats === undefined ? [] : [`  nats:      mesh ${init.nats.mesh ?? 'default'} on ${server.nats?.carrier.server ?? init.nats.servers.join(',')} (servers ${init.nats.servers.join(', ')})`]),
       ...(megatest === undefined ? [] : [`  megatest:  ${megatest.areas().map(a => `${a.name} (${a.dir}${a.readOnly ? ', read-only' : ''})`).join(', ')}`]),
       `  try:       evalmesh eval '1 + 1' --host ${where}`,
       server.controlPort !== undefined ? `  control:   evalmesh ctl --state-dir ${server.stateDir}` : `  control:   none (${server.controlPortError ?? 'disabled'})`,
@@ -321,6 +324,7 @@ export const serve: Command = {
                 [--functions MODULE] [--purge-seconds S] [--hosts directed,broadcast,NAME...]
                 [--gags NAME,broadcast,self...] [--concurrency N] [--queue N] [--timeout MS] [--memory MB]
                 [--log-level debug|info|warn|error] [--log-format text|json] [--log-file PATH]
+                [--nats URL[,URL...] [--nats-creds FILE] [--nats-mesh NAME]]
 
   --name N           node name (default: the host name; remembered in the state dir)
   --temp-name N      a node name for this run only: the state dir's name is left alone
@@ -357,7 +361,12 @@ export const serve: Command = {
   --tls              serve TLS 1.3 with a certificate made from the node's own key: clients
                      pin it through the key they trust (PROTOCOL.md §2.5)
   --tls-cert FILE    serve TLS 1.3 with this certificate (PEM), and --tls-key FILE its key;
-  --tls-ca FILE      the CA certificates sent after it, so that clients can verify the chain`,
+  --tls-ca FILE      the CA certificates sent after it, so that clients can verify the chain
+  --nats URLS        also join a NATS backbone (nats://host:port, comma-separated servers of
+                     one cluster): directed requests, broadcasts and presence over it, every
+                     connection still authenticated end to end (PROTOCOL.md §9)
+  --nats-creds FILE  the NATS credentials file (JWT and seed) of the account, if needed
+  --nats-mesh NAME   which mesh's subjects to use on the backbone (default "default")`,
   options: serveOptions,
   run: async (p) => await runNode(p)
 }
