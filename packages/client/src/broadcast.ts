@@ -134,12 +134,7 @@ export class Broadcaster {
       if (stopped) return
       // Sealed afresh each time: a resend with the old nonce would be dropped as a replay.
       const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'query', txn, mode })
-      // A node that answers nothing (down, filtered) must not stop us asking the others.
-      try {
-        if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? broadcastGroupFor(this.#config.interface))
-        for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
-      } catch { /* socket closed under us: close() ends the query */ }
-      this.#carrier?.broadcast(datagram)
+      this.#sendToAll(socket, datagram)
     }
     // The first send goes out now: a timer of 0 ms would add a millisecond to every broadcast.
     if (Date.now() < deadline) send()
@@ -158,11 +153,17 @@ export class Broadcaster {
   async releaseAll (txn: string, keep: string): Promise<void> {
     if (this.#socket === undefined) return
     const socket = await this.#open()
-    const datagram = sealDatagram(this.#identity, this.#trust, { kind: 'release', txn, keep })
+    this.#sendToAll(socket, sealDatagram(this.#identity, this.#trust, { kind: 'release', txn, keep }))
+  }
+
+  /** One datagram to everywhere queries go: the LAN group, the known targets, the carrier. */
+  #sendToAll (socket: Socket, datagram: Buffer): void {
+    // A node that answers nothing (down, filtered) must not stop us asking the others; a
+    // socket closed under us ends the query (close()), and unclaimed offers expire.
     try {
       if (this.#config.interface !== undefined) socket.send(datagram, this.#config.port ?? BROADCAST_PORT, this.#config.group ?? broadcastGroupFor(this.#config.interface))
       for (const t of this.#config.targets ?? []) socket.send(datagram, t.port, t.address)
-    } catch { /* closed: the offers expire by themselves */ }
+    } catch { /* see above */ }
     this.#carrier?.broadcast(datagram)
   }
 
