@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { Client, TxnBook, formatHost, type BroadcastConfig, type Endpoint, type PeerLookup } from '@evalmesh/client'
-import { parseServers, type NatsConfig } from '@evalmesh/nats'
+import { meshSubjects, parseServers, type NatsConfig } from '@evalmesh/nats'
 import { TLS_CAP, readSeedsFile, type SeedPeer } from '@evalmesh/discovery'
 import { BROADCAST_PORT, EvalMeshError } from '@evalmesh/protocol'
 import { readLocalNodes, readNodeLocator, type NodeLocator } from '@evalmesh/server'
@@ -176,7 +176,7 @@ export function natsFrom (p: Parsed): NatsConfig | undefined {
     config.credsFile = creds
   }
   if (mesh !== undefined) {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(mesh)) throw new UsageError(`--nats-mesh "${mesh}": use 1-64 letters, digits, _ or -`)
+    try { meshSubjects(mesh) } catch (err) { throw new UsageError(`--nats-mesh: ${(err as Error).message}`) }
     config.mesh = mesh
   }
   return config

@@ -28,7 +28,8 @@ function help (): string {
     '',
     'Every command takes --state-dir D (or $EVALMESH_STATE_DIR) and --json. Commands that',
     'talk to one node take --host H; without it they use the local node (README: "Which',
-    'node a command talks to").'
+    'node a command talks to"). They also take --nats URL[,URL...] (with --nats-creds FILE',
+    'and --nats-mesh NAME) to reach nodes on a NATS backbone (README: "Beyond one LAN").'
   ].join('\n')
 }
 

@@ -160,6 +160,8 @@ export const evalCmd: Command = {
   --all          run it on every willing node and print each node's outcome
   --deadline MS  with --all: how long to wait for the nodes (default 5000)
   --lan ADDR     broadcast from this LAN interface address (default: the local node's)
+  --nats URLS    also reach nodes on this NATS backbone: H by name, broadcasts and --all
+                 there too (--nats-creds FILE, --nats-mesh NAME: as for serve)
   --no-wait      print the txn id as soon as the node acknowledges, not the result
   --timeout MS   evaluation wall-time limit (tightens the node's own limit)
   --session S    named persistent context on the node (default "default")
