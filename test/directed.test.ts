@@ -45,6 +45,20 @@ describe('one node, its own client', () => {
     await assert.rejects(client.remoteEval('x', node.host), is('EVAL_ERROR', /x is not defined/))
   })
 
+  test('a pure form (literals and operators) in a session holding nothing is answered by the node\'s own isolate, anything else by its process', async () => {
+    const inline = async (): Promise<number> => (await client.describe(node.host)).sandbox?.inline ?? -1
+    const before = await inline()
+    assert.ok(before >= 0, 'describe counts the node\'s own runs')
+    const opts = { session: 'pure-check' }
+    assert.deepEqual(await client.remoteEval('[2 ** 10, 7 % 3, 1 / 0 > 0, null]', node.host, opts), [1024, 1, true, null])
+    assert.equal(await inline(), before + 1)
+    assert.equal(await client.remoteEval('k = 6 * 7', node.host, opts), 42)
+    // The session now holds a context: even a pure form runs there, in order.
+    assert.equal(await client.remoteEval('1 + 1', node.host, opts), 2)
+    assert.equal(await client.remoteEval('k', node.host, opts), 42)
+    assert.equal(await inline(), before + 1)
+  })
+
   test('results are structured-cloneable values; console output comes back', async () => {
     const out = await client.evalDetailed(`console.log('hi', 42); ({ d: new Date(0), m: new Map([[1, 'a']]), s: new Set([2]), b: 10n ** 20n, u: undefined, t: new Uint16Array([7]) })`, node.host)
     assert.ok('value' in out)
@@ -261,6 +275,9 @@ test('`node bin/evalmesh.js serve` without flags: the pid started is the node, i
   const client = localClient(node)
   try {
     assert.equal(await client.remoteEval('[1, 2].map(x => x * 21).at(-1)', node.host), 42)
+    // Without the flag the node cannot host an isolate itself: pure forms go to its sandbox process too.
+    assert.equal(await client.remoteEval('40 + 2', node.host, { session: 'pure' }), 42)
+    assert.equal((await client.describe(node.host)).sandbox?.inline, 0)
     const locator = JSON.parse(readFileSync(join(node.stateDir, 'node.json'), 'utf8'))
     assert.equal(locator.pid, node.proc.pid, 'no wrapper process between the user and the node')
   } finally {

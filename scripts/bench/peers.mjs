@@ -220,7 +220,7 @@ async function evalmeshHops (children, em, m) {
   const one = async (cfg) => (await together(children, 1, () => nodeClient(cfg)('lat', cfg.work, m.warmup, m.count, m.maxMs), m.maxMs + 60_000))[0]
   const base = { system: 'evalmesh', target: em.node.host, stateDir: em.node.stateDir }
   const out = {}
-  for (const [key, cfg] of [['echo', { system: 'echo', target: `127.0.0.1:${echoPort}`, work: 'echo' }], ['ping', { ...base, work: 'ping' }], ['apply', { ...base, work: 'apply' }], ['realLocal', { ...base, work: 'realistic-local' }]]) {
+  for (const [key, cfg] of [['echo', { system: 'echo', target: `127.0.0.1:${echoPort}`, work: 'echo' }], ['ping', { ...base, work: 'ping' }], ['apply', { ...base, work: 'apply' }], ['named', { ...base, work: 'named' }], ['realLocal', { ...base, work: 'realistic-local' }]]) {
     try { out[key] = await one(cfg) } catch (err) { out[key] = { error: String(err.message).split('\n')[0] } }
   }
   try { Object.assign(out, await whereTheTimeGoes(echoProc, { count: m.count })) } catch (err) { out.partsError = String(err.message).split('\n')[0] }
@@ -293,12 +293,14 @@ function report (R, skipped, hops, m) {
       row('raw TCP echo, Node, 4-byte frame (the wire floor)', e),
       row('ping: + auth\'d connection, frame encode/decode, no txn', hops.ping?.p50, e),
       row('remoteApply noop: + admission, txn table, scheduling, a node-side call', hops.apply?.p50, hops.ping?.p50),
-      row('remoteEval 1+1: + the sandbox (IPC hop and isolate call)', em.lat?.p50, hops.apply?.p50),
-      row('realistic form without the fns call: + 1.2 KB form, 0.9 KB result', hops.realLocal?.p50, em.lat?.p50),
+      row('remoteEval 1+1: + a pure form in the node\'s own isolate', em.lat?.p50, hops.apply?.p50),
+      row('remoteEval n = 1 + 1: + the sandbox process (IPC hop, isolate call)', hops.named?.p50, hops.apply?.p50),
+      row('realistic form without the fns call: + 1.2 KB form, 0.9 KB result', hops.realLocal?.p50, hops.named?.p50),
       row('realistic form: + one fns host call (sandbox -> node -> sandbox)', em.real?.p50, hops.realLocal?.p50),
       row('  node <-> sandbox IPC echo alone (from the bench process)', hops.ipc?.p50),
       row('  isolated-vm async call alone (in the bench process)', hops.ivm?.p50),
-      row('  sandbox.run 1+1 alone (IPC + isolate, from the bench process)', hops.sandbox?.p50)
+      row('  sandbox.run 1+1 alone (a pure form: no IPC, from the bench process)', hops.sandbox?.p50),
+      row('  sandbox.run n = 1 + 1 alone (IPC + isolate, from the bench process)', hops.sandboxNamed?.p50)
     ])
     if (hops.partsError) console.log(`(sandbox hop measurements failed: ${hops.partsError})`)
   }

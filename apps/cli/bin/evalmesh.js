@@ -1,8 +1,8 @@
 #!/usr/bin/env -S node --no-node-snapshot
 // The evalmesh command. isolated-vm on Node 20 needs --no-node-snapshot: the shebang and
-// `npm start` pass it, and the one process that loads isolated-vm (the sandbox child,
-// packages/sandbox) is always forked with it, so a plain `node bin/evalmesh.js` works
-// too. We deliberately do not re-execute ourselves with the flag: the pid a user starts
+// `npm start` pass it, and the sandbox children that run forms (packages/sandbox) are
+// always forked with it, so a plain `node bin/evalmesh.js` works too (the node then
+// sends pure forms such as `1+1` to a child as well, instead of its own isolate). We deliberately do not re-execute ourselves with the flag: the pid a user starts
 // (`evalmesh serve & kill $!`) must be the node itself, not a wrapper that signals miss.
 const { main } = await import('../dist/src/main.js')
 process.exitCode = await main(process.argv.slice(2))

@@ -190,6 +190,8 @@ export interface SandboxState {
   sessions: number
   running: number
   heapBytes: number
+  /** Runs of pure forms (literals and operators only) the node evaluated in its own isolate. */
+  inline?: number
   processes?: Array<{ pid: number | undefined, clients: number, dedicated: boolean, sessions: number, running: number, heapBytes: number }>
 }
 

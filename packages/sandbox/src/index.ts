@@ -2,10 +2,13 @@
  * @packageDocumentation
  * The isolated-vm executor that runs untrusted JavaScript forms for a node.
  *
- * Isolates live only in a child process (forked with `--no-node-snapshot` and
- * advanced serialization) that the parent can kill and restart; this module never
- * loads isolated-vm itself. Each session has its own isolate and context, kept
- * between runs; a session's runs execute in order, sessions run concurrently.
+ * Isolates that run users' code live only in child processes (forked with
+ * `--no-node-snapshot` and advanced serialization) that the parent can kill and
+ * restart. The one exception is a pure form (literals and operators, `1+1`) in a
+ * session that holds nothing in a child: it cannot loop, call or allocate beyond its
+ * own text, so it is evaluated in a small isolate in the node's process (inline.ts).
+ * Each session has its own isolate and context, kept between runs; a session's runs
+ * execute in order, sessions run concurrently.
  *
  * ```ts
  * const sandbox = createSandbox({ limits, grants: ['evalserver.status'], hostCall })
@@ -92,6 +95,8 @@ export interface SandboxStats {
   batched: number
   /** Heap held by the sessions, as last measured. */
   heapBytes: number
+  /** Runs of pure forms (literals and operators only, e.g. `1+1`) the node evaluated in its own isolate, not a sandbox process. */
+  inline?: number
   /** Every sandbox process, with the clients it serves. */
   processes?: Array<{ pid: number | undefined, clients: number, dedicated: boolean, sessions: number, running: number, heapBytes: number }>
 }

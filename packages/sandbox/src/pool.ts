@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { EvalMeshError } from '@evalmesh/protocol'
 import { wireError } from './errors.js'
 import { ChildSandbox } from './sandbox.js'
+import { InlineEvaluator } from './inline.js'
 import type { Sandbox, SandboxInit, SandboxJob, SandboxResult, SandboxStats } from './index.js'
 import { ownerOf } from './session-key.js'
 
@@ -34,6 +35,8 @@ export class SandboxPool extends EventEmitter implements Sandbox {
   readonly #byTxn = new Map<string, Cell>()
   /** A started process no client has yet, so a new client does not wait for a fork. */
   #spare: Cell | undefined
+  /** Pure forms (literals and operators) in this process; see inline.ts. */
+  readonly #inline = new InlineEvaluator()
   #started = false
   #stopping = false
 
@@ -53,7 +56,7 @@ export class SandboxPool extends EventEmitter implements Sandbox {
       restarts += s.restarts; sessions += s.sessions; running += s.running; batched += s.batched; heapBytes += s.heapBytes
     }
     return {
-      restarts, sessions, running, batched, heapBytes,
+      restarts, sessions, running, batched, heapBytes, inline: this.#inline.runs,
       pid: this.#cells[0]?.sandbox.stats.pid,
       processes: this.#cells.map(c => {
         const s = c.sandbox.stats
@@ -69,7 +72,8 @@ export class SandboxPool extends EventEmitter implements Sandbox {
   }
 
   run (job: SandboxJob): Promise<SandboxResult> {
-    if (!this.#started || this.#stopping || typeof job?.session !== 'string') return this.#cells[0]!.sandbox.run(job)
+    if (!this.#started || this.#stopping || typeof job?.session !== 'string' || typeof job.form !== 'string') return this.#cells[0]!.sandbox.run(job)
+    // The client gets its process on its first run, even a pure one: describe shows whom each serves.
     const cell = this.#cellFor(ownerOf(job.session))
     if (job.transient !== true && !cell.sandbox.hasSession(job.session) && this.#heapBytes() >= this.#maxMemoryBytes) {
       const mib = Math.round(this.#maxMemoryBytes / 1048576)
@@ -78,6 +82,11 @@ export class SandboxPool extends EventEmitter implements Sandbox {
         error: { ...wireError('QUOTA', `node sandbox memory quota: sessions hold ${Math.round(this.#heapBytes() / 1048576)} MiB of the node's ${mib} MiB; no new session can start until some are reset or expire`, 'EvalMeshError'), data: { quota: 'sandboxMemoryMb' } },
         output: '', outputTruncated: false, seconds: 0
       })
+    }
+    if (this.#inline.available && !cell.sandbox.holdsState(job.session)) {
+      // A session with nothing in its sandbox process: a pure form's outcome is the same here, sooner.
+      const done = this.#inline.run(job)
+      if (done !== undefined) return Promise.resolve(done)
     }
     this.#byTxn.set(job.txn, cell)
     const running = cell.sandbox.run(job)
@@ -101,6 +110,7 @@ export class SandboxPool extends EventEmitter implements Sandbox {
 
   async stop (): Promise<void> {
     this.#stopping = true
+    this.#inline.dispose()
     await Promise.all(this.#cells.map(async c => await c.sandbox.stop()))
   }
 

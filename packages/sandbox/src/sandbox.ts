@@ -87,6 +87,11 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     return this.#live.has(session)
   }
 
+  /** True if this session holds a context here, or is owed the notice that its context was lost. */
+  holdsState (session: string): boolean {
+    return this.#live.has(session) || this.#lost.has(session)
+  }
+
   async start (): Promise<void> {
     if (this.#stopping !== undefined) throw new EvalMeshError('SHUTTING_DOWN', 'sandbox has been stopped')
     if (!this.#started) {

@@ -1,7 +1,9 @@
 // A client process of the peers benchmark for the Node systems (evalmesh, CDP).
 //   node node-client.mjs '<json config>'
 // config: { system: 'evalmesh'|'cdp'|'echo', target, stateDir?, wsModule?, mode: 'lat'|'tp',
-//           work: 'trivial'|'realistic'|'realistic-local'|'ping'|'apply'|'echo', warmup, count, maxMs, inflight, ms }
+//           work: 'trivial'|'named'|'realistic'|'realistic-local'|'ping'|'apply'|'echo', warmup, count, maxMs, inflight, ms }
+// 'named' is `n = 1 + 1` in a session of its own: a form that names a variable, so it runs
+// in the client's sandbox process, where a pure form such as `1+1` is answered by the node.
 // It connects, checks one answer, warms up, prints "ready", waits for a line on stdin,
 // measures, prints one JSON line and exits. Every loop is bounded in count and time.
 import { connect } from 'node:net'
@@ -18,9 +20,10 @@ async function evalmeshCaller () {
   let call
   if (cfg.work === 'ping') call = () => client.ping(cfg.target)
   else if (cfg.work === 'apply') call = () => client.remoteApply('noop', [], cfg.target)
+  else if (cfg.work === 'named') call = () => client.remoteEval('n = 1 + 1', cfg.target, { session: 'named' })
   else call = () => client.remoteEval(form, cfg.target)
   const first = await call()
-  if (cfg.work === 'trivial' && first !== 2) throw new Error(`evalmesh answered ${JSON.stringify(first)} to 1+1`)
+  if ((cfg.work === 'trivial' || cfg.work === 'named') && first !== 2) throw new Error(`evalmesh answered ${JSON.stringify(first)} to 1+1`)
   if (cfg.work.startsWith('realistic') && !isDeepStrictEqual(first, realisticExpected())) throw new Error(`evalmesh answered the realistic form wrongly: ${JSON.stringify(first)}`)
   return { call, close: () => client.close() }
 }
