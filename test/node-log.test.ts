@@ -25,8 +25,9 @@ test('a node logs its start, a sandbox restart and its stop, as JSON lines, with
     assert.match(String(restart.message), /SIGKILL/)
   } finally {
     client.close()
+    // Also when an assertion failed: a test must not leave its node running.
+    await node.stop()
   }
-  await node.stop()
 })
 
 test('--log-file appends text lines to a private file', async () => {

@@ -1,7 +1,17 @@
 import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { EvalMeshError, asRecord, decodeValue, encodeValue } from '@evalmesh/protocol'
-import { connect, createInbox, credsAuthenticator, type ConnectionOptions, type Msg, type NatsConnection, type Subscription } from 'nats'
+import type { ConnectionOptions, Msg, NatsConnection, Subscription } from 'nats'
+
+/**
+ * nats.js, loaded by the first connect: it takes about 50 ms to load, which every `evalmesh`
+ * command and client would otherwise pay without ever using NATS.
+ */
+let nats: typeof import('nats') | undefined
+function natsLoaded (): typeof import('nats') {
+  if (nats === undefined) throw new Error('nats.js is loaded by NatsCarrier.connect, which made this carrier')
+  return nats
+}
 import { NatsStream, type StreamDrop } from './stream.js'
 
 /** How a node or a client joins a NATS backbone (`serve --nats`, `Client({ nats })`). */
@@ -94,14 +104,15 @@ export class NatsCarrier extends EventEmitter {
   static async connect (config: NatsConfig, events: CarrierEvents = {}, name = 'evalmesh'): Promise<NatsCarrier> {
     const mesh = config.mesh ?? 'default'
     meshSubjects(mesh)
+    const lib = nats ??= await import('nats')
     const opts: ConnectionOptions = {
       servers: config.servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, reconnectJitter: 100,
       pingInterval: 10_000, maxPingOut: 2, timeout: 5000, waitOnFirstConnect: false
     }
-    if (config.credsFile !== undefined) opts.authenticator = credsAuthenticator(readFileSync(config.credsFile))
+    if (config.credsFile !== undefined) opts.authenticator = lib.credsAuthenticator(readFileSync(config.credsFile))
     let nc: NatsConnection
     try {
-      nc = await connect(opts)
+      nc = await lib.connect(opts)
     } catch (err) {
       throw new EvalMeshError('CONNECT_FAILED', `cannot connect to NATS at ${config.servers.join(', ')}: ${(err as Error).message}`)
     }
@@ -135,7 +146,7 @@ export class NatsCarrier extends EventEmitter {
         this.drop({ subject: msg.subject, reason: 'malformed', detail: `bad stream open: ${(err as Error).message}` })
         return
       }
-      const stream = this.#stream(createInbox(), `a client via NATS (${peerInbox})`)
+      const stream = this.#stream(natsLoaded().createInbox(), `a client via NATS (${peerInbox})`)
       stream.connectTo(peerInbox)
       msg.respond(encodeValue({ v: 1, inbox: stream.inbox, id: who.id, name: who.name }))
       onStream(stream)
@@ -151,7 +162,7 @@ export class NatsCarrier extends EventEmitter {
   async openStream (target: { id?: string, name: string }, timeoutMs: number): Promise<NatsStream> {
     const label = `node ${target.name} via NATS`
     const subject = target.id !== undefined && target.id !== '' ? this.subjects.openId(target.id) : this.subjects.openName(target.name)
-    const stream = this.#stream(createInbox(), label)
+    const stream = this.#stream(natsLoaded().createInbox(), label)
     let reply: Msg
     try {
       reply = await this.nc.request(subject, encodeValue({ v: 1, inbox: stream.inbox }), { timeout: timeoutMs })
@@ -185,7 +196,7 @@ export class NatsCarrier extends EventEmitter {
 
   /** A fresh inbox of this connection, subscribed; `onMessage` gets each message's bytes. */
   inbox (onMessage: (data: Buffer) => void): string {
-    const inbox = createInbox()
+    const inbox = natsLoaded().createInbox()
     this.listen(inbox, data => onMessage(data))
     return inbox
   }
