@@ -62,6 +62,21 @@ describe('one message never stops or freezes the node', () => {
     assert.equal(await me.remoteEval('6 * 7', node.host), 42)
   })
 
+  test('deeply nested forms cost the node\'s main thread linear work: others are answered while they are classified', async () => {
+    // The node classifies every form (may it pipeline or take the node's own isolate?) on its
+    // main thread. A parser that backtracks per nesting level would spend 2^depth steps on
+    // these 60-character forms and freeze the node for everyone.
+    const forms = ['a = 1', ...[30, 40, 60].flatMap(d => ['('.repeat(d) + '1' + ')'.repeat(d), '('.repeat(d) + 'a ?? 2' + ')'.repeat(d), '['.repeat(d) + '1' + ']'.repeat(d)])]
+    // One session: its runs go in order, so `a` is set before it is read.
+    const hers = forms.map(async f => await mallory.client.remoteEval(f, node.host, { session: 'nested' }).catch((err: unknown) => err))
+    assert.equal(await me.remoteEval('6 * 7', node.host), 42, 'another client is answered')
+    const results = await Promise.all(hers)
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(results.slice(1 + 3 * i, 3 + 3 * i), [1, 1])
+      assert.ok(Array.isArray(results[3 + 3 * i]), 'a nested array literal comes back')
+    }
+  })
+
   test('a huge BigInt result is refused on the node (RESULT_UNENCODABLE), not encoded for seconds', async () => {
     assert.equal(await code(mallory.client.remoteEval('1n << 1310720n', node.host)), 'RESULT_UNENCODABLE')
     assert.equal(await mallory.client.remoteEval('(1n << 64n).toString()', node.host), '18446744073709551616')

@@ -60,10 +60,21 @@ const PUNCT = [
   '=>', '==', '!=', '<=', '>=', '&&', '||', '??', '?.', '++', '--', '+=', '-=', '*=', '/=', '%=', '&=', '|=', '^=', '**', '<<', '>>',
   '{', '}', '(', ')', '[', ']', ';', ',', '<', '>', '+', '-', '*', '/', '%', '&', '|', '^', '!', '~', '?', ':', '=', '.'
 ]
+/** Each binary operator's level in LEVELS and what it asks of its operands. */
+const BINARY = new Map<string, { level: number, needsPrimitive: boolean, logical: boolean, identity: boolean }>()
+
+/** PUNCT by first character, each list still longest first: one short list to try per token, not all of them. */
+const PUNCT_BY_FIRST = new Map<string, string[]>()
+for (const op of PUNCT) {
+  const list = PUNCT_BY_FIRST.get(op[0]!) ?? []
+  list.push(op)
+  PUNCT_BY_FIRST.set(op[0]!, list)
+}
 const REJECTED_PUNCT = new Set(['...', '=>', '?.'])
 const ASSIGN_OPS = new Set(['=', '+=', '-=', '*=', '/=', '%=', '**=', '<<=', '>>=', '>>>=', '&=', '|=', '^=', '&&=', '||=', '??='])
-const NUMBER = /^(?:0|[1-9][0-9]*)(?:(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|n)/
-const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*/
+// Sticky: matched at the cursor (lastIndex), with no copy of the rest of the form per token.
+const NUMBER = /(?:0|[1-9][0-9]*)(?:(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|n)/y
+const IDENT = /[A-Za-z_$][A-Za-z0-9_$]*/y
 const IDENT_CHAR = /[A-Za-z0-9_$\\]/
 
 /** Binary operators by precedence, loosest first; `**` is handled apart (right-associative). */
@@ -79,6 +90,9 @@ const LEVELS: Array<{ ops: Set<string>, needsPrimitive: boolean, logical?: boole
   { ops: new Set(['+', '-']), needsPrimitive: true },
   { ops: new Set(['*', '/', '%']), needsPrimitive: true }
 ]
+LEVELS.forEach(({ ops, needsPrimitive, logical }, level) => {
+  for (const op of ops) BINARY.set(op, { level, needsPrimitive, logical: logical === true, identity: op === '===' || op === '!==' })
+})
 
 class Reject extends Error {}
 
@@ -90,8 +104,9 @@ function tokenize (src: string): Tok[] {
     const c = src[i]!
     if (c === ' ' || c === '\t') { i++; continue }
     if (c >= '0' && c <= '9') {
-      const m = NUMBER.exec(src.slice(i, i + 400))
-      if (m === null) throw new Reject()
+      NUMBER.lastIndex = i
+      const m = NUMBER.exec(src)
+      if (m === null || m[0].length > 400) throw new Reject()
       i += m[0].length
       if (i < src.length && (IDENT_CHAR.test(src[i]!) || src[i] === '.')) throw new Reject()
       out.push(m[0].endsWith('n') ? { k: 'num', big: true } : { k: 'num' })
@@ -104,7 +119,8 @@ function tokenize (src: string): Tok[] {
       continue
     }
     if (IDENT_CHAR.test(c) && c !== '\\') {
-      const m = IDENT.exec(src.slice(i, i + 200))
+      IDENT.lastIndex = i
+      const m = IDENT.exec(src)
       if (m === null || m[0].length >= 200) throw new Reject()
       i += m[0].length
       if (i < src.length && src[i] === '\\') throw new Reject()
@@ -112,7 +128,7 @@ function tokenize (src: string): Tok[] {
       continue
     }
     if (c === '/' && (src[i + 1] === '/' || src[i + 1] === '*')) throw new Reject()
-    const p = PUNCT.find(op => src.startsWith(op, i))
+    const p = PUNCT_BY_FIRST.get(c)?.find(op => op.length === 1 || src.startsWith(op, i))
     if (p === undefined || REJECTED_PUNCT.has(p)) throw new Reject()
     out.push({ k: 'p', value: p })
     i += p.length
@@ -221,12 +237,10 @@ class Parser {
 
   /** `??` may not mix with `||`/`&&` without parentheses. */
   coalesce (): Ty {
-    const save = this.pos
+    // The operand is parsed once and the climb goes on from it: parsing it again at the
+    // looser level would double the work at every nesting of parentheses (2^depth).
     const first = this.binary(2)
-    if (!this.isP('??')) {
-      this.pos = save
-      return this.binary(0)
-    }
+    if (!this.isP('??')) return this.binary(0, first)
     let ty = first
     while (this.isP('??')) {
       this.pos++
@@ -237,18 +251,20 @@ class Parser {
     return ty
   }
 
-  binary (level: number): Ty {
-    if (level >= LEVELS.length) return this.exponent()
-    const { ops, needsPrimitive, logical } = LEVELS[level]!
-    let ty = this.binary(level + 1)
+  /**
+   * Binary operators of `level` and tighter, by precedence climbing: one call per operand
+   * rather than one per level. `lhs` is an operand already parsed (see coalesce).
+   */
+  binary (level: number, lhs?: Ty): Ty {
+    let ty = lhs ?? this.exponent()
     for (;;) {
       const t = this.peek()
-      if (t?.k !== 'p' || !ops.has(t.value)) return ty
+      const op = t?.k === 'p' ? BINARY.get(t.value) : undefined
+      if (op === undefined || op.level < level) return ty
       this.pos++
-      const rhs = this.binary(level + 1)
-      const identity = t.value === '===' || t.value === '!=='
-      if (needsPrimitive && !identity && (ty !== 'P' || rhs !== 'P')) throw new Reject()
-      ty = logical === true ? (ty === 'P' && rhs === 'P' ? 'P' : 'A') : 'P'
+      const rhs = this.binary(op.level + 1)
+      if (op.needsPrimitive && !op.identity && (ty !== 'P' || rhs !== 'P')) throw new Reject()
+      ty = op.logical ? (ty === 'P' && rhs === 'P' ? 'P' : 'A') : 'P'
     }
   }
 

@@ -132,6 +132,19 @@ test('the batch grammar admits only forms that cannot run code of their own', ()
     assert.equal(batchForm(form), undefined, form)
   }
   assert.equal(batchForm('('.repeat(1000) + '1' + ')'.repeat(1000)), undefined)
+  // Precedence as JavaScript has it: a looser operator after a tighter one, `??` kept apart.
+  for (const form of ['a | b && c || d', '(a ?? b) || c', 'a ?? (b || c)', '1 + 2 * 3 < 4 === true', 'a && (b ?? c) || d']) {
+    assert.notEqual(batchForm(form), undefined, form)
+  }
+  for (const form of ['a ?? b && c', 'a && b ?? c', '[1] < 2', '1 + [2]', '{} | 0']) assert.equal(batchForm(form), undefined, form)
+})
+
+test('classifying a form is linear in its nesting: 60 nested parentheses are decided at once, not in 2^60 steps', () => {
+  for (const d of [30, 45, 60]) {
+    assert.deepEqual(batchForm('('.repeat(d) + 'a ?? 1' + ')'.repeat(d)), { names: ['a'], usesGlobalThis: false, bounded: true })
+    assert.equal(batchForm('('.repeat(d) + '1' + ')'.repeat(d))?.bounded, true)
+    assert.deepEqual(batchForm('['.repeat(d) + ']'.repeat(d))?.names, [])
+  }
   assert.deepEqual(batchForm('globalThis.x = y + z'), { names: ['x', 'y', 'z'], usesGlobalThis: true, bounded: true })
 })
 
