@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { configLookup, configSection, parseConfig, readConfig, testPattMatch } from '../src/index.js'
+import { configLookup, configSection, globLikeMatch, parseConfig, readConfig, testPattMatch } from '../src/index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'evalmesh-configf-'))
 const file = (name: string, text: string): string => { const p = join(dir, name); writeFileSync(p, text); return p }
@@ -65,4 +65,16 @@ test('testpatt as tests:match: %, test/ for the toplevel, item patterns, ~ negat
   assert.ok(testPattMatch('~b%', 'a', null))
   assert.ok(!testPattMatch('~a%', 'a', null))
   assert.ok(!testPattMatch('', 'a', ''), 'an empty pattern selects nothing')
+})
+
+test('glob and like matching: * and % match anything, % ignores case, other characters match themselves', () => {
+  const cases: Array<[string, string, boolean]> = [
+    ['*', '', true], ['a*', 'abc', true], ['*c', 'abc', true], ['a*c', 'ac', true], ['a*b*c', 'aXbYc', true], ['a*b*c', 'acb', false],
+    ['ab*ba', 'aba', false], ['ab*ba', 'abba', true], ['A%', 'abc', true], ['a*', 'Abc', false], ['a.c', 'abc', false], ['a.c', 'a.c', true],
+    ['%x%', 'xx', true], ['%x%x%', 'x', false], ['~a*', 'abc', false], ['~a*', 'bcd', true], ['a[b]*', 'a[b]c', true], ['abc', 'abc', true], ['abc', 'abcd', false]
+  ]
+  for (const [patt, str, want] of cases) assert.equal(globLikeMatch(patt, str), want, `${patt} ~ ${str}`)
+  // A near miss with many wildcards is decided at once (a backtracking regexp took seconds).
+  assert.equal(globLikeMatch('%a'.repeat(30) + '%b', 'a'.repeat(200)), false)
+  assert.equal(testPattMatch('%a%a%a%a%a%a%a%a%a%a%a%a%b/%', 'a'.repeat(100), 'x'), false)
 })
