@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { EvalMeshError, asRecord, decodeValue, encodeValue } from '@evalmesh/protocol'
 import type { ConnectionOptions, Msg, NatsConnection, Subscription } from 'nats'
+import { NatsStream, type StreamDrop } from './stream.js'
 
 /**
  * nats.js, loaded by the first connect: it takes about 50 ms to load, which every `evalmesh`
@@ -12,7 +13,6 @@ function natsLoaded (): typeof import('nats') {
   if (nats === undefined) throw new Error('nats.js is loaded by NatsCarrier.connect, which made this carrier')
   return nats
 }
-import { NatsStream, type StreamDrop } from './stream.js'
 
 /** How a node or a client joins a NATS backbone (`serve --nats`, `Client({ nats })`). */
 export interface NatsConfig {

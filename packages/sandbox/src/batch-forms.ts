@@ -387,8 +387,20 @@ export function batchForm (form: string): BatchForm | undefined {
 /** A form that may declare script-level bindings, which would shadow the globals a batch checks. */
 export const MAY_DECLARE_LEXICALS = /\b(?:let|const|class)\b/
 
-const quickForms = new Map<string, boolean>()
-const QUICK_CACHE_ENTRIES = 4096
+const plans = new Map<string, BatchForm | null>()
+const PLAN_CACHE_ENTRIES = 4096
+
+/** batchForm, remembered for the last few thousand form texts (every caller in a process shares it). */
+export function planOf (form: string): BatchForm | undefined {
+  let plan = plans.get(form)
+  if (plan === undefined) {
+    plan = batchForm(form) ?? null
+    if (form.length > MAX_FORM_CHARS) return undefined
+    if (plans.size >= PLAN_CACHE_ENTRIES) plans.clear()
+    plans.set(form, plan)
+  }
+  return plan ?? undefined
+}
 
 /**
  * True for a form that provably runs no code of its own (literals, operators, plain
@@ -397,12 +409,15 @@ const QUICK_CACHE_ENTRIES = 4096
  * pipeline quick forms and to send anything else past a busy default session.
  */
 export function isQuickForm (form: string): boolean {
-  let quick = quickForms.get(form)
-  if (quick === undefined) {
-    quick = batchForm(form) !== undefined
-    if (form.length > MAX_FORM_CHARS) return quick
-    if (quickForms.size >= QUICK_CACHE_ENTRIES) quickForms.clear()
-    quickForms.set(form, quick)
-  }
-  return quick
+  return planOf(form) !== undefined
+}
+
+/**
+ * True for a quick form that is bounded and names nothing (literals and operators only,
+ * `1+1`): its outcome is the same in any context, so the node may evaluate it in its own
+ * isolate (inline.ts).
+ */
+export function isPureForm (form: string): boolean {
+  const plan = planOf(form)
+  return plan !== undefined && plan.bounded && plan.names.length === 0 && !plan.usesGlobalThis
 }

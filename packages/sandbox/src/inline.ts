@@ -21,14 +21,13 @@ import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import { serialize } from 'node:v8'
 import type IVM from 'isolated-vm'
-import { batchForm } from './batch-forms.js'
+import { isPureForm } from './batch-forms.js'
 import type { SandboxJob, SandboxResult } from './index.js'
 
 const SNAPSHOT_FLAG = '--no-node-snapshot'
 /** isolated-vm's smallest heap; a pure form needs a few KiB of it. */
 const ISOLATE_MB = 8
 const SCRIPT_ENTRIES = 256
-const VERDICT_ENTRIES = 4096
 /** Results that cannot exceed any result limit the node accepts (a primitive serializes to ≤ 10 bytes). */
 const PRIMITIVE_BYTES = 16
 
@@ -37,7 +36,6 @@ export class InlineEvaluator {
   #isolate: IVM.Isolate | undefined
   #context: IVM.Context | undefined
   readonly #scripts = new Map<string, IVM.Script>()
-  readonly #pure = new Map<string, boolean>()
   #runs = 0
 
   constructor () {
@@ -50,21 +48,9 @@ export class InlineEvaluator {
   /** Runs served here since the node started. */
   get runs (): number { return this.#runs }
 
-  /** True for a form that names nothing and is bounded (see the module comment). */
-  isPure (form: string): boolean {
-    let pure = this.#pure.get(form)
-    if (pure === undefined) {
-      const plan = batchForm(form)
-      pure = plan !== undefined && plan.bounded && plan.names.length === 0 && !plan.usesGlobalThis
-      if (this.#pure.size >= VERDICT_ENTRIES) this.#pure.clear()
-      this.#pure.set(form, pure)
-    }
-    return pure
-  }
-
   /** The outcome of a pure form, or undefined to send it the ordinary way. */
   run (job: SandboxJob): SandboxResult | undefined {
-    if (this.#ivm === undefined || !this.isPure(job.form)) return undefined
+    if (this.#ivm === undefined || !isPureForm(job.form)) return undefined
     const start = performance.now()
     let value: unknown
     try {

@@ -6,26 +6,13 @@
 import { serialize } from 'node:v8'
 import { performance } from 'node:perf_hooks'
 import { BOARD, KIND, SLOT, OP } from '../bootstrap.js'
-import { batchForm, type BatchForm } from '../batch-forms.js'
+import { planOf } from '../batch-forms.js'
 import { wireError } from '../errors.js'
-import { PROBE_MS, TIMER_SLACK_MS, SCRIPT_CACHE_FORM_CHARS, BATCH_SLACK_MS, BATCH_MIN_TIMEOUT_MS, BATCH_FORM_IDS, PLAN_CACHE_ENTRIES, SOURCE_URL, type Job, state, finish } from './context.js'
+import { PROBE_MS, TIMER_SLACK_MS, BATCH_SLACK_MS, BATCH_MIN_TIMEOUT_MS, BATCH_FORM_IDS, SOURCE_URL, type Job, state, finish } from './context.js'
 import { Session } from './session.js'
 import { execute, noteFresh, probe, abortedRunning, classify } from './run.js'
 
 // ---- the batch path ------------------------------------------------------------
-
-export const plans = new Map<string, BatchForm | null>()
-
-export function planOf (form: string): BatchForm | undefined {
-  let plan = plans.get(form)
-  if (plan === undefined) {
-    plan = batchForm(form) ?? null
-    if (form.length > SCRIPT_CACHE_FORM_CHARS) return plan ?? undefined
-    if (plans.size >= PLAN_CACHE_ENTRIES) plans.clear()
-    plans.set(form, plan)
-  }
-  return plan ?? undefined
-}
 
 export function batchable (job: Job, timeoutMs: number): boolean {
   return !job.done && job.slowOnly !== true && job.limits.timeoutMs === timeoutMs && planOf(job.form) !== undefined

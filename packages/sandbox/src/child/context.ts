@@ -34,7 +34,6 @@ export const BATCH_SLACK_MS = 1
 /** Forms with shorter limits run alone: the slack would be a noticeable share of them. */
 export const BATCH_MIN_TIMEOUT_MS = 50
 export const BATCH_FORM_IDS = 1024
-export const PLAN_CACHE_ENTRIES = 4096
 export const SOURCE_URL = '\n//# sourceURL=' + FORM_FILE
 
 // ---- batched IPC -------------------------------------------------------------
