@@ -2,18 +2,11 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import type { EvalLimits } from '@evalmesh/protocol'
 import { batchForm } from '../src/batch-forms.js'
-import type { Sandbox, SandboxResult } from '../src/index.js'
-import { startSandbox, run, value, LIMITS } from './helpers.js'
+import type { Sandbox } from '../src/index.js'
+import { startSandbox, run, value, seen, LIMITS } from './helpers.js'
 
 const sandbox = await startSandbox({ limits: { ...LIMITS, timeoutMs: 20_000 } })
 after(() => sandbox.stop())
-
-/** Everything a user sees of a result but the time it took. */
-function seen (r: SandboxResult): unknown {
-  const { seconds, ...rest } = r
-  assert.equal(typeof seconds, 'number')
-  return rest
-}
 
 /** Queue all forms at once in one session (so they reach the child together) and collect the results in order. */
 async function together (sb: Sandbox, session: string, forms: string[], limits: Partial<EvalLimits> = {}): Promise<unknown[]> {

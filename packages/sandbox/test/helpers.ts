@@ -21,6 +21,13 @@ export function run (sandbox: Sandbox, form: string, session = 'c1/default', lim
   return sandbox.run({ txn, session, form, limits: { ...LIMITS, ...limits } })
 }
 
+/** Everything a user sees of a result but the time it took. */
+export function seen (r: SandboxResult): unknown {
+  const { seconds, ...rest } = r
+  assert.equal(typeof seconds, 'number')
+  return rest
+}
+
 /** The value of a form that must succeed. */
 export async function value (sandbox: Sandbox, form: string, session?: string): Promise<unknown> {
   const r = await run(sandbox, form, session)

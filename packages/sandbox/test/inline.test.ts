@@ -2,8 +2,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import type { SandboxResult } from '../src/index.js'
-import { startSandbox, run, value } from './helpers.js'
+import { startSandbox, run, value, seen } from './helpers.js'
 
 // Pure forms (literals and operators only) in a session holding nothing in a sandbox
 // process are evaluated in the node's own small isolate (inline.ts). A user must not be
@@ -17,12 +16,6 @@ const PURE = [
   '[1, 2, [3, [4]]]', '({a: 1, b: [true, null, false]})', '[]', '({})', 'null', 'void 0', '~5 >>> 1',
   '0.1 + 0.2', '1e308 * 10', '[1, 2] === [1, 2]', '1 && 0 || 3', 'null ?? 4'
 ]
-
-function seen (r: SandboxResult): unknown {
-  const { seconds, ...rest } = r
-  assert.equal(typeof seconds, 'number')
-  return rest
-}
 
 test('pure forms give the same outcome inline as in a sandbox process, and only pure forms in stateless sessions go inline', async () => {
   const before = sandbox.stats.inline ?? 0
