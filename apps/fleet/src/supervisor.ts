@@ -129,6 +129,9 @@ export class Supervisor {
     const run = this.#run
     const now = Date.now()
     if (e.pid !== undefined && !this.#alive(e)) {
+      // A child seen gone (a zombie, or reaped) may not have told its ChildProcess how yet:
+      // wait briefly for that, so that the log says "signal SIGKILL" and not "exit null".
+      if (e.child !== undefined && e.child.exitCode === null && e.child.signalCode === null) await exitOf(e.child, 1000)
       const exit = e.child === undefined ? 'exited' : e.child.signalCode !== null ? `signal ${e.child.signalCode}` : `exit ${e.child.exitCode}`
       if (run.readPid(spec.name) === e.pid) run.clearPid(spec.name)
       e.pid = undefined
@@ -213,4 +216,12 @@ export class Supervisor {
     })()
     await this.#stopped
   }
+}
+
+/** Resolves when `child` has emitted 'exit', or after `ms` if it does not. */
+async function exitOf (child: ChildProcess, ms: number): Promise<void> {
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(resolve, ms)
+    child.once('exit', () => { clearTimeout(timer); resolve() })
+  })
 }
