@@ -9,7 +9,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { Client, RemoteEvalError } from '@evalmesh/client'
 import { ClientConnection } from '@evalmesh/transport'
-import { busyFor, eventually, localClient, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
+import { busyFor, eventually, localClient, runCli, startNode, tempDir, writeFile, type TestNode } from './support/node.js'
 
 const is = (code: string, pattern?: RegExp) => (err: unknown): boolean => {
   assert.ok(err instanceof RemoteEvalError || (err as { code?: string }).code !== undefined, `not an evalmesh error: ${String(err)}`)
@@ -290,6 +290,34 @@ test('`node bin/evalmesh.js serve` without flags: the pid started is the node, i
     s.once('error', () => resolve(true))
   })
   assert.ok(refused, 'the port is closed once the pid the user started has exited')
+})
+
+test('--busy-poll sets how long the node polls after a reply; describe shows it, and a bad value is refused by name', async () => {
+  const node = await startNode(['--busy-poll', '300'])
+  const client = localClient(node)
+  try {
+    for (let i = 0; i < 20; i++) assert.equal(await client.remoteEval('1+1', node.host), 2)
+    const { busyPoll } = (await client.describe(node.host)).transport
+    assert.equal(busyPoll.maxMicros, 300)
+    assert.ok(busyPoll.spunSeconds > 0, 'the node polled between its replies and the next requests')
+  } finally {
+    client.close()
+    await node.stop()
+  }
+  const off = await startNode(['--busy-poll', '0'])
+  const offClient = localClient(off)
+  try {
+    assert.equal(await offClient.remoteEval('1+1', off.host), 2)
+    assert.deepEqual((await offClient.describe(off.host)).transport.busyPoll, { maxMicros: 0, windowMicros: 0, spunSeconds: 0 })
+  } finally {
+    offClient.close()
+    await off.stop()
+  }
+  for (const bad of ['-5', '2.5', '200000', 'soon']) {
+    const r = await runCli(['serve', '--port', '0', `--busy-poll=${bad}`], { stateDir: tempDir() })
+    assert.equal(r.code, 2, `--busy-poll ${bad}: ${r.stderr}`)
+    assert.match(r.stderr, /--busy-poll must be a (non-negative|whole) number/)
+  }
 })
 
 test('a second node started with the same state dir leaves the first as its local node', async () => {

@@ -3,7 +3,8 @@
 //   - Erlang/OTP erpc:call between two local nodes (Debian erlang-base; epmd on 127.0.0.1);
 //   - RPyC classic, conn.eval (Debian python3-rpyc);
 //   - the Node inspector's Runtime.evaluate (CDP) over a WebSocket (`ws` from npm);
-//   - evalmesh remoteEval to a real node.
+//   - evalmesh remoteEval to a real node (as configured by default: busy-polling on; a
+//     table at the end measures it on and off, with the CPU per call each costs).
 // For each: 200 warm-up calls, then 2,000 sequential `1+1` calls on one open connection
 // (p50/p99); a closed loop of 5 s with 64 calls outstanding from one client on one
 // connection; the same with 8 client processes, 8 outstanding each; and the realistic
@@ -15,7 +16,7 @@
 // also after an error.
 import { fork, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { cpus, homedir, loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -146,10 +147,43 @@ async function measure (children, name, client, m) {
   return out
 }
 
-function nodeClient (cfg, nodeFlags = []) {
+function nodeClient (cfg, nodeFlags = [], env = {}) {
   return (mode, work, warmup, n, ms) => [process.execPath, [...nodeFlags, join(HERE, 'node-client.mjs'), JSON.stringify({
     ...cfg, mode, work, warmup, ...(mode === 'lat' ? { count: n, maxMs: ms } : { inflight: n, ms, maxMs: 30_000 })
-  })], {}]
+  })], env]
+}
+
+/** A process's CPU time so far in µs, from /proc (clock ticks of 10 ms), or undefined off Linux. */
+function cpuMicrosOf (pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10_000
+  } catch { return undefined }
+}
+
+/**
+ * Sequential `1+1` with the node's CPU per call measured beside it, on two fresh nodes (so
+ * that the form is pure in a fresh session on both): one as configured by default
+ * (busy-polling on), one with it off (`--busy-poll 0`, and the client's
+ * EVALMESH_BUSY_POLL_US=0), alternated.
+ */
+async function busyPollCost (children, m) {
+  const on = await startNode(['--concurrency', '64'])
+  const off = await startNode(['--concurrency', '64', '--busy-poll', '0']).catch(async err => { await on.stop(); throw err })
+  try {
+    const out = {}
+    for (const [key, node, env] of [['on', on, {}], ['off', off, { EVALMESH_BUSY_POLL_US: '0' }], ['on2', on, {}], ['off2', off, { EVALMESH_BUSY_POLL_US: '0' }]]) {
+      const make = nodeClient({ system: 'evalmesh', target: node.host, stateDir: node.stateDir }, [], env)
+      const before = cpuMicrosOf(node.pid)
+      try {
+        const r = (await together(children, 1, () => make('lat', 'trivial', m.warmup, m.count, m.maxMs), m.maxMs + 60_000))[0]
+        const after = cpuMicrosOf(node.pid)
+        // The node's figure includes the client's warm-up calls, spread over the measured ones.
+        out[key] = { ...r, nodeCpuUs: before === undefined || after === undefined ? undefined : (after - before) / (r.n + m.warmup + 1) }
+      } catch (err) { out[key] = { error: String(err.message).split('\n')[0] } }
+    }
+    return out
+  } finally { await Promise.all([on.stop(), off.stop()]) }
 }
 
 // ---- the systems ------------------------------------------------------------------
@@ -224,6 +258,7 @@ async function evalmeshHops (children, em, m) {
     try { out[key] = await one(cfg) } catch (err) { out[key] = { error: String(err.message).split('\n')[0] } }
   }
   try { Object.assign(out, await whereTheTimeGoes(echoProc, { count: m.count })) } catch (err) { out.partsError = String(err.message).split('\n')[0] }
+  try { out.busyPoll = await busyPollCost(children, m) } catch (err) { out.busyPoll = { error: String(err.message).split('\n')[0] } }
   return out
 }
 
@@ -290,7 +325,7 @@ function report (R, skipped, hops, m) {
     const e = hops.echo?.p50
     const row = (label, v, prev) => [label, v === undefined ? 'n/a' : fmt(v, 1), v !== undefined && prev !== undefined ? '+' + fmt(v - prev, 1) : '', v !== undefined && e ? fmt(v / e, 2) + 'x' : '']
     printTable('Where an evalmesh request goes (p50 µs, same run; each row measured alone, from its own client process unless noted)', ['hop', 'p50 µs', 'added', 'x raw echo'], [
-      row('raw TCP echo, Node, 4-byte frame (the wire floor)', e),
+      row('raw TCP echo, Node, 4-byte frame (sleeps between frames: no busy-polling)', e),
       row('ping: + auth\'d connection, frame encode/decode, no txn', hops.ping?.p50, e),
       row('remoteApply noop: + admission, txn table, scheduling, a node-side call', hops.apply?.p50, hops.ping?.p50),
       row('remoteEval 1+1: + a pure form in the node\'s own isolate', em.lat?.p50, hops.apply?.p50),
@@ -303,6 +338,15 @@ function report (R, skipped, hops, m) {
       row('  sandbox.run n = 1 + 1 alone (IPC + isolate, from the bench process)', hops.sandboxNamed?.p50)
     ])
     if (hops.partsError) console.log(`(sandbox hop measurements failed: ${hops.partsError})`)
+    const bp = hops.busyPoll ?? {}
+    if (bp.error !== undefined) console.log(`(busy-polling measurements failed: ${bp.error})`)
+    else {
+      const cpu = v => v === undefined ? 'n/a' : fmt(v, 1)
+      printTable('Busy-polling (serve --busy-poll, EVALMESH_BUSY_POLL_US): remoteEval 1+1 sequential, on and off, alternated; CPU per call from /proc (node) and cpuUsage (client)',
+        ['setting', 'p50 µs', 'p99 µs', 'node CPU µs/call', 'client CPU µs/call'],
+        [['on (default)', bp.on], ['off (0)', bp.off], ['on (default), again', bp.on2], ['off (0), again', bp.off2]].map(([label, r]) =>
+          [label, us(r), us(r, 'p99'), cpu(r?.nodeCpuUs), cpu(r?.cpuUs)]))
+    }
   }
 }
 

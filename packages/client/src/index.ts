@@ -17,3 +17,4 @@ export { claimOne, claimOffer, type Claimed, type ClaimBody, type ClaimOneOption
 export { TxnBook, BOOK_FILE, SEQ_FILE, type BookEntry } from './txn-book.js'
 export { resolveHost, formatHost, type Endpoint, type PeerLookup } from './host.js'
 export { RemoteEvalError, EvalMeshError } from '@evalmesh/protocol'
+export { setBusyPoll, busyPollStats, DEFAULT_BUSY_POLL_MICROS, MAX_BUSY_POLL_MICROS, type BusyPollStats } from '@evalmesh/transport'

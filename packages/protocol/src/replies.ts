@@ -114,9 +114,11 @@ export interface DescribeReply {
   /**
    * How the node carries connections (PROTOCOL.md §2.4, §2.5): `tls` is `off`, `self` (a
    * certificate over the node's key) or `certificate` (an operator's); `integrity` is
-   * which plain connections carry integrity tags (`auto`: all but loopback ones).
+   * which plain connections carry integrity tags (`auto`: all but loopback ones);
+   * `busyPoll` is how long the node keeps polling after a reply for the next request
+   * (local only: it changes nothing on the wire).
    */
-  transport: { tls: 'off' | 'self' | 'certificate', integrity: 'auto' | 'always' }
+  transport: { tls: 'off' | 'self' | 'certificate', integrity: 'auto' | 'always', busyPoll: { maxMicros: number, windowMicros: number, spunSeconds: number } }
   /** The connection this describe came on: inside TLS, and whether its frames carry tags (wire requests only). */
   connection?: { tls: boolean, integrity: boolean }
   /** The LAN interface address, or null on loopback. */

@@ -12,7 +12,7 @@ import {
 import type { Peer } from '@evalmesh/discovery'
 import { clampLimits, createSandbox, isQuickForm, sessionKey, type Sandbox } from '@evalmesh/sandbox'
 import { KEY_FILE, TrustStore, defaultStateDir, loadIdentity, selfCertificate, type Identity } from '@evalmesh/trust'
-import { Listener, type IntegrityMode, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
+import { Listener, busyPollStats, type IntegrityMode, type PeerInfo, type ServerConnection } from '@evalmesh/transport'
 import { AdmissionPolicy, type Decision, type PolicyState, type RequestMode } from './policy.js'
 import { Trace, type TraceEvent } from './trace.js'
 import { TxnTable, type Settled, type Txn } from './txn-table.js'
@@ -416,10 +416,10 @@ export class EvalServer extends EventEmitter {
     return { tls: { cert: selfCertificate(this.identity), key: readFileSync(join(this.stateDir, KEY_FILE)) } }
   }
 
-  /** How this node's connections are carried, for describe: TLS or not, and the integrity rule. */
-  get transport (): { tls: 'off' | 'self' | 'certificate', integrity: IntegrityMode } {
+  /** How this node's connections are carried, for describe: TLS or not, the integrity rule, busy-polling. */
+  get transport (): DescribeReply['transport'] {
     const tls = this.#init.tls
-    return { tls: tls === undefined ? 'off' : tls === 'self' ? 'self' : 'certificate', integrity: this.#init.integrity ?? 'auto' }
+    return { tls: tls === undefined ? 'off' : tls === 'self' ? 'self' : 'certificate', integrity: this.#init.integrity ?? 'auto', busyPoll: busyPollStats() }
   }
 
   #capabilities (): string[] {

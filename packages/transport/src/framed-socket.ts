@@ -4,13 +4,15 @@ import {
   DEFAULT_DECODE_LIMITS, EvalMeshError, FRAME_HEADER_BYTES, FrameDecoder, decodeValue, encodeFrame, toWireError,
   type DecodeLimits
 } from '@evalmesh/protocol'
+import { readFrame, wroteFrame } from './busy-poll.js'
 import { FrameMac, TAG_BYTES } from './frame-integrity.js'
 
 /**
  * A socket that speaks frames: it splits the byte stream into length-prefixed
  * frames, checks each against the decode limits, decodes it, and emits 'message'.
  * Outgoing frames written in one tick go out in one write (cork/uncork), which
- * matters when many replies finish together.
+ * matters when many replies finish together. After each such write the process
+ * busy-polls until the answer comes (busy-poll.ts).
  *
  * Once the handshake has agreed on frame integrity (PROTOCOL.md §2.4), each direction
  * is switched on at its own frame boundary: every frame sent after `protectSending` and
@@ -93,7 +95,7 @@ export class FramedSocket extends EventEmitter {
     if (!this.#corked) {
       this.#corked = true
       this.socket.cork()
-      process.nextTick(() => { this.#corked = false; this.socket.uncork() })
+      process.nextTick(() => { this.#corked = false; this.socket.uncork(); wroteFrame() })
     }
     this.socket.write(frame)
     if (this.#sendMac !== undefined) this.socket.write(this.#sendMac.tag(frame))
@@ -123,6 +125,7 @@ export class FramedSocket extends EventEmitter {
 
   #onData (chunk: Buffer): void {
     if (this.#closed) return
+    readFrame()
     this.#decoder.append(chunk)
     if (!this.#held) this.#drain()
   }

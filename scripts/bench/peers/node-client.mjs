@@ -4,6 +4,7 @@
 //           work: 'trivial'|'named'|'realistic'|'realistic-local'|'ping'|'apply'|'echo', warmup, count, maxMs, inflight, ms }
 // 'named' is `n = 1 + 1` in a session of its own: a form that names a variable, so it runs
 // in the client's sandbox process, where a pure form such as `1+1` is answered by the node.
+// The latency line also has the client's CPU per call (`cpuUs`).
 // It connects, checks one answer, warms up, prints "ready", waits for a line on stdin,
 // measures, prints one JSON line and exits. Every loop is bounded in count and time.
 import { connect } from 'node:net'
@@ -87,14 +88,16 @@ async function echoCaller () {
 
 async function latency (call) {
   const samples = []
+  const cpu = process.cpuUsage()
   const stop = Date.now() + cfg.maxMs
   for (let i = 0; i < cfg.count && Date.now() < stop; i++) {
     const t = process.hrtime.bigint()
     await call()
     samples.push(Number(process.hrtime.bigint() - t) / 1000)
   }
+  const used = process.cpuUsage(cpu)
   samples.sort((a, b) => a - b)
-  return { n: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99) }
+  return { n: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99), cpuUs: (used.user + used.system) / samples.length }
 }
 
 async function throughput (call) {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService, type ServerRegistration } from '@evalmesh/megatest'
-import { formatHost } from '@evalmesh/client'
+import { DEFAULT_BUSY_POLL_MICROS, MAX_BUSY_POLL_MICROS, formatHost, setBusyPoll } from '@evalmesh/client'
 import { isLinkLocalV6 } from '@evalmesh/discovery'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
 import { createNodeLogger, isLogFormat, isLogLevel, startServer, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
@@ -65,6 +65,14 @@ export function serverInitFrom (p: Parsed): ServerInit {
   const tls = tlsFrom(p); if (tls !== undefined) init.tls = tls
   const nats = natsFrom(p); if (nats !== undefined) init.nats = nats
   return init
+}
+
+/** --busy-poll US: how long this process keeps polling after a write (a process-wide setting). */
+function busyPollFrom (p: Parsed): void {
+  const us = int(p, 'busy-poll')
+  if (us === undefined) return
+  if (!Number.isInteger(us) || us > MAX_BUSY_POLL_MICROS) throw new UsageError(`--busy-poll must be a whole number of µs from 0 to ${MAX_BUSY_POLL_MICROS}, got "${str(p, 'busy-poll')}"`)
+  setBusyPoll(us)
 }
 
 /** --tls (a certificate over the node's key), or --tls-cert FILE --tls-key FILE [--tls-ca FILE]. */
@@ -178,6 +186,7 @@ export const serveOptions: Command['options'] = {
   hosts: { type: 'string', multiple: true },
   gags: { type: 'string', multiple: true },
   concurrency: { type: 'string' },
+  'busy-poll': { type: 'string' },
   queue: { type: 'string' },
   timeout: { type: 'string' },
   memory: { type: 'string' },
@@ -247,6 +256,7 @@ class HeldStderr extends Writable {
 /** Run a node until it stops (signal, --minutes). Prints how to reach it. */
 export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnType<typeof startServer>>) => Promise<void>): Promise<number> {
   const init = serverInitFrom(p)
+  busyPollFrom(p)
   const areas = areasFrom(p)
   const logOptions = loggerOptionsFrom(p)
   // With the status window on the terminal, stderr lines wait until it closes (unless they go to a file).
@@ -323,6 +333,7 @@ export const serve: Command = {
   usage: `evalmesh serve [--name N] [--listen ADDR | --lan] [--port P] [--state-dir D] [--minutes M]
                 [--functions MODULE] [--purge-seconds S] [--hosts directed,broadcast,NAME...]
                 [--gags NAME,broadcast,self...] [--concurrency N] [--queue N] [--timeout MS] [--memory MB]
+                [--busy-poll US]
                 [--log-level debug|info|warn|error] [--log-format text|json] [--log-file PATH]
                 [--nats URL[,URL...] [--nats-creds FILE] [--nats-mesh NAME]]
 
@@ -343,6 +354,9 @@ export const serve: Command = {
   --queue N          requests waiting beyond those before the node answers BUSY (default 1024)
   --timeout MS       wall-time ceiling per evaluation (default 30000)
   --memory MB        isolate memory ceiling per session (default 128)
+  --busy-poll US     after a reply, keep polling for the next request up to US µs instead of
+                     sleeping (default ${DEFAULT_BUSY_POLL_MICROS}; 0 = off). Spares each request a wake-up of the
+                     CPU; adaptive: stops after a few windows in which nothing came
   --in-memory        keep transactions in memory only (default: also in <state-dir>/txns.journal,
                      so done records and kept results survive a crash and a restart)
   --quota NAME=N     a per-client quota or node bound (repeatable): runningPerClient,

@@ -1,0 +1,116 @@
+/**
+ * Busy-polling (busy-poll.ts) over real loopback sockets: a process keeps polling after a
+ * write only while answers come within the window, costs nothing once they stop, and can
+ * be turned off.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer, connect, type Server, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { FramedSocket, busyPollStats, setBusyPoll } from '../src/index.js'
+
+/**
+ * A framed connection to a loopback server that either echoes each frame or never answers.
+ * The silent one reads its bytes raw: a frame read anywhere in the process counts as an
+ * answer, so a silent peer here must not read frames.
+ */
+async function framedPeer (answer: boolean): Promise<{ client: FramedSocket, close: () => Promise<void> }> {
+  const accepted: Socket[] = []
+  const server: Server = createServer(socket => {
+    accepted.push(socket)
+    if (!answer) { socket.resume(); return }
+    const framed = new FramedSocket(socket)
+    framed.on('message', (m: unknown) => framed.send(m))
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const socket = connect((server.address() as { port: number }).port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  const client = new FramedSocket(socket)
+  return {
+    client,
+    close: async () => {
+      socket.destroy()
+      for (const s of accepted) s.destroy()
+      await new Promise(resolve => server.close(resolve))
+    }
+  }
+}
+
+async function roundTrips (client: FramedSocket, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const back = new Promise(resolve => client.once('message', resolve))
+    client.send({ i })
+    assert.deepEqual(await back, { i })
+  }
+}
+
+test('answers within the window keep it open; a silent peer closes it, and then nothing spins', async () => {
+  setBusyPoll(2000)
+  const echo = await framedPeer(true)
+  const silent = await framedPeer(false)
+  try {
+    // Both ends of the echo live in this process, so every write is answered at once.
+    await roundTrips(echo.client, 50)
+    const busy = busyPollStats()
+    assert.equal(busy.maxMicros, 2000)
+    assert.equal(busy.windowMicros, 2000)
+    assert.ok(busy.spunSeconds > 0, 'spun while waiting for the answers')
+
+    // Writes that nothing answers: each window runs out, halving the next, down to none.
+    for (let i = 0; i < 5; i++) {
+      silent.client.send({ unanswered: i })
+      await sleep(20)
+    }
+    assert.equal(busyPollStats().windowMicros, 0)
+
+    // Idle with the window shut: no spinning at all, and (nearly) no CPU.
+    const before = busyPollStats().spunSeconds
+    const cpu = process.cpuUsage()
+    silent.client.send({ unanswered: 'last' })
+    await sleep(300)
+    const used = process.cpuUsage(cpu)
+    assert.equal(busyPollStats().spunSeconds, before, 'a shut window does not spin')
+    assert.ok(used.user + used.system < 150_000, `an idle process used ${(used.user + used.system) / 1000} ms of CPU in 300 ms`)
+
+    // An answer that comes soon after a write opens the window again.
+    await roundTrips(echo.client, 1)
+    assert.equal(busyPollStats().windowMicros, 2000)
+  } finally {
+    await echo.close()
+    await silent.close()
+  }
+})
+
+test('a spin ends by itself when no answer comes: the loop is idle again within the window', async () => {
+  setBusyPoll(5000)
+  const silent = await framedPeer(false)
+  try {
+    silent.client.send({ unanswered: true })
+    await sleep(100) // far beyond a 5 ms window
+    const spun = busyPollStats().spunSeconds
+    assert.ok(spun > 0 && spun < 0.05, `spun ${spun} s after one unanswered write with a 5 ms window`)
+    await sleep(100)
+    assert.equal(busyPollStats().spunSeconds, spun, 'nothing spins once the window has passed')
+  } finally {
+    await silent.close()
+  }
+})
+
+test('busy-poll 0 is off: round trips work and nothing spins', async () => {
+  setBusyPoll(0)
+  const echo = await framedPeer(true)
+  try {
+    const before = busyPollStats().spunSeconds
+    await roundTrips(echo.client, 20)
+    assert.deepEqual(busyPollStats(), { maxMicros: 0, windowMicros: 0, spunSeconds: before })
+  } finally {
+    await echo.close()
+    setBusyPoll(1000)
+  }
+})
+
+test('setBusyPoll refuses a window that is not a whole number of µs in range, naming the range', () => {
+  for (const bad of [-1, 1.5, 100_001, Number.NaN]) {
+    assert.throws(() => setBusyPoll(bad), { name: 'RangeError', message: `busy-poll window must be a whole number of µs from 0 to 100000, not ${bad}` })
+  }
+})
