@@ -16,8 +16,10 @@
  * windows there is none; a frame read within `maxMicros` of the last write sets the window
  * back to `maxMicros`. A process whose peers answer slowly, or not at all, or a node whose
  * clients are people at a prompt, stops spinning after a few writes; a node already busy
- * finds its next frame waiting and spins not at all. The cost is bounded: at most
- * `maxMicros` of CPU per frame written, and none when nothing is written.
+ * finds its next frame waiting and spins not at all. A write that comes more than a window
+ * after the last frame read does not spin either: the peer it answers has stopped polling,
+ * and spinning would hold the CPU that peer is woken on (see `wroteFrame`). The cost is
+ * bounded: at most `maxMicros` of CPU per frame written, and none when nothing is written.
  *
  * The setting is per thread (this module's state), and the last call of `setBusyPoll`
  * wins: the node's `--busy-poll`, the client's `EVALMESH_BUSY_POLL_US`.
@@ -41,6 +43,7 @@ export interface BusyPollStats {
 let maxMs = initialMax()
 let windowMs = maxMs
 let lastWriteAt = -Infinity
+let lastReadAt = -Infinity
 let readSinceWrite = false
 let spinUntil = 0
 let spinning = false
@@ -80,6 +83,10 @@ export function wroteFrame (): void {
   lastWriteAt = now
   readSinceWrite = false
   if (windowMs === 0) return
+  // A peer that wrote to us longer ago than a window has stopped polling and sleeps: this
+  // write wakes it, and Linux places a task woken by a socket write on the writer's CPU,
+  // expecting the writer to sleep. A writer that spun instead would hold that CPU from it.
+  if (now - lastReadAt > maxMs) return
   spinUntil = now + windowMs
   if (!spinning) {
     spinning = true
@@ -92,7 +99,9 @@ export function wroteFrame (): void {
 export function readFrame (): void {
   if (maxMs === 0 || readSinceWrite) return
   readSinceWrite = true
-  if (performance.now() - lastWriteAt <= maxMs) windowMs = maxMs
+  const now = performance.now()
+  lastReadAt = now
+  if (now - lastWriteAt <= maxMs) windowMs = maxMs
   spinUntil = 0
 }
 

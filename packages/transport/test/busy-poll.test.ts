@@ -10,17 +10,20 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { FramedSocket, busyPollStats, setBusyPoll } from '../src/index.js'
 
 /**
- * A framed connection to a loopback server that either echoes each frame or never answers.
- * The silent one reads its bytes raw: a frame read anywhere in the process counts as an
- * answer, so a silent peer here must not read frames.
+ * A framed connection to a loopback server that echoes what it is sent (at once, or after
+ * `delayMs`) or never answers. The server side handles raw bytes, not frames: busy-polling
+ * is the process's, and a frame read or written by a server in this same process would
+ * count as the client's.
  */
-async function framedPeer (answer: boolean): Promise<{ client: FramedSocket, close: () => Promise<void> }> {
+async function framedPeer (answer: boolean, delayMs = 0): Promise<{ client: FramedSocket, close: () => Promise<void> }> {
   const accepted: Socket[] = []
   const server: Server = createServer(socket => {
     accepted.push(socket)
-    if (!answer) { socket.resume(); return }
-    const framed = new FramedSocket(socket)
-    framed.on('message', (m: unknown) => framed.send(m))
+    socket.on('data', (bytes: Buffer) => {
+      if (!answer) return
+      if (delayMs === 0) socket.write(bytes)
+      else setTimeout(() => socket.write(bytes), delayMs)
+    })
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const socket = connect((server.address() as { port: number }).port, '127.0.0.1')
@@ -44,9 +47,10 @@ async function roundTrips (client: FramedSocket, n: number): Promise<void> {
   }
 }
 
-test('answers within the window keep it open; a silent peer closes it, and then nothing spins', async () => {
+test('answers within the window keep it open; a slow peer closes it, and then nothing spins', async () => {
   setBusyPoll(2000)
   const echo = await framedPeer(true)
+  const slow = await framedPeer(true, 10)
   const silent = await framedPeer(false)
   try {
     // Both ends of the echo live in this process, so every write is answered at once.
@@ -56,11 +60,8 @@ test('answers within the window keep it open; a silent peer closes it, and then 
     assert.equal(busy.windowMicros, 2000)
     assert.ok(busy.spunSeconds > 0, 'spun while waiting for the answers')
 
-    // Writes that nothing answers: each window runs out, halving the next, down to none.
-    for (let i = 0; i < 5; i++) {
-      silent.client.send({ unanswered: i })
-      await sleep(20)
-    }
+    // Answers that come after the window: each window runs out, halving the next, down to none.
+    await roundTrips(slow.client, 5)
     assert.equal(busyPollStats().windowMicros, 0)
 
     // Idle with the window shut: no spinning at all, and (nearly) no CPU.
@@ -77,21 +78,47 @@ test('answers within the window keep it open; a silent peer closes it, and then 
     assert.equal(busyPollStats().windowMicros, 2000)
   } finally {
     await echo.close()
+    await slow.close()
     await silent.close()
   }
 })
 
 test('a spin ends by itself when no answer comes: the loop is idle again within the window', async () => {
   setBusyPoll(5000)
+  const echo = await framedPeer(true)
   const silent = await framedPeer(false)
   try {
+    await roundTrips(echo.client, 1) // a frame read just now: the next write spins
+    const start = busyPollStats().spunSeconds
     silent.client.send({ unanswered: true })
     await sleep(100) // far beyond a 5 ms window
-    const spun = busyPollStats().spunSeconds
-    assert.ok(spun > 0 && spun < 0.05, `spun ${spun} s after one unanswered write with a 5 ms window`)
+    const spun = busyPollStats().spunSeconds - start
+    assert.ok(spun > 0.003 && spun < 0.05, `spun ${spun} s after one unanswered write with a 5 ms window`)
     await sleep(100)
-    assert.equal(busyPollStats().spunSeconds, spun, 'nothing spins once the window has passed')
+    assert.equal(busyPollStats().spunSeconds - start, spun, 'nothing spins once the window has passed')
   } finally {
+    await echo.close()
+    await silent.close()
+  }
+})
+
+test('a write long after the last frame read does not spin: the peer has stopped polling', async () => {
+  setBusyPoll(2000)
+  const echo = await framedPeer(true)
+  const silent = await framedPeer(false)
+  try {
+    await roundTrips(echo.client, 3)
+    await sleep(50) // well beyond the 2 ms window since that last read
+    const before = busyPollStats()
+    assert.equal(before.windowMicros, 2000, 'the window itself is open')
+    silent.client.send({ late: true })
+    await sleep(20)
+    assert.equal(busyPollStats().spunSeconds, before.spunSeconds)
+    // The answer to such a write still opens the next one: a request answered at once spins.
+    await roundTrips(echo.client, 2)
+    assert.ok(busyPollStats().spunSeconds > before.spunSeconds)
+  } finally {
+    await echo.close()
     await silent.close()
   }
 })
