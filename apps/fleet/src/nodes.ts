@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
-import { createConnection } from 'node:net'
+import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Client, formatHost } from '@evalmesh/client'
+import { CONTROL_SOCKET, Client, controlRequest, formatHost } from '@evalmesh/client'
 import { addTrustedKey, loadIdentity } from '@evalmesh/trust'
 import { serveArgs, type NodeSpec } from './config.js'
 import { checkPid, processGone, type RunDir } from './run-dir.js'
@@ -249,30 +248,15 @@ export async function stopPid (spec: NodeSpec, pid: number, options: StopOptions
   return `${drained}killed (SIGKILL after a ${grace / 1000} s grace)`
 }
 
-/** One command to the node's control port (`<stateDir>/control.sock`); resolves with its JSON reply. */
+/**
+ * One command to the node's control port (`<stateDir>/control.sock`): resolves with its
+ * JSON reply when it is ok, else rejects with its error (and `needsRestart` when a change
+ * takes a restart).
+ */
 export async function controlCommand (stateDir: string, line: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
-  const path = join(stateDir, 'control.sock')
-  if (!existsSync(path)) throw new Error(`no control port at ${path}`)
-  return await new Promise((resolve, reject) => {
-    const socket = createConnection(path)
-    let buffer = ''
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`control port ${path}: no reply within ${timeoutMs} ms`)) }, timeoutMs)
-    socket.setEncoding('utf8')
-    socket.once('connect', () => socket.write(line.replace(/\n/g, ' ') + '\n'))
-    socket.on('data', (chunk: string) => {
-      buffer += chunk
-      const nl = buffer.indexOf('\n')
-      if (nl < 0) return
-      clearTimeout(timer)
-      socket.end()
-      try {
-        const reply = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>
-        if (reply.ok !== true) reject(Object.assign(new Error(`control port: ${String(reply.error)}`), { needsRestart: reply.needsRestart === true }))
-        else resolve(reply)
-      } catch (err) { reject(err as Error) }
-    })
-    socket.once('error', err => { clearTimeout(timer); reject(new Error(`control port ${path}: ${err.message}`)) })
-  })
+  const reply = await controlRequest(join(stateDir, CONTROL_SOCKET), line, timeoutMs)
+  if (reply.ok !== true) throw Object.assign(new Error(`control port: ${String(reply.error)}`), { needsRestart: reply.needsRestart === true })
+  return reply
 }
 
 export interface NodeLoad {

@@ -12,6 +12,13 @@ export const SUPPORTED_VERSIONS: readonly number[] = [1]
 /** Default TCP and UDP port; EVALSERVER used PUP socket 668 (PROTOCOL.md §1). */
 export const DEFAULT_PORT = 6680
 
+/**
+ * The node's control port, a Unix socket of this name in its state directory (README,
+ * "The control port"): local text commands, not this protocol, but named once for the
+ * node and its clients.
+ */
+export const CONTROL_SOCKET = 'control.sock'
+
 /** Multicast group and port of broadcast queries on a LAN (PROTOCOL.md §5.2). Admin-scoped. */
 export const BROADCAST_GROUP = '239.255.66.80'
 /**

@@ -1,7 +1,7 @@
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { EvalMeshError, type AbortResult, type NodeLimits, type NodeQuotas, type PolicyRequest, type PolicyState, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
+import { CONTROL_SOCKET, EvalMeshError, type AbortResult, type NodeLimits, type NodeQuotas, type PolicyRequest, type PolicyState, type StatusWhich, type TxnRecord } from '@evalmesh/protocol'
 import type { ServerConnection } from '@evalmesh/transport'
 import type { AbortOptions } from './access.js'
 import { LIVE_QUOTAS, NeedsRestartError, type DrainOptions, type LiveLimits } from './live-settings.js'
@@ -30,9 +30,6 @@ export interface ControlTarget {
   once (event: 'stopped', listener: () => void): unknown
   off (event: 'stopped', listener: () => void): unknown
 }
-
-/** The control port's socket file, relative to the state directory. */
-export const CONTROL_SOCKET = 'control.sock'
 
 /** Longest command line accepted; anything longer is answered with an error and dropped. */
 const MAX_LINE = 64 * 1024
@@ -344,30 +341,4 @@ async function claimSocketPath (path: string): Promise<void> {
   })
   if (live) throw new Error(`control port: ${path} is in use by a running node (stop it, or give this node another --state-dir)`)
   unlinkSync(path)
-}
-
-/** Send one command to a control port socket and resolve with its JSON reply. */
-export async function controlRequest (path: string, line: string, timeoutMs = 10_000): Promise<ControlReply> {
-  return await new Promise((resolve, reject) => {
-    const socket = createConnection(path)
-    let buffer = ''
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`control port ${path}: no reply within ${timeoutMs} ms`)) }, timeoutMs)
-    socket.setEncoding('utf8')
-    socket.once('connect', () => socket.write(line.replace(/\n/g, ' ') + '\n'))
-    socket.on('data', (chunk: string) => {
-      buffer += chunk
-      const nl = buffer.indexOf('\n')
-      if (nl < 0) return
-      clearTimeout(timer)
-      socket.end()
-      try { resolve(JSON.parse(buffer.slice(0, nl)) as ControlReply) } catch (err) { reject(err) }
-    })
-    socket.once('error', err => {
-      clearTimeout(timer)
-      const code = (err as NodeJS.ErrnoException).code
-      reject(new Error(code === 'ENOENT' || code === 'ECONNREFUSED'
-        ? `no control port at ${path} (is the node running with this --state-dir?)`
-        : `control port ${path}: ${err.message}`))
-    })
-  })
 }

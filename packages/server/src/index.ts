@@ -18,5 +18,6 @@ export { createNodeLogger, isLogLevel, isLogFormat, LOG_LEVELS, LOG_FORMATS, typ
 export type { ApplyContext, OperatorFunction } from './functions.js'
 export { loadFunctionsModule } from './functions.js'
 export { BroadcastResponder } from './broadcast-responder.js'
-export { startControlPort, CONTROL_SOCKET, type ControlPort, type ControlReply } from './control-port.js'
+export { startControlPort, type ControlPort, type ControlReply } from './control-port.js'
+export { CONTROL_SOCKET } from '@evalmesh/protocol'
 export { NatsLink, type NatsInit } from './nats-link.js'

@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { formatTxn } from '@evalmesh/protocol'
 import { ClientConnection } from '@evalmesh/transport'
 import { startServer, type EvalServer } from '../src/index.js'
-import { controlRequest, startControlPort, type ControlPort } from '../src/control-port.js'
+import { controlRequest } from '@evalmesh/client'
+import { startControlPort, type ControlPort } from '../src/control-port.js'
 
 interface Fixture { server: EvalServer, port: ControlPort, dir: string, path: string }
 

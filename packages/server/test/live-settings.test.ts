@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { formatTxn, type DescribeReply } from '@evalmesh/protocol'
 import { ClientConnection } from '@evalmesh/transport'
 import { startServer } from '../src/index.js'
-import { controlRequest } from '../src/control-port.js'
+import { controlRequest } from '@evalmesh/client'
 
 test('limits, quotas and functions change live: same connection, same session, new settings in effect', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'em-live-'))

@@ -1,11 +1,10 @@
 import { existsSync, readFileSync, writeFileSync, chmodSync } from 'node:fs'
-import { createConnection, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { Client, formatHost } from '@evalmesh/client'
+import { Client, ControlSession, formatHost } from '@evalmesh/client'
 import { readSeedsFile } from '@evalmesh/discovery'
 import { createMonitor, traceLine } from '@evalmesh/monitor'
-import { printable, type TraceEvent } from '@evalmesh/protocol'
+import { CONTROL_SOCKET, printable, type TraceEvent } from '@evalmesh/protocol'
 import { startRepl } from '@evalmesh/repl'
 import type { EvalServer } from '@evalmesh/server'
 import { CommandError, UsageError, int, str, type Command } from '../args.js'
@@ -145,57 +144,6 @@ export const traceCmd: Command = {
 
 // ---- ctl ----------------------------------------------------------------------
 
-/** One connection to a control port: send a line, read the JSON line that answers it. */
-class ControlSession {
-  readonly #socket: Socket
-  #buffer = ''
-  #waiters: Array<{ resolve: (line: string) => void, reject: (err: Error) => void }> = []
-  #closed: Error | undefined
-
-  private constructor (socket: Socket) {
-    this.#socket = socket
-    socket.setEncoding('utf8')
-    socket.on('data', (chunk: string) => {
-      this.#buffer += chunk
-      let nl: number
-      while ((nl = this.#buffer.indexOf('\n')) >= 0) {
-        const line = this.#buffer.slice(0, nl)
-        this.#buffer = this.#buffer.slice(nl + 1)
-        this.#waiters.shift()?.resolve(line)
-      }
-    })
-    socket.on('close', () => {
-      this.#closed ??= new Error('the control port closed the connection')
-      for (const w of this.#waiters.splice(0)) w.reject(this.#closed)
-    })
-    socket.on('error', err => { this.#closed = err })
-  }
-
-  static async open (path: string): Promise<ControlSession> {
-    return await new Promise((resolve, reject) => {
-      const socket = createConnection(path)
-      socket.once('connect', () => resolve(new ControlSession(socket)))
-      socket.once('error', err => {
-        const code = (err as NodeJS.ErrnoException).code
-        reject(new Error(code === 'ENOENT' || code === 'ECONNREFUSED'
-          ? `no control port at ${path} (is a node running with this state dir? is its control port stopped?)`
-          : code === 'EACCES' ? `${path}: permission denied (the control port is owner-only)` : `${path}: ${err.message}`))
-      })
-    })
-  }
-
-  get closed (): boolean { return this.#closed !== undefined }
-
-  async send (line: string): Promise<Record<string, unknown>> {
-    if (this.#closed !== undefined) throw this.#closed
-    const reply = new Promise<string>((resolve, reject) => this.#waiters.push({ resolve, reject }))
-    this.#socket.write(line.replace(/[\r\n]+/g, ' ') + '\n')
-    return JSON.parse(await reply) as Record<string, unknown>
-  }
-
-  close (): void { this.#socket.end() }
-}
-
 function loadHistory (file: string): string[] {
   if (!existsSync(file)) return []
   return readFileSync(file, 'utf8').split('\n').filter(l => l.trim() !== '').reverse().slice(0, 500)
@@ -222,7 +170,7 @@ export const ctlCmd: Command = {
   options: { socket: { type: 'string' } },
   run: async (p) => {
     const stateDir = stateDirOf(p)
-    const path = str(p, 'socket') ?? join(stateDir, 'control.sock')
+    const path = str(p, 'socket') ?? join(stateDir, CONTROL_SOCKET)
     const session = await ControlSession.open(path)
     try {
       if (p.positionals.length > 0) {
