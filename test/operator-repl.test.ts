@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { Client } from '@evalmesh/client'
 import { startServer, type EvalServer } from '@evalmesh/server'
 import { startRepl, type Repl } from '@evalmesh/repl'
+import { runCli } from './support/node.js'
 
 interface Setup { dir: string, server: EvalServer, host: string, client: Client, repl: Repl, input: PassThrough, out: () => string, raw: () => string }
 
@@ -207,5 +208,43 @@ test('a remote wait longer than a second says once what it waits for', async () 
     assert.ok(notices[0]!.includes(`session s1, held by ${first} (running `), s.out())
   } finally {
     await teardown(s)
+  }
+})
+
+test('repl --host: input already waiting when the REPL starts goes to the node, never runs here; an unreachable node is an error', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'em-repl-'))
+  const server = await startServer({ stateDir: dir, name: 'replnode', port: 0 })
+  const host = `127.0.0.1:${server.address.port}`
+  try {
+    // A script piped in: `process` exists in this process, not in the node's sandbox.
+    const piped = await runCli(['repl', '--host', host], { stateDir: dir, input: 'typeof process\nx = 20\nx + 22\n' })
+    assert.equal(piped.code, 0, piped.stderr)
+    assert.match(piped.stdout, /'undefined'/)
+    assert.doesNotMatch(piped.stdout, /'object'/)
+    assert.match(piped.stdout, /42/)
+
+    // The same through the library, the lines written before startRepl is called.
+    const client = new Client({ stateDir: dir })
+    const input = new PassThrough()
+    let written = ''
+    const output = new Writable({ write (chunk: Buffer, _e, cb) { written += chunk.toString('utf8'); cb() } })
+    input.write('typeof process\n')
+    const repl = await startRepl({ client, target: host, input, output, terminal: false })
+    await waitFor('the answer from the node', () => /'undefined'|'object'/.exec(written)?.[0])
+    assert.match(written, /'undefined'/)
+    repl.server.close()
+
+    // A node that does not answer: the REPL does not start, so nothing is evaluated here.
+    const refused = new PassThrough()
+    refused.write('typeof process\n')
+    await assert.rejects(startRepl({ client, target: '127.0.0.1:1', input: refused, output, terminal: false }), { code: 'CONNECT_FAILED' })
+    client.close()
+    const cli = await runCli(['repl', '--host', '127.0.0.1:1'], { stateDir: dir, input: 'typeof process\n' })
+    assert.equal(cli.code, 1)
+    assert.match(cli.stderr, /cannot connect to 127\.0\.0\.1:1/)
+    assert.doesNotMatch(cli.stdout, /'object'/)
+  } finally {
+    await server.stop()
+    rmSync(dir, { recursive: true, force: true })
   }
 })

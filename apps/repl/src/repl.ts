@@ -13,7 +13,11 @@ export interface ReplOptions {
    * a helper called with no host is an error asking for one.
    */
   defaultHost?: string | (() => string)
-  /** Evaluate plain input on this node from the start (as `.host NAME` would). */
+  /**
+   * Evaluate plain input on this node from the start (as `.host NAME` would). It is
+   * checked before any input is read, and a node that does not answer rejects
+   * `startRepl`: a script piped in for a node never runs here instead.
+   */
   target?: string
   /** Peer names, for `.hosts`, `peers()` and tab completion after `.host `. */
   peers?: () => Promise<string[]> | string[]
@@ -52,6 +56,9 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   const output = options.output ?? process.stdout
   const terminal = options.terminal ?? (output as NodeJS.WriteStream).isTTY === true
   let target: string | undefined
+  // The first node is asked before the REPL reads a line: input already waiting (a script
+  // piped in) must go where it was sent, not be evaluated here while the ping is out.
+  const first = options.target === undefined ? undefined : await reach(client, options.target)
   /** Remote waits in progress: txn -> host. Ctrl-C aborts them. */
   const pending = new Map<string, string>()
   /**
@@ -192,12 +199,15 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
       server.setPrompt(promptFor(undefined))
       return
     }
-    const host = name.trim()
-    const pong = await client.ping(host)
-    target = host
-    server.setPrompt(promptFor(host === pong.name ? host : `${host}`))
-    write(`plain input now evaluates on ${printable(pong.name, 63)} (${printable(host, 200)}); ".host" alone returns to local evaluation`)
+    use(await reach(client, name))
   }
+
+  function use (node: { host: string, name: string }): void {
+    target = node.host
+    server.setPrompt(promptFor(node.host))
+    write(`plain input now evaluates on ${printable(node.name, 63)} (${printable(node.host, 200)}); ".host" alone returns to local evaluation`)
+  }
+  if (first !== undefined) use(first)
 
   server.defineCommand('host', {
     help: 'Evaluate plain input on node NAME (host:port or a peer name); ".host" alone evaluates locally',
@@ -235,14 +245,17 @@ export async function startRepl (options: ReplOptions): Promise<Repl> {
   if (options.historyFile !== undefined && terminal) {
     await new Promise<void>(resolve => server.setupHistory(options.historyFile!, () => resolve()))
   }
-  if (options.target !== undefined) {
-    await setTarget(options.target).catch(err => write(`cannot use ${printable(options.target!, 200)}: ${printable((err as Error).message)}; evaluating locally`))
-  }
   const closed = new Promise<void>(resolve => server.once('exit', () => {
     const settle = async (): Promise<void> => { while (inflight.size > 0) await Promise.allSettled([...inflight]) }
     void settle().then(resolve)
   }))
   return { server, get target () { return target }, closed, setTarget }
+}
+
+/** Check that `name` (host:port or a peer name) answers; resolves with it and the node's own name. */
+async function reach (client: Client, name: string): Promise<{ host: string, name: string }> {
+  const host = name.trim()
+  return { host, name: (await client.ping(host)).name }
 }
 
 /** A SyntaxError that more input could fix (an open brace, a half template...), or undefined. */
