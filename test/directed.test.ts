@@ -308,7 +308,7 @@ test('--busy-poll sets how long the node polls after a reply; describe shows it,
   const offClient = localClient(off)
   try {
     assert.equal(await offClient.remoteEval('1+1', off.host), 2)
-    assert.deepEqual((await offClient.describe(off.host)).transport.busyPoll, { maxMicros: 0, windowMicros: 0, spunSeconds: 0 })
+    assert.deepEqual((await offClient.describe(off.host)).transport.busyPoll, { maxMicros: 0, windowMicros: 0, spunSeconds: 0, yielded: 0 })
   } finally {
     offClient.close()
     await off.stop()

@@ -118,7 +118,7 @@ export interface DescribeReply {
    * `busyPoll` is how long the node keeps polling after a reply for the next request
    * (local only: it changes nothing on the wire).
    */
-  transport: { tls: 'off' | 'self' | 'certificate', integrity: 'auto' | 'always', busyPoll: { maxMicros: number, windowMicros: number, spunSeconds: number } }
+  transport: { tls: 'off' | 'self' | 'certificate', integrity: 'auto' | 'always', busyPoll: { maxMicros: number, windowMicros: number, spunSeconds: number, yielded: number } }
   /** The connection this describe came on: inside TLS, and whether its frames carry tags (wire requests only). */
   connection?: { tls: boolean, integrity: boolean }
   /** The LAN interface address, or null on loopback. */

@@ -21,9 +21,19 @@
  * and spinning would hold the CPU that peer is woken on (see `wroteFrame`). The cost is
  * bounded: at most `maxMicros` of CPU per frame written, and none when nothing is written.
  *
+ * A spin only uses a CPU that nothing else wants. Every 50 µs of spinning it reads the
+ * kernel's CPU pressure (`/proc/pressure/cpu`, the time some task waited for a CPU); if a
+ * task waited, be it a sandbox process running another client's form or the very peer
+ * whose answer we wait for, the spin ends at once and the process sleeps as it would
+ * without busy-polling. So a client that sends requests to keep a node spinning costs the
+ * node only CPU no one else was waiting for. Where that file is missing (not Linux, or PSI
+ * off) the spin relies on the scheduler alone.
+ *
  * The setting is per thread (this module's state), and the last call of `setBusyPoll`
  * wins: the node's `--busy-poll`, the client's `EVALMESH_BUSY_POLL_US`.
  */
+
+import { openSync, readSync } from 'node:fs'
 
 /** The longest window after a write when none is set: covers a node's answer to a batch form. */
 export const DEFAULT_BUSY_POLL_MICROS = 1000
@@ -38,7 +48,38 @@ export interface BusyPollStats {
   windowMicros: number
   /** The wall time spent spinning so far, in seconds (the CPU it cost, at most). */
   spunSeconds: number
+  /** Spins ended early because another task was waiting for a CPU. */
+  yielded: number
 }
+
+/** How often a spin looks at the CPU pressure, and how much waiting (in that time) ends it. */
+const PRESSURE_EVERY_MS = 0.05
+const PRESSURE_STALL_MICROS = 25
+
+/**
+ * The kernel's pressure stall information for CPUs: the total µs some task has waited for
+ * one (`some ... total=N`). undefined where the file cannot be read.
+ */
+class CpuPressure {
+  #fd: number | undefined
+  readonly #buf = Buffer.alloc(160)
+  #broken = false
+
+  totalMicros (): number | undefined {
+    if (this.#broken) return undefined
+    try {
+      this.#fd ??= openSync('/proc/pressure/cpu', 'r')
+      const n = readSync(this.#fd, this.#buf, 0, this.#buf.length, 0)
+      const text = this.#buf.toString('latin1', 0, n)
+      const at = text.indexOf('total=')
+      const total = at < 0 ? Number.NaN : Number.parseInt(text.slice(at + 6), 10)
+      if (Number.isFinite(total)) return total
+    } catch { /* not Linux, or PSI off */ }
+    this.#broken = true
+    return undefined
+  }
+}
+const pressure = new CpuPressure()
 
 let maxMs = initialMax()
 let windowMs = maxMs
@@ -48,6 +89,9 @@ let readSinceWrite = false
 let spinUntil = 0
 let spinning = false
 let spinStartedAt = 0
+let checkedAt = 0
+let stallSeen: number | undefined
+let yielded = 0
 let spunMs = 0
 
 function initialMax (): number {
@@ -72,7 +116,8 @@ export function busyPollStats (): BusyPollStats {
   return {
     maxMicros: Math.round(maxMs * 1000),
     windowMicros: Math.round(windowMs * 1000),
-    spunSeconds: (spunMs + (spinning ? now - spinStartedAt : 0)) / 1000
+    spunSeconds: (spunMs + (spinning ? now - spinStartedAt : 0)) / 1000,
+    yielded
   }
 }
 
@@ -91,6 +136,8 @@ export function wroteFrame (): void {
   if (!spinning) {
     spinning = true
     spinStartedAt = now
+    checkedAt = now
+    stallSeen = undefined
     setImmediate(spin)
   }
 }
@@ -107,6 +154,15 @@ export function readFrame (): void {
 
 function spin (): void {
   const now = performance.now()
+  if (now < spinUntil && now - checkedAt >= PRESSURE_EVERY_MS) {
+    checkedAt = now
+    const total = pressure.totalMicros()
+    if (total !== undefined && stallSeen !== undefined && total - stallSeen > PRESSURE_STALL_MICROS) {
+      spinUntil = 0 // someone waits for a CPU: give this one up
+      yielded++
+    }
+    stallSeen = total
+  }
   if (now < spinUntil) {
     setImmediate(spin)
     return

@@ -5,7 +5,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { createServer, connect, type Server, type Socket } from 'node:net'
+import { cpus } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { FramedSocket, busyPollStats, setBusyPoll } from '../src/index.js'
 
@@ -123,13 +126,38 @@ test('a write long after the last frame read does not spin: the peer has stopped
   }
 })
 
+const psi = existsSync('/proc/pressure/cpu') ? false : 'no /proc/pressure/cpu on this machine (not Linux, or PSI off)'
+
+test('a spin gives its CPU up as soon as another task waits for one', { skip: psi }, async () => {
+  setBusyPoll(50_000)
+  const echo = await framedPeer(true)
+  const silent = await framedPeer(false)
+  // More busy processes than CPUs, each bounded in time: some task is always waiting.
+  const hogs = Array.from({ length: cpus().length + 1 }, () =>
+    spawn(process.execPath, ['-e', 'const end = Date.now() + 1500; while (Date.now() < end) {}'], { stdio: 'ignore' }))
+  try {
+    await sleep(200)
+    await roundTrips(echo.client, 1)
+    const before = busyPollStats()
+    silent.client.send({ unanswered: true })
+    await sleep(150) // three windows' worth
+    const after = busyPollStats()
+    assert.ok(after.yielded > before.yielded, 'the spin saw the waiting tasks and ended')
+    assert.ok(after.spunSeconds - before.spunSeconds < 0.025, `spun ${after.spunSeconds - before.spunSeconds} s of a 50 ms window while others waited`)
+  } finally {
+    for (const h of hogs) h.kill('SIGKILL')
+    await echo.close()
+    await silent.close()
+  }
+})
+
 test('busy-poll 0 is off: round trips work and nothing spins', async () => {
   setBusyPoll(0)
   const echo = await framedPeer(true)
   try {
     const before = busyPollStats().spunSeconds
     await roundTrips(echo.client, 20)
-    assert.deepEqual(busyPollStats(), { maxMicros: 0, windowMicros: 0, spunSeconds: before })
+    assert.deepEqual(busyPollStats(), { maxMicros: 0, windowMicros: 0, spunSeconds: before, yielded: busyPollStats().yielded })
   } finally {
     await echo.close()
     setBusyPoll(1000)
