@@ -29,8 +29,8 @@
  * node only CPU no one else was waiting for. Where that file is missing (not Linux, or PSI
  * off) the spin relies on the scheduler alone.
  *
- * The setting is per thread (this module's state), and the last call of `setBusyPoll`
- * wins: the node's `--busy-poll`, the client's `EVALMESH_BUSY_POLL_US`.
+ * The setting is per thread (this module's state): `EVALMESH_BUSY_POLL_US` gives any
+ * process its starting window, and `setBusyPoll` (the node's `--busy-poll`) changes it.
  */
 
 import { openSync, readSync } from 'node:fs'
@@ -129,8 +129,8 @@ export function wroteFrame (): void {
   readSinceWrite = false
   if (windowMs === 0) return
   // A peer that wrote to us longer ago than a window has stopped polling and sleeps: this
-  // write wakes it, and Linux places a task woken by a socket write on the writer's CPU,
-  // expecting the writer to sleep. A writer that spun instead would hold that CPU from it.
+  // write wakes it, and Linux tends to place a task woken by a socket write on the writer's
+  // CPU, expecting the writer to sleep. A writer that spun instead would hold that CPU.
   if (now - lastReadAt > maxMs) return
   spinUntil = now + windowMs
   if (!spinning) {

@@ -92,11 +92,13 @@ test('a spin ends by itself when no answer comes: the loop is idle again within 
   const silent = await framedPeer(false)
   try {
     await roundTrips(echo.client, 1) // a frame read just now: the next write spins
-    const start = busyPollStats().spunSeconds
+    const { spunSeconds: start, yielded } = busyPollStats()
     silent.client.send({ unanswered: true })
     await sleep(100) // far beyond a 5 ms window
     const spun = busyPollStats().spunSeconds - start
-    assert.ok(spun > 0.003 && spun < 0.05, `spun ${spun} s after one unanswered write with a 5 ms window`)
+    // The whole window, unless other tests' processes wanted the CPU (then it yields sooner).
+    assert.ok(spun > 0 && spun < 0.05, `spun ${spun} s after one unanswered write with a 5 ms window`)
+    assert.ok(spun > 0.003 || busyPollStats().yielded > yielded, `spun only ${spun} s of a 5 ms window without yielding`)
     await sleep(100)
     assert.equal(busyPollStats().spunSeconds - start, spun, 'nothing spins once the window has passed')
   } finally {
