@@ -318,6 +318,9 @@ test('--busy-poll sets how long the node polls after a reply; describe shows it,
     assert.equal(r.code, 2, `--busy-poll ${bad}: ${r.stderr}`)
     assert.match(r.stderr, /--busy-poll must be a (non-negative|whole) number/)
   }
+  const env = await runCli(['ping'], { stateDir: tempDir(), env: { EVALMESH_BUSY_POLL_US: 'fast' } })
+  assert.equal(env.code, 2)
+  assert.match(env.stderr, /EVALMESH_BUSY_POLL_US must be a whole number of µs from 0 to 100000, not "fast"/)
 })
 
 test('a second node started with the same state dir leaves the first as its local node', async () => {

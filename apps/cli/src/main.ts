@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { CommandError, UsageError, closest, parse, type Command } from './args.js'
 import { RemoteEvalError, printable } from '@evalmesh/protocol'
+import { MAX_BUSY_POLL_MICROS } from '@evalmesh/client'
 import { COMPLETION_USAGE, completion } from './completion.js'
 import { terminalText } from '@evalmesh/repl'
 import { errorJson, errorText, outputShown, showOutput } from './output.js'
@@ -48,6 +49,18 @@ function unknownCommand (name: string): string {
   return `evalmesh: unknown command "${printable(name, 100)}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; \`evalmesh help\` lists the commands`
 }
 
+/**
+ * EVALMESH_BUSY_POLL_US, read by the transport when it loads: a value it cannot use turns
+ * busy-polling off there (a library must not fail to load), so the CLI names the mistake.
+ */
+function checkBusyPollEnv (): void {
+  const v = process.env.EVALMESH_BUSY_POLL_US
+  if (v === undefined || v === '') return
+  if (!/^\d+$/.test(v) || Number(v) > MAX_BUSY_POLL_MICROS) {
+    throw new UsageError(`EVALMESH_BUSY_POLL_US must be a whole number of µs from 0 to ${MAX_BUSY_POLL_MICROS}, not "${printable(v, 40)}"`)
+  }
+}
+
 /** Run the CLI; resolves with the exit code. */
 export async function main (argv: string[]): Promise<number> {
   const [name, ...rest] = argv
@@ -74,6 +87,7 @@ export async function main (argv: string[]): Promise<number> {
   const json = rest.includes('--json')
   try {
     const parsed = parse(command, rest)
+    checkBusyPollEnv()
     if (parsed.values.help === true) {
       console.log(commandHelp(command))
       return 0
