@@ -32,7 +32,8 @@ export const FLEET_USAGE = `evalmesh fleet <command> [options]       (docs/fleet
 
 class FleetUsageError extends Error {}
 
-const OPTIONS = {
+/** The fleet's options (m2sh's, each also with two dashes), for its own parser and the CLI's. */
+export const FLEET_OPTIONS = {
   name: { type: 'string', multiple: true },
   uuid: { type: 'string', multiple: true },
   every: { type: 'boolean' },
@@ -72,7 +73,7 @@ const stdio: FleetIo = {
 export async function fleetMain (argv: readonly string[], io: FleetIo = stdio): Promise<number> {
   let parsed
   try {
-    parsed = parseArgs({ args: normalizeArgs(argv), options: OPTIONS, allowPositionals: true, strict: true })
+    parsed = parseArgs({ args: normalizeArgs(argv), options: FLEET_OPTIONS, allowPositionals: true, strict: true })
   } catch (err) {
     io.err(`evalmesh fleet: ${(err as Error).message}\n\n${FLEET_USAGE}`)
     return 2

@@ -1,4 +1,4 @@
-export { fleetMain, normalizeArgs, FLEET_USAGE, type FleetIo } from './commands.js'
+export { fleetMain, normalizeArgs, FLEET_OPTIONS, FLEET_USAGE, type FleetIo } from './commands.js'
 export { parseConfig, serveArgs, planReload, dependencyOrder, ConfigError, DEFAULT_RESTART, type NodeSpec, type FleetConfig, type RestartRule, type ReloadPlan } from './config.js'
 export { ConfigDb, type LogEntry } from './config-db.js'
 export { RunDir, checkPid, type NodeState, type NodeStatus } from './run-dir.js'

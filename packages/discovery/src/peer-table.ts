@@ -1,23 +1,15 @@
 import { EventEmitter } from 'node:events'
+import type { PeerEntry } from '@evalmesh/protocol'
 import { readSeedsFile, type SeedPeer } from './seeds.js'
 
 /** Where a peer was seen: mDNS on the LAN, the peers file, or presence on a NATS backbone (not kept in this table: the node merges those rows). */
-export type PeerSource = 'mdns' | 'seed' | 'nats'
+export type PeerSource = PeerEntry['source']
 
-/** A node we know of, as the rest of the mesh sees it. */
-export interface Peer {
-  name: string
-  /** Node id from the peer's TXT record or the seeds file; '' when a seed gave none. */
-  id: string
-  address: string
-  port: number
-  /** Protocol version (TXT `proto`); 0 when unknown (seeds). */
-  version: number
-  caps: string[]
-  /** ms since the epoch when the peer was last heard from (or loaded, for seeds). */
-  lastSeen: number
-  source: PeerSource
-}
+/**
+ * A node we know of, as the rest of the mesh sees it: one row of the `peers` reply
+ * (PROTOCOL.md §3.8), the id from the peer's TXT record or the seeds file.
+ */
+export type Peer = PeerEntry
 
 /** What an upsert provides; the table fills in lastSeen and source. */
 export type PeerInput = Omit<Peer, 'lastSeen' | 'source'>

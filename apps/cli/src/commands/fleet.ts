@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util'
-import { FLEET_USAGE, fleetMain } from '@evalmesh/fleet'
+import { FLEET_OPTIONS, FLEET_USAGE, fleetMain } from '@evalmesh/fleet'
 import { UsageError, parse, type Command, type Parsed } from '../args.js'
 
 /**
@@ -8,16 +8,10 @@ import { UsageError, parse, type Command, type Parsed } from '../args.js'
  * first letter is declared as a short string option: `-name` parses as n="ame". The
  * fleet then re-reads the command line as typed (its own parser takes both spellings).
  */
+// --state-dir, --json and --help are the CLI's own, for every command.
+const { 'state-dir': _stateDir, json: _json, help: _help, ...fleetOwn } = FLEET_OPTIONS
 const options: Command['options'] = {
-  name: { type: 'string', multiple: true },
-  uuid: { type: 'string', multiple: true },
-  every: { type: 'boolean' },
-  murder: { type: 'boolean' },
-  grace: { type: 'string' },
-  message: { type: 'string', short: 'm' },
-  db: { type: 'string' },
-  limit: { type: 'string' },
-  timeout: { type: 'string' },
+  ...fleetOwn,
   n: { type: 'string', short: 'n', multiple: true },
   u: { type: 'string', short: 'u', multiple: true },
   e: { type: 'string', short: 'e', multiple: true },
@@ -29,7 +23,7 @@ const options: Command['options'] = {
   s: { type: 'string', short: 's', multiple: true }
 }
 
-const LONG = ['name', 'uuid', 'every', 'murder', 'grace', 'message', 'db', 'limit', 'timeout', 'state-dir', 'json']
+const LONG = Object.keys(FLEET_OPTIONS).filter(k => k !== 'help')
 
 /** The arguments after `fleet`, as typed when they can be had, else rebuilt from what parsed. */
 function argsOf (p: Parsed): string[] {
