@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { CommandError, UsageError, closest, parse, type Command } from './args.js'
 import { RemoteEvalError, printable } from '@evalmesh/protocol'
-import { MAX_BUSY_POLL_MICROS } from '@evalmesh/client'
+import { MAX_BUSY_POLL_MICROS, busyPollMicrosFrom } from '@evalmesh/client'
 import { COMPLETION_USAGE, completion } from './completion.js'
 import { terminalText } from '@evalmesh/repl'
 import { errorJson, errorText, outputShown, showOutput } from './output.js'
@@ -56,7 +56,7 @@ function unknownCommand (name: string): string {
 function checkBusyPollEnv (): void {
   const v = process.env.EVALMESH_BUSY_POLL_US
   if (v === undefined || v === '') return
-  if (!/^\d+$/.test(v) || Number(v) > MAX_BUSY_POLL_MICROS) {
+  if (busyPollMicrosFrom(v) === undefined) {
     throw new UsageError(`EVALMESH_BUSY_POLL_US must be a whole number of µs from 0 to ${MAX_BUSY_POLL_MICROS}, not "${printable(v, 40)}"`)
   }
 }

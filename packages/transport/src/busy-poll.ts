@@ -97,9 +97,15 @@ let spunMs = 0
 function initialMax (): number {
   const env = process.env.EVALMESH_BUSY_POLL_US
   if (env === undefined || env === '') return DEFAULT_BUSY_POLL_MICROS / 1000
-  const us = Number(env)
   // A bad value in the environment must not stop a client or node from starting: off.
-  return Number.isInteger(us) && us >= 0 && us <= MAX_BUSY_POLL_MICROS ? us / 1000 : 0
+  return (busyPollMicrosFrom(env) ?? 0) / 1000
+}
+
+/** A window as written (a flag, the environment): a whole number of µs in range, else undefined. */
+export function busyPollMicrosFrom (text: string): number | undefined {
+  if (!/^\d{1,6}$/.test(text)) return undefined
+  const us = Number(text)
+  return us <= MAX_BUSY_POLL_MICROS ? us : undefined
 }
 
 /** Set the longest window after a write, in µs; 0 turns busy-polling off. */
@@ -144,10 +150,11 @@ export function wroteFrame (): void {
 
 /** A frame arrived: the spin has done its job. */
 export function readFrame (): void {
-  if (maxMs === 0 || readSinceWrite) return
-  readSinceWrite = true
+  if (maxMs === 0) return
   const now = performance.now()
   lastReadAt = now
+  if (readSinceWrite) return
+  readSinceWrite = true
   if (now - lastWriteAt <= maxMs) windowMs = maxMs
   spinUntil = 0
 }

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unregisterServer, type AreaInit, type MegatestService, type ServerRegistration } from '@evalmesh/megatest'
-import { DEFAULT_BUSY_POLL_MICROS, MAX_BUSY_POLL_MICROS, formatHost, setBusyPoll } from '@evalmesh/client'
+import { DEFAULT_BUSY_POLL_MICROS, MAX_BUSY_POLL_MICROS, busyPollMicrosFrom, formatHost, setBusyPoll } from '@evalmesh/client'
 import { isLinkLocalV6 } from '@evalmesh/discovery'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
 import { createNodeLogger, isLogFormat, isLogLevel, startServer, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
@@ -69,9 +69,10 @@ export function serverInitFrom (p: Parsed): ServerInit {
 
 /** --busy-poll US: how long this process keeps polling after a write (a process-wide setting). */
 function busyPollFrom (p: Parsed): void {
-  const us = int(p, 'busy-poll')
-  if (us === undefined) return
-  if (!Number.isInteger(us) || us > MAX_BUSY_POLL_MICROS) throw new UsageError(`--busy-poll must be a whole number of µs from 0 to ${MAX_BUSY_POLL_MICROS}, got "${str(p, 'busy-poll')}"`)
+  const text = str(p, 'busy-poll')
+  if (text === undefined) return
+  const us = busyPollMicrosFrom(text)
+  if (us === undefined) throw new UsageError(`--busy-poll must be a whole number of µs from 0 to ${MAX_BUSY_POLL_MICROS}, got "${text}"`)
   setBusyPoll(us)
 }
 
