@@ -58,8 +58,8 @@ export function meshStateDirs () {
 }
 
 /** Start `evalmesh serve` in a child process; resolves with { host, port, pid, stateDir, stop }. */
-export async function startNode (args = [], stateDir = tempDir()) {
-  const proc = spawn(process.execPath, ['--no-node-snapshot', CLI, 'serve', '--port', '0', '--state-dir', stateDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startNode (args = [], stateDir = tempDir(), nodeFlags = []) {
+  const proc = spawn(process.execPath, ['--no-node-snapshot', ...nodeFlags, CLI, 'serve', '--port', '0', '--state-dir', stateDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout.on('data', c => { out += c })
   proc.stderr.on('data', c => { out += c })

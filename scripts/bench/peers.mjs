@@ -186,6 +186,31 @@ async function busyPollCost (children, m) {
   } finally { await Promise.all([on.stop(), off.stop()]) }
 }
 
+/**
+ * What the early tier-up (packages/sandbox/src/tier-up.ts) buys a fresh node: `1+1` and the
+ * realistic form, sequential, on fresh nodes started as usual and with V8's default budget
+ * given explicitly (`node --interrupt-budget=67584`, which the node and its sandbox
+ * processes then keep), alternated.
+ */
+async function tierUpCost (children, m) {
+  const out = {}
+  for (const [key, flags] of [['early', []], ['v8', [`--interrupt-budget=${V8_DEFAULT_BUDGET}`]], ['early2', []], ['v82', [`--interrupt-budget=${V8_DEFAULT_BUDGET}`]]]) {
+    const node = await startNode(['--concurrency', '64', '--functions', join(HERE, 'fns.mjs')], undefined, flags)
+    try {
+      const make = nodeClient({ system: 'evalmesh', target: node.host, stateDir: node.stateDir })
+      out[key] = {}
+      for (const work of ['trivial', 'realistic']) {
+        try {
+          out[key][work] = (await together(children, 1, () => make('lat', work, m.warmup, m.count, m.maxMs), m.maxMs + 60_000))[0]
+        } catch (err) { out[key][work] = { error: String(err.message).split('\n')[0] } }
+      }
+    } finally { await node.stop() }
+  }
+  return out
+}
+/** Node 20's (V8 11.3's) default --interrupt-budget. */
+const V8_DEFAULT_BUDGET = 67584
+
 // ---- the systems ------------------------------------------------------------------
 
 async function setupEvalmesh (children) {
@@ -259,6 +284,7 @@ async function evalmeshHops (children, em, m) {
   }
   try { Object.assign(out, await whereTheTimeGoes(echoProc, { count: m.count })) } catch (err) { out.partsError = String(err.message).split('\n')[0] }
   try { out.busyPoll = await busyPollCost(children, m) } catch (err) { out.busyPoll = { error: String(err.message).split('\n')[0] } }
+  try { out.tierUp = await tierUpCost(children, m) } catch (err) { out.tierUp = { error: String(err.message).split('\n')[0] } }
   return out
 }
 
@@ -346,6 +372,14 @@ function report (R, skipped, hops, m) {
         ['setting', 'p50 µs', 'p99 µs', 'node CPU µs/call', 'client CPU µs/call'],
         [['on (default)', bp.on], ['off (0)', bp.off], ['on (default), again', bp.on2], ['off (0), again', bp.off2]].map(([label, r]) =>
           [label, us(r), us(r, 'p99'), cpu(r?.nodeCpuUs), cpu(r?.cpuUs)]))
+    }
+    const tu = hops.tierUp ?? {}
+    if (tu.error !== undefined) console.log(`(tier-up measurements failed: ${tu.error})`)
+    else {
+      printTable(`Early tier-up (tier-up.ts) on a fresh node: sequential, ${m.count} after ${m.warmup} warm-up, alternated with V8's default budget`,
+        ['node', '1+1 p50 µs', '1+1 p99 µs', 'realistic p50 µs', 'realistic p99 µs'],
+        [['early tier-up (default)', tu.early], [`V8 default (--interrupt-budget=${V8_DEFAULT_BUDGET})`, tu.v8], ['early tier-up, again', tu.early2], ['V8 default, again', tu.v82]].map(([label, r]) =>
+          [label, us(r?.trivial), us(r?.trivial, 'p99'), us(r?.realistic), us(r?.realistic, 'p99')]))
     }
   }
 }

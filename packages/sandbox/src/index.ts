@@ -124,4 +124,5 @@ export function createSandbox (init: SandboxInit): Sandbox {
 
 export { clampLimits, MIN_MEMORY_MB } from './limits.js'
 export { isQuickForm } from './batch-forms.js'
+export { tierUpEarly, tierUpFlags, EARLY_TIER_UP_FLAGS } from './tier-up.js'
 export { sessionKey, ownerOf } from './session-key.js'

@@ -6,6 +6,7 @@ import { EvalMeshError, scrubPaths, type EvalLimits, type WireError } from '@eva
 import { wireError } from './errors.js'
 import { checkGrant, RUN_STREAM, RUN_TRANSIENT, type ChildInit, type ParentBatch, type ResultMsg, type ToChild, type ToParent } from './ipc.js'
 import { clampLimits } from './limits.js'
+import { tierUpFlags } from './tier-up.js'
 import type { Sandbox, SandboxInit, SandboxJob, SandboxResult, SandboxStats } from './index.js'
 
 const CHILD_PATH = fileURLToPath(new URL('./child.js', import.meta.url))
@@ -202,7 +203,7 @@ export class ChildSandbox extends EventEmitter implements Sandbox {
     this.#fatalReason = undefined
     this.#culprit = undefined
     const child = fork(CHILD_PATH, [], {
-      execArgv: ['--no-node-snapshot'],
+      execArgv: ['--no-node-snapshot', ...tierUpFlags()],
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, EVALMESH_SANDBOX_INIT: JSON.stringify(init) }

@@ -6,7 +6,7 @@ import { CONFIG_FILE, createMegatestService, registerServer, startHeartbeat, unr
 import { DEFAULT_BUSY_POLL_MICROS, MAX_BUSY_POLL_MICROS, busyPollMicrosFrom, formatHost, setBusyPoll } from '@evalmesh/client'
 import { isLinkLocalV6 } from '@evalmesh/discovery'
 import { DEFAULT_PORT, printable } from '@evalmesh/protocol'
-import { createNodeLogger, isLogFormat, isLogLevel, startServer, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
+import { createNodeLogger, isLogFormat, isLogLevel, startServer, tierUpEarly, LOG_LEVELS, type EvalServer, type NodeLogger, type NodeLoggerOptions, type NodeQuotas, type ServerInit } from '@evalmesh/server'
 import { UsageError, int, list, str, type Command, type Parsed } from '../args.js'
 import { natsFrom, natsOptions, stateDirOf } from '../context.js'
 
@@ -258,6 +258,8 @@ class HeldStderr extends Writable {
 export async function runNode (p: Parsed, onStarted?: (server: Awaited<ReturnType<typeof startServer>>) => Promise<void>): Promise<number> {
   const init = serverInitFrom(p)
   busyPollFrom(p)
+  // This process is a node from here on: reach steady speed in hundreds of requests, not thousands.
+  tierUpEarly()
   const areas = areasFrom(p)
   const logOptions = loggerOptionsFrom(p)
   // With the status window on the terminal, stderr lines wait until it closes (unless they go to a file).
