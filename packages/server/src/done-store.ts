@@ -25,8 +25,8 @@ const COMPACT_FLOOR_BYTES = 8 * 1024 * 1024
 
 /**
  * The durable half of the transaction table: a journal in the node's state dir with one
- * line per change of a transaction (admitted, ended with its record and kept outcome,
- * forgotten). After a crash and restart the done records answer status, result and
+ * line per change of a transaction (admitted, ended with its record and kept outcome; what
+ * the table forgets is not written, see forget()). After a crash and restart the done records answer status, result and
  * retransmits as before, and what was queued or running is recorded as lost ("node
  * restarted"), so a retransmit never runs it a second time.
  *
@@ -103,7 +103,7 @@ export class DoneStore {
       } catch {
         continue // a torn last line after a crash: the turn it belonged to is lost, nothing else
       }
-      if (entry.del === true) {
+      if (entry.del === true) { // written by earlier versions, which journalled each forget
         latest.delete(entry.t)
         this.#forgetLine(entry.t)
         continue
@@ -145,12 +145,17 @@ export class DoneStore {
     this.#schedule()
   }
 
+  /**
+   * The table forgot a transaction (evicted past its bounds, or purged by age). Nothing is
+   * written: which records the table keeps follows from the records themselves (their end
+   * order, sizes and end times), so a restart that restores them oldest first into a table
+   * with the same bounds, then purges by age, forgets the same ones again. A `del` line per
+   * eviction cost a second line (and its write) for every transaction of a full table. The
+   * line leaves the live set, so the next compaction drops it from the file.
+   */
   forget (txn: string): void {
     this.#admitted.delete(txn)
-    if (this.#closed || !this.#live.has(txn)) return
     this.#forgetLine(txn)
-    this.#pending.push(JSON.stringify({ t: txn, del: true }) + '\n')
-    this.#schedule()
   }
 
   /** Write what is pending now (also called on a clean stop). */

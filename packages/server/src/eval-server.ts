@@ -384,8 +384,10 @@ export class EvalServer extends EventEmitter {
     }
     const store = new DoneStore(join(this.stateDir, STORE_FILE))
     const { txns, lost } = store.recover(this.name)
-    for (const t of txns) this.table.restore(t)
+    for (const t of txns) this.table.restore(t) // restoring re-applies the table's bounds (DoneStore.forget)
     this.#store = store
+    // and what had aged out before the restart goes again now, not at the next purge tick
+    this.table.purge(this.#purgeSeconds * 1000)
     if (txns.length > 0) publish(channels.storeRestored, { node: this.id, path: store.path, restored: txns.length, lost })
   }
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { formatTxn } from '@evalmesh/protocol'
@@ -161,4 +161,42 @@ test('a subscriber that is not an operator hears only of its own transactions', 
     await new Promise(resolve => setTimeout(resolve, 250))
     assert.deepEqual(events, [], 'another client\'s work is not streamed to mallory')
   } finally { await s.done() }
+})
+
+test('after a restart the done records are the ones kept before it: what the table evicted or purged stays forgotten', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'em-srv-'))
+  let seq = 0
+  const open: Array<{ server: EvalServer, conn: ClientConnection }> = []
+  const stop = async (n: { server: EvalServer, conn: ClientConnection }): Promise<void> => { n.conn.close(); await n.server.stop() }
+  const start = async (init: Parameters<typeof startServer>[0]): Promise<{ server: EvalServer, conn: ClientConnection }> => {
+    const server = await startServer({ stateDir: dir, name: 'unit', port: 0, controlPort: false, sandbox: new FakeSandbox({}), ...init })
+    const identity = loadIdentity(dir) // made by the first start
+    const conn = await ClientConnection.open({ host: '127.0.0.1', port: server.address.port, identity, trust: new TrustStore(dir, identity) })
+    open.push({ server, conn })
+    return { server, conn }
+  }
+  const doneTxns = (server: EvalServer): string[] => server.status('done').map(r => r.txn)
+  try {
+    const first = await start({ maxDoneRecords: 5 })
+    const client = `${loadIdentity(dir).id}.unit02`
+    for (let i = 1; i <= 12; i++) await first.conn.request({ kind: 'eval', txn: formatTxn({ client, seq: ++seq }), form: `v${i}`, wait: true })
+    const kept = doneTxns(first.server)
+    assert.equal(kept.length, 5)
+    await stop(first)
+    assert.doesNotMatch(readFileSync(join(dir, 'txns.journal'), 'utf8'), /"del":true/, 'evictions are not journalled: the restart replays them')
+
+    const second = await start({ maxDoneRecords: 5 })
+    assert.deepEqual(doneTxns(second.server), kept, 'the same five, newest first')
+    const retransmit = await second.conn.request({ kind: 'eval', txn: kept[0]!, form: 'v12', wait: true })
+    assert.equal('value' in retransmit && retransmit.value, 'v12', 'a kept one answers a retransmit from its record')
+    await stop(second)
+
+    // Aged past the retention of the next start: gone at once, not at the first purge tick.
+    await new Promise(resolve => setTimeout(resolve, 1100))
+    const third = await start({ maxDoneRecords: 5, purgeSeconds: 1 })
+    assert.deepEqual(doneTxns(third.server), [])
+  } finally {
+    for (const n of open) await stop(n).catch(() => {})
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
