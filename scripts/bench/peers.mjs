@@ -349,7 +349,7 @@ function report (R, skipped, hops, m) {
 
   if (hops !== undefined) {
     const e = hops.echo?.p50
-    const row = (label, v, prev) => [label, v === undefined ? 'n/a' : fmt(v, 1), v !== undefined && prev !== undefined ? '+' + fmt(v - prev, 1) : '', v !== undefined && e ? fmt(v / e, 2) + 'x' : '']
+    const row = (label, v, prev) => [label, v === undefined ? 'n/a' : fmt(v, 1), v !== undefined && prev !== undefined ? (v >= prev ? '+' : '') + fmt(v - prev, 1) : '', v !== undefined && e ? fmt(v / e, 2) + 'x' : '']
     printTable('Where an evalmesh request goes (p50 µs, same run; each row measured alone, from its own client process unless noted)', ['hop', 'p50 µs', 'added', 'x raw echo'], [
       row('raw TCP echo, Node, 4-byte frame (sleeps between frames: no busy-polling)', e),
       row('ping: + auth\'d connection, frame encode/decode, no txn', hops.ping?.p50, e),
