@@ -7,9 +7,8 @@
  * default is 66 KiB). A request crosses a few hundred small functions once each, so with
  * the default a fresh node needs several thousand requests to reach its steady speed:
  * measured here, `remoteEval('1+1')` on a fresh node answered its calls 200-2,200 at a p50
- * of about 165 µs and its calls 4,000-4,500 at about 90 µs. With an eighth of the budget
- * the same calls 200-2,200 answered at 83-88 µs, and a warm node is no faster or slower
- * either way (BENCHMARKS.md, "Tier-up"). What it costs is compiling sooner, on V8's
+ * of 136-149 µs, and at 81-93 µs with an eighth of the budget; a warm node is as fast
+ * either way (BENCHMARKS.md, "Early tier-up"). What it costs is compiling sooner, on V8's
  * background threads, some functions a longer wait would have left unoptimized.
  *
  * Only processes evalmesh owns get it: the CLI's `serve` (and what runs a node through it)
@@ -29,7 +28,7 @@ export function tierUpFlags (): string[] {
   return given.length > 0 ? given : [...EARLY_TIER_UP_FLAGS]
 }
 
-/** Apply tierUpFlags() to this process (once, before its hot path first runs); a flag it was started with is already in force. */
+/** Give this process EARLY_TIER_UP_FLAGS (once, before its hot path first runs), unless it was started with a budget of its own. */
 export function tierUpEarly (): void {
   if (process.execArgv.some(a => a.startsWith('--interrupt-budget='))) return
   for (const flag of EARLY_TIER_UP_FLAGS) setFlagsFromString(flag)
