@@ -81,8 +81,8 @@ export class DoneStore {
       r.howStopped = 'lost'
       r.errorCode = 'LOST'
       r.reason = 'node restarted'
-      delete r.waiting
-      delete r.heldBy
+      r.waiting = undefined
+      r.heldBy = undefined
       t.settled = { ok: false, error: new EvalMeshError('LOST', `transaction ${r.txn} was ${r.startedAt === undefined ? 'queued' : 'running'} when node ${nodeName} went down; it did not finish (node restarted)`, { txn: r.txn, reason: 'node restarted' }).toWire(), output: '', outputTruncated: false, seconds: 0 }
       this.save(t)
       lost++

@@ -304,15 +304,20 @@ export class Scheduler {
         } else {
           const why = mine >= this.limits.perClient ? (quota ??= `client quota: ${mine} running, the most one client may run at once`) : capacity
           if (r.waiting !== why) r.waiting = why
-          if (r.heldBy !== undefined) delete r.heldBy
+          if (r.heldBy !== undefined) r.heldBy = undefined
         }
       }
     }
   }
 }
 
-/** Take off what a record waited for (deleting only what is there: a delete is not free). */
+/**
+ * Take off what a record waited for. The fields are set to undefined, never deleted: a
+ * delete turns the record into a slow dictionary-mode object for the rest of its life
+ * (measured: 98% of the records of a node at 64 in flight), which every later read and
+ * its journal line pay for. Records leave the node through recordView, which drops them.
+ */
 function clearWait (r: Txn['record']): void {
-  if (r.waiting !== undefined) delete r.waiting
-  if (r.heldBy !== undefined) delete r.heldBy
+  if (r.waiting !== undefined) r.waiting = undefined
+  if (r.heldBy !== undefined) r.heldBy = undefined
 }

@@ -1,6 +1,7 @@
 import type { OutputEvent, PolicyState, StreamEvent, TraceEvent, TxnRecord } from '@evalmesh/protocol'
 import type { ServerConnection } from '@evalmesh/transport'
 import { ownsTxn, type Caller } from './access.js'
+import { recordView } from './txn-table.js'
 
 /** Events are sent in batches, at most this often: a flood of transactions costs a subscriber ten frames a second. */
 const FLUSH_MS = 100
@@ -94,11 +95,7 @@ export class Streams {
       if (sub.txns.size === 0 && sub.other.length === 0) continue
       if (sub.conn.bufferedBytes > MAX_BUFFERED_BYTES) { behind = true; continue }
       const events: StreamEvent[] = []
-      for (const r of sub.txns.values()) {
-        const record = { ...r }
-        if (record.state === 'running' && record.startedAt !== undefined) record.seconds = (now - record.startedAt) / 1000
-        events.push({ type: 'txn', record })
-      }
+      for (const r of sub.txns.values()) events.push({ type: 'txn', record: recordView(r, now) })
       events.push(...sub.other)
       sub.txns.clear()
       sub.other = []

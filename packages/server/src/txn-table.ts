@@ -178,9 +178,7 @@ export class TxnTable {
         if (room <= 0) break
         if (id !== undefined && (typeof id === 'string' ? t.record.txn !== id : t.record.seq !== id)) continue
         if (visible !== undefined && !visible(t)) continue
-        const r = { ...t.record }
-        if (r.state === 'running' && r.startedAt !== undefined) r.seconds = (now - r.startedAt) / 1000
-        out.push(r)
+        out.push(recordView(t.record, now))
         room--
       }
       return out
@@ -249,6 +247,22 @@ export class TxnTable {
       this.#init.onDropValue?.(t)
     }
   }
+}
+
+/**
+ * A record as it leaves the node (status lists, subscriptions): a copy of the fields that
+ * are set, a running one's seconds so far. The table's own records keep fields that were
+ * cleared as undefined (see the scheduler's clearWait); a reply never carries them.
+ */
+export function recordView (r: TxnRecord, now: number): TxnRecord {
+  const out: Record<string, unknown> = {}
+  for (const key in r) {
+    const v = (r as unknown as Record<string, unknown>)[key]
+    if (v !== undefined) out[key] = v
+  }
+  const view = out as unknown as TxnRecord
+  if (view.state === 'running' && view.startedAt !== undefined) view.seconds = (now - view.startedAt) / 1000
+  return view
 }
 
 function * newestFirst (done: Map<string, Txn>): Generator<Txn> {
