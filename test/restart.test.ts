@@ -52,3 +52,24 @@ test('after kill -9 and a restart: done records, kept results and retransmits an
     await second.stop()
   }
 })
+
+test('a journal that cannot be written (the file-size limit, as a full disk) does not take the node down: it goes on in memory and says so', async () => {
+  const stateDir = tempDir()
+  // 64 KiB: the key and the node's locator fit, the journal fills after about a hundred records.
+  const node = await startNode([], { stateDir, fileSizeLimitKiB: 64 })
+  const client = localClient(node)
+  try {
+    assert.equal((await client.describe(node.host)).retention.durable, true)
+    const big = 'x'.repeat(2000) // each record's line carries its form
+    for (let i = 0; i < 150; i++) assert.equal(await client.remoteEval(`${JSON.stringify(big)}.length + ${i}`, node.host), 2000 + i)
+    await eventually(async () => (await client.describe(node.host)).retention.durable === false, 'describe to stop saying durable')
+    assert.match(node.output(), /error\s+store\s+.*txns\.journal could not be written \(.*\): from now on this node keeps its transactions in memory only/)
+    // Still serving, and still keeping results in memory.
+    const { txn } = await client.evalDetailed('6 * 7', node.host)
+    assert.equal((await client.fetchResult(txn, node.host)).value, 42)
+    assert.ok(statSync(join(stateDir, 'txns.journal')).size <= 64 * 1024)
+  } finally {
+    client.close()
+  }
+  assert.equal(await node.stop(), 0, 'and it stops cleanly')
+})

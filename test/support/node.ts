@@ -42,12 +42,17 @@ export function newMesh (prefix = 'evalmesh-mesh-'): () => string {
 }
 
 /** Start `evalmesh serve` with extra args; resolves once it prints where it listens. */
-export async function startNode (args: string[] = [], opts: { stateDir?: string, name?: string, nodeFlags?: string[] } = {}): Promise<TestNode> {
+/**
+ * `fileSizeLimitKiB`: the node runs under that RLIMIT_FSIZE with SIGXFSZ ignored, so a write
+ * past it fails with EFBIG as a full disk fails with ENOSPC (the pid is still the node's).
+ */
+export async function startNode (args: string[] = [], opts: { stateDir?: string, name?: string, nodeFlags?: string[], fileSizeLimitKiB?: number } = {}): Promise<TestNode> {
   const stateDir = opts.stateDir ?? tempDir()
   const name = opts.name ?? 'testnode'
-  const proc = spawn(process.execPath, [...(opts.nodeFlags ?? ['--no-node-snapshot']), CLI, 'serve', '--port', '0', '--state-dir', stateDir, '--name', name, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
+  const argv = [...(opts.nodeFlags ?? ['--no-node-snapshot']), CLI, 'serve', '--port', '0', '--state-dir', stateDir, '--name', name, ...args]
+  const proc = opts.fileSizeLimitKiB === undefined
+    ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn('bash', ['-c', `trap '' XFSZ; ulimit -f ${opts.fileSizeLimitKiB}; exec "$0" "$@"`, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout!.on('data', (c: Buffer) => { out += c.toString() })
   proc.stderr!.on('data', (c: Buffer) => { out += c.toString() })

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs'
 import { EvalMeshError, decodeValue, encodeValue, type ApplyRequest, type EvalRequest, type TxnRecord } from '@evalmesh/protocol'
 import type { Caller } from './access.js'
 import type { Settled, Txn } from './txn-table.js'
@@ -56,11 +56,22 @@ export class DoneStore {
   #admitTimer: NodeJS.Timeout | undefined
   #scheduled = false
   #closed = false
+  #failed: string | undefined
+  readonly #onFailed: ((error: Error) => void) | undefined
 
-  constructor (path: string) {
+  /** `onFailed`: told once if the journal cannot be written (disk full, I/O error); the store then stops writing. */
+  constructor (path: string, onFailed?: (error: Error) => void) {
     this.path = path
+    this.#onFailed = onFailed
     this.#fd = openSync(path, 'a', 0o600)
   }
+
+  /**
+   * Why the journal stopped being written, if it did. A write that fails must not take the
+   * node down with every client's work: the table goes on in memory, the event says what
+   * happened, describe stops saying `durable`, and the journal keeps what it had.
+   */
+  get failed (): string | undefined { return this.#failed }
 
   /**
    * The transactions to put back in the table after a restart: done records as they were,
@@ -115,7 +126,11 @@ export class DoneStore {
         this.#remember(entry.t, line + '\n')
       } catch { /* a line this version cannot read is dropped, not fatal */ }
     }
-    this.#rewrite()
+    try {
+      this.#rewrite()
+    } catch (err) {
+      this.#fail(err) // what was read still comes back; nothing more is written
+    }
     return [...latest.values()]
   }
 
@@ -164,8 +179,24 @@ export class DoneStore {
     if (this.#pending.length === 0 || this.#closed) return
     const chunk = this.#pending.join('')
     this.#pending = []
-    this.#fileBytes += writeSync(this.#fd, chunk)
-    if (this.#fileBytes > Math.max(COMPACT_FLOOR_BYTES, COMPACT_FACTOR * this.#liveBytes)) this.#rewrite()
+    try {
+      this.#fileBytes += writeSync(this.#fd, chunk)
+      if (this.#fileBytes > Math.max(COMPACT_FLOOR_BYTES, COMPACT_FACTOR * this.#liveBytes)) this.#rewrite()
+    } catch (err) {
+      this.#fail(err)
+    }
+  }
+
+  #fail (err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err))
+    this.#failed = error.message
+    this.#closed = true
+    this.#pending = []
+    this.#live.clear()
+    this.#admitted.clear()
+    clearTimeout(this.#admitTimer)
+    try { closeSync(this.#fd) } catch { /* already unusable */ }
+    this.#onFailed?.(error)
   }
 
   close (): void {
@@ -173,6 +204,7 @@ export class DoneStore {
     clearTimeout(this.#admitTimer)
     this.#writeAdmitted()
     this.flush()
+    if (this.#closed) return // the last flush failed, and closed it
     this.#closed = true
     try { fsyncSync(this.#fd) } catch { /* best effort on the way out */ }
     closeSync(this.#fd)
@@ -210,9 +242,13 @@ export class DoneStore {
       }
       if (buffer.length > 0) this.#fileBytes += writeSync(fd, buffer.join(''))
       fsyncSync(fd)
-    } finally {
+    } catch (err) {
+      // The journal itself is untouched; a half-written copy must not hold the space a full disk lacks.
       closeSync(fd)
+      try { unlinkSync(tmp) } catch { /* gone already */ }
+      throw err
     }
+    closeSync(fd)
     renameSync(tmp, this.path)
     closeSync(this.#fd)
     this.#fd = openSync(this.path, 'a', 0o600)

@@ -382,7 +382,10 @@ export class EvalServer extends EventEmitter {
       publish(channels.storeShared, { node: this.id, path: join(this.stateDir, STORE_FILE), holder: holder.name, pid: holder.pid })
       return
     }
-    const store = new DoneStore(join(this.stateDir, STORE_FILE))
+    const store = new DoneStore(join(this.stateDir, STORE_FILE), err => {
+      publish(channels.storeFailed, { node: this.id, path: store.path, error: err.message })
+      this.emit('change')
+    })
     const { txns, lost } = store.recover(this.name)
     for (const t of txns) this.table.restore(t) // restoring re-applies the table's bounds (DoneStore.forget)
     this.#store = store
@@ -607,7 +610,7 @@ export class EvalServer extends EventEmitter {
       quotas: this.quotas,
       retention: {
         results: this.table.doneCount, recordBytes: this.table.doneBytes, maxDoneBytes: this.table.maxDoneBytes, keptBytes: this.table.keptBytes, budgetBytes: this.table.budgetBytes,
-        maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#purgeSeconds, durable: this.#store !== undefined
+        maxDoneRecords: this.table.maxDoneRecords, purgeSeconds: this.#purgeSeconds, durable: this.#store !== undefined && this.#store.failed === undefined
       },
       sandbox: this.#sandbox?.stats ?? null,
       functions: this.functions.names(),

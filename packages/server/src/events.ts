@@ -147,6 +147,8 @@ export interface NodeLocatorKept extends NodeEvent { stateDir: string, holder: s
 export interface StoreRestored extends NodeEvent { path: string, restored: number, lost: number }
 /** Another live node keeps the state dir's transactions: this one keeps its own in memory only. */
 export interface StoreShared extends NodeEvent { path: string, holder: string, pid: number }
+/** The journal could not be written (disk full, I/O error): the node goes on with its transactions in memory only. */
+export interface StoreFailed extends NodeEvent { path: string, error: string }
 export interface PolicyChanged extends NodeEvent { by: string, hosts: string[], gags: string[] }
 /** Limits, quotas, functions or the drain of a running node changed (control port, fleet reload). */
 export interface SettingsChanged extends NodeEvent { by: string, what: 'limits' | 'quotas' | 'functions' | 'drain', change: Record<string, unknown> }
@@ -198,6 +200,7 @@ export const channels = {
   nodeLocatorKept: channel<NodeLocatorKept>('evalmesh:node:locator-kept'),
   storeRestored: channel<StoreRestored>('evalmesh:store:restored'),
   storeShared: channel<StoreShared>('evalmesh:store:shared'),
+  storeFailed: channel<StoreFailed>('evalmesh:store:failed'),
   policyChanged: channel<PolicyChanged>('evalmesh:policy:changed'),
   settingsChanged: channel<SettingsChanged>('evalmesh:settings:changed'),
   traceSwitched: channel<TraceSwitched>('evalmesh:trace:switched')
@@ -383,6 +386,10 @@ export const EVENTS: { readonly [E in EventName]: EventSpec<E> } = {
   storeShared: {
     component: 'store', event: 'shared', level: 'warn', trace: 'error',
     detail: (p, s) => `${s(p.path)}: node ${s(p.holder)} (pid ${p.pid}) keeps the transactions of this state dir; this node keeps its own in memory only`
+  },
+  storeFailed: {
+    component: 'store', event: 'failed', level: 'error', trace: 'error',
+    detail: (p, s) => `${s(p.path)} could not be written (${s(p.error)}): from now on this node keeps its transactions in memory only, and a restart will not bring back what it does from here`
   },
   policyChanged: {
     component: 'policy', event: 'changed', level: 'info', trace: 'policy',
