@@ -26,22 +26,23 @@ const COMPACT_FLOOR_BYTES = 8 * 1024 * 1024
 /**
  * The durable half of the transaction table: a journal in the node's state dir with one
  * line per change of a transaction (admitted, ended with its record and kept outcome; what
- * the table forgets is not written, see forget()). After a crash and restart the done records answer status, result and
- * retransmits as before, and what was queued or running is recorded as lost ("node
- * restarted"), so a retransmit never runs it a second time.
+ * the table forgets is not written, see forget()). After a crash and restart the done
+ * records answer status, result and retransmits as before, and what was queued or running
+ * is recorded as lost ("node restarted"), so a retransmit never runs it a second time.
  *
  * Why a journal and not SQLite: measured here, an SQLite upsert costs about 24 µs per
  * transaction on the node's main thread even batched in one SQLite transaction per turn,
  * which would cost the directed path most of its throughput; an appended line costs one
- * JSON.stringify (about 4 µs) and a share of one write(2) per event-loop turn.
+ * JSON.stringify (about 3 µs) and a share of one write(2) per event-loop turn.
  *
- * Writes are batched: the ends (and forgets) of one event-loop turn are one write at the
- * end of the turn; an admission is written only once it has been unfinished for
- * ADMIT_DELAY_MS. So a crash loses at most the last turn's ends and the last 20 ms of
- * admissions (a transaction admitted that recently, and then lost, is not recorded). Each live transaction's latest line
- * is kept in memory, so that compaction (rewriting the journal from the live set, when it
- * has grown to COMPACT_FACTOR times that) needs no re-encoding. The store holds what the
- * table holds: rows the table forgets (purged, evicted past its bounds) are dropped.
+ * Writes are batched: the ends of one event-loop turn are one write at the end of the turn;
+ * an admission is written only once it has been unfinished for ADMIT_DELAY_MS. So a crash
+ * loses at most the last turn's ends and the last 20 ms of admissions (a transaction
+ * admitted that recently, and then lost, is not recorded). Each live transaction's latest
+ * line is kept in memory, so that compaction (rewriting the journal from the live set, when
+ * it has grown to COMPACT_FACTOR times that) needs no re-encoding. The store holds what the
+ * table holds: rows the table forgets (purged, evicted past its bounds) are dropped. A write
+ * that fails (see `failed`) ends the journalling, not the node.
  */
 export class DoneStore {
   readonly path: string
