@@ -186,6 +186,9 @@ async function busyPollCost (children, m) {
   } finally { await Promise.all([on.stop(), off.stop()]) }
 }
 
+/** Node 20's (V8 11.3's) default --interrupt-budget. */
+const V8_DEFAULT_BUDGET = 67584
+
 /**
  * What the early tier-up (packages/sandbox/src/tier-up.ts) buys a fresh node: `1+1` and the
  * realistic form, sequential, on fresh nodes started as usual and with V8's default budget
@@ -208,9 +211,6 @@ async function tierUpCost (children, m) {
   }
   return out
 }
-/** Node 20's (V8 11.3's) default --interrupt-budget. */
-const V8_DEFAULT_BUDGET = 67584
-
 // ---- the systems ------------------------------------------------------------------
 
 async function setupEvalmesh (children) {
