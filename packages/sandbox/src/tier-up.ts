@@ -22,14 +22,17 @@ import { setFlagsFromString } from 'node:v8'
 /** An eighth of Node 20's default budget (67,584): see above for what was measured. */
 export const EARLY_TIER_UP_FLAGS: readonly string[] = ['--interrupt-budget=8192']
 
+/** The budget this process was started with (`node --interrupt-budget=N ...`), if any. */
+const givenFlags = (): string[] => process.execArgv.filter(a => a.startsWith('--interrupt-budget='))
+
 /** The tier-up flags for this process and the sandbox processes it forks: the ones it was started with, or EARLY_TIER_UP_FLAGS. */
 export function tierUpFlags (): string[] {
-  const given = process.execArgv.filter(a => a.startsWith('--interrupt-budget='))
+  const given = givenFlags()
   return given.length > 0 ? given : [...EARLY_TIER_UP_FLAGS]
 }
 
 /** Give this process EARLY_TIER_UP_FLAGS (once, before its hot path first runs), unless it was started with a budget of its own. */
 export function tierUpEarly (): void {
-  if (process.execArgv.some(a => a.startsWith('--interrupt-budget='))) return
+  if (givenFlags().length > 0) return
   for (const flag of EARLY_TIER_UP_FLAGS) setFlagsFromString(flag)
 }

@@ -212,17 +212,9 @@ test('a record that waited says what for while it waits, and nothing of it once 
     assert.equal(waiting?.heldBy, first)
     assert.equal(waiting?.waiting, `session w, held by ${first}`)
     s.sandbox.release(first)
-    await eventually(async () => (await s.conn.request({ kind: 'status', which: 'done' })).some(r => r.txn === second))
+    await s.conn.request({ kind: 'result', txn: second, wait: true }) // returns once it is done
     const [done] = (await s.conn.request({ kind: 'status', which: 'done' })).filter(r => r.txn === second)
     assert.equal(done?.howStopped, 'completed')
     for (const key of ['waiting', 'heldBy']) assert.ok(!(key in done!), `no ${key} in the done record: ${JSON.stringify(Object.keys(done!))}`)
   } finally { await s.done() }
 })
-
-async function eventually (check: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > end) assert.fail('the condition did not hold in time')
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
