@@ -122,7 +122,10 @@ async function firstOffer (broadcaster: Offers, txn: string, deadline: number, s
     let chosen: Offer | undefined
     let handle: QueryHandle | undefined
     let waited = false
-    const load = (o: Offer): number => (o.load.running + o.load.queued) / Math.max(1, o.load.concurrency)
+    // The node's other offers count as load, as the node itself counts them: in a burst they
+    // become claims, so an idle node's offer beats a third one from a node that answered
+    // first twice already, even when that node's offers come a few milliseconds sooner.
+    const load = (o: Offer): number => (o.load.running + o.load.queued + Math.max(0, (o.load.held ?? 1) - 1)) / Math.max(1, o.load.concurrency)
     const choose = (): void => {
       if (chosen !== undefined) return
       const best = Math.min(...candidates.map(load))
