@@ -57,14 +57,18 @@ describe('broadcast between nodes on loopback', () => {
     assert.ok(used.size >= 2, `spread over ${[...used].join(', ')}`)
     const self = (n: TestNode): Client => new Client({ stateDir: n.stateDir })
     for (const n of nodes) { const c = self(n); await c.policy(n.host, { gag: ['broadcast'] }); c.close() }
-    await assert.rejects(client.remoteEval('1', undefined), (err: Error & { code?: string }) => err.code === 'NO_WILLING_SERVER' && /within 1500 ms/.test(err.message))
-    const fan = await client.remoteEvalAll('1', { timeout: 1500 })
-    assert.deepEqual(fan.outcomes.map(o => [o.node, o.status]).sort(), nodes.map(n => [n.name, 'refused']).sort())
-    assert.ok(fan.outcomes.every(o => /gag broadcast/.test(o.rule ?? '')))
-    // The declines show in the nodes' counters and trace.
-    const d = await client.describe(nodes[0]!.host) as { broadcast: { declined: number } }
-    assert.ok(d.broadcast.declined > 0)
-    for (const n of nodes) { const c = self(n); await c.policy(n.host, { ungag: ['broadcast'] }); c.close() }
+    try {
+      await assert.rejects(client.remoteEval('1', undefined), (err: Error & { code?: string }) => err.code === 'NO_WILLING_SERVER' && /within 1500 ms/.test(err.message))
+      const fan = await client.remoteEvalAll('1', { timeout: 1500 })
+      assert.deepEqual(fan.outcomes.map(o => [o.node, o.status]).sort(), nodes.map(n => [n.name, 'refused']).sort())
+      assert.ok(fan.outcomes.every(o => /gag broadcast/.test(o.rule ?? '')))
+      // The declines show in the nodes' counters and trace.
+      const d = await client.describe(nodes[0]!.host) as { broadcast: { declined: number } }
+      assert.ok(d.broadcast.declined > 0)
+    } finally {
+      // Ungagged also after a failure here, so the tests after this one meet the nodes as they expect.
+      for (const n of nodes) { const c = self(n); await c.policy(n.host, { ungag: ['broadcast'] }); c.close() }
+    }
   })
 
   test('fan-out collects every node\'s outcome; reduce folds values; quorum stops early', async () => {

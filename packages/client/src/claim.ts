@@ -63,6 +63,12 @@ export interface ClaimOneOptions {
   /** Give up (NO_WILLING_SERVER) at this time, epoch ms. */
   deadline: number
   /**
+   * When the wait began (epoch ms, default: the call): NO_WILLING_SERVER says how long that
+   * was, so a caller that set the deadline a moment before the call gives it, and the
+   * message says the 1500 ms the user asked for, not 1499.
+   */
+  startedAt?: number
+  /**
    * Ask in rounds of this long until the deadline (default: one round). All nodes
    * being busy is normal in CI; each round asks every node afresh.
    */
@@ -82,7 +88,7 @@ export interface ClaimOneOptions {
  * once a node admitted it, its outcome or its error is the answer.
  */
 export async function claimOne (connections: Connections, broadcaster: Offers, body: ClaimBody, opts: ClaimOneOptions): Promise<Claimed> {
-  const started = Date.now()
+  const started = opts.startedAt ?? Date.now()
   while (true) {
     if (opts.signal?.aborted === true) throw new EvalMeshError('ABORTED', `stopped looking for a node to run ${body.txn}`, { txn: body.txn })
     const roundEnd = Math.min(opts.deadline, Date.now() + (opts.roundMs ?? Infinity))

@@ -423,7 +423,8 @@ export class Client {
   async #broadcastSubmit (body: ClaimBody, options: EvalOptions): Promise<EvalResult> {
     const broadcaster = this.#requireBroadcaster()
     const waitMs = options.broadcastTimeoutMs ?? this.#init.broadcastTimeoutMs ?? 3000
-    const claimOptions: Parameters<typeof claimOne>[3] = { deadline: Date.now() + waitMs }
+    const startedAt = Date.now()
+    const claimOptions: Parameters<typeof claimOne>[3] = { deadline: startedAt + waitMs, startedAt }
     if (options.timeoutMs !== undefined) claimOptions.timeoutMs = options.timeoutMs
     const onEvents = streamedOutput(body, options)
     if (onEvents !== undefined) claimOptions.onEvents = onEvents

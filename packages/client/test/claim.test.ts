@@ -92,6 +92,12 @@ test('no offer by the deadline is NO_WILLING_SERVER; rounds ask again until then
   assert.ok(offers.queries >= 3, `${offers.queries} rounds`)
 })
 
+test('NO_WILLING_SERVER says the wait the caller gave, counted from when it began, not from the call', async () => {
+  const startedAt = Date.now() - 5 // the caller set its deadline a moment before calling
+  await assert.rejects(claimOne(fakeNodes({}), fakeOffers([]), body, { deadline: startedAt + 300, startedAt }),
+    (err: EvalMeshError) => err.code === 'NO_WILLING_SERVER' && /within 300 ms/.test(err.message))
+})
+
 test('an aborted signal stops the rounds', async () => {
   const ac = new AbortController()
   setTimeout(() => ac.abort(), 250)
